@@ -1,0 +1,120 @@
+"""Every setting of the proxy, in one declarative table.
+
+The README's settings section is checked against `SETTINGS` by a test, so a setting cannot be added
+here without being documented, nor documented after it is gone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, default, parser and the sentence that documents it."""
+
+    env: str
+    attr: str
+    default: str | None
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _aliases(text: str) -> dict[str, str]:
+    """Parse `alias=real,alias2=real2`."""
+    aliases: dict[str, str] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        alias, sep, real = part.partition("=")
+        if not sep or not alias.strip() or not real.strip():
+            raise ValueError(f"VBP_PROJECT_ALIASES entry {part!r} is not alias=project")
+        aliases[alias.strip()] = real.strip()
+    return aliases
+
+
+def _optional_str(text: str) -> str | None:
+    return text.strip() or None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("VBP_DATABASE_URL", "database_url", "sqlite:///vbp.db", str,
+            "SQLAlchemy URL of the ledger: SQLite by default, `postgresql+psycopg://user:pw@host/db` in production."),
+    Setting("VBP_VERTEX_BASE_URL", "vertex_base_url", None, _optional_str,
+            "Unset: each call goes to the real Google host of its location. Set: every call goes to this base URL "
+            "(the emulator, or a private endpoint)."),
+    Setting("VBP_PROJECT_ALIASES", "project_aliases", "", _aliases,
+            "Comma-separated `alias=project` pairs rewritten in paths and request bodies, "
+            "e.g. `your-project=my-real-project`."),
+    Setting("VBP_POLL_INTERVAL", "poll_interval", "30", float,
+            "Seconds between completion checks of unfinished jobs (young jobs are checked at this pace, "
+            "older ones less often)."),
+    Setting("VBP_MAX_BODY_BYTES", "max_body_bytes", "1048576", int,
+            "Largest create body accepted; a larger one is refused with 413 before it reaches Vertex."),
+    Setting("VBP_UPSTREAM_TIMEOUT", "upstream_timeout", "60", float,
+            "Seconds to wait for Vertex's reply before answering 504 DEADLINE_EXCEEDED."),
+    Setting("VBP_UPSTREAM_CONNECT_TIMEOUT", "upstream_connect_timeout", "10", float,
+            "Seconds to wait for a connection to Vertex before answering 503 UNAVAILABLE."),
+    Setting("VBP_RETRY_ATTEMPTS", "retry_attempts", "4", int,
+            "Most attempts for a read (GET) that meets 429, 503 or a connect error; creates are never retried."),
+    Setting("VBP_RETRY_MAX_SECONDS", "retry_max_seconds", "10", float,
+            "Longest total time spent backing off between those attempts."),
+    Setting("VBP_KEY_CACHE_SECONDS", "key_cache_seconds", "5", float,
+            "How long one process trusts a key lookup: a revoked key stops working on every replica within "
+            "this many seconds."),
+    Setting("VBP_AUTO_MIGRATE", "auto_migrate", "true", _bool,
+            "Apply database migrations when `vbp serve` starts."),
+    Setting("VBP_POLLER", "poller_enabled", "true", _bool,
+            "Run the completion poller (and metering) inside `vbp serve`."),
+    Setting("VBP_LOG_LEVEL", "log_level", "info", str,
+            "Python logging level of the proxy: debug, info, warning, error."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parsed settings; build with `Settings.from_env()` or pass overrides in tests."""
+
+    database_url: str = "sqlite:///vbp.db"
+    vertex_base_url: str | None = None
+    project_aliases: dict[str, str] = field(default_factory=dict)
+    poll_interval: float = 30.0
+    max_body_bytes: int = 1048576
+    upstream_timeout: float = 60.0
+    upstream_connect_timeout: float = 10.0
+    retry_attempts: int = 4
+    retry_max_seconds: float = 10.0
+    key_cache_seconds: float = 5.0
+    auto_migrate: bool = True
+    poller_enabled: bool = True
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every setting of `SETTINGS` from the environment; keyword overrides win."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = environ.get(setting.env, setting.default)
+            if raw is None:
+                values[setting.attr] = None
+                continue
+            try:
+                values[setting.attr] = setting.parse(raw)
+            except ValueError as exc:
+                raise ValueError(f"{setting.env}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)
