@@ -6,7 +6,7 @@
     ├── Unauthenticated           401 UNAUTHENTICATED
     ├── PermissionDenied          403 PERMISSION_DENIED
     ├── NotFound                  404 NOT_FOUND
-    ├── MethodNotAllowed          405 (answered as NOT_FOUND's sibling: the route exists, the verb does not)
+    ├── MethodNotAllowed          405 UNIMPLEMENTED (the path exists, the verb does not)
     ├── PayloadTooLarge           413 (status name INVALID_ARGUMENT, as Google's front end says)
     ├── ResourceExhausted         429 RESOURCE_EXHAUSTED
     ├── Internal                  500 INTERNAL
@@ -70,7 +70,7 @@ class NotFound(ApiError):
 
 
 class MethodNotAllowed(ApiError):
-    http_status, status = 405, "NOT_FOUND"
+    http_status, status = 405, "UNIMPLEMENTED"
 
 
 class PayloadTooLarge(ApiError):

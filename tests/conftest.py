@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
+from proxy.db.engine import make_engine, make_sessionmaker, upgrade
 from proxy.emulator.storage import FakeGcsServer
 from tests.support.postgres import LocalPostgres
 
@@ -33,3 +36,24 @@ def postgres_server() -> Iterator[LocalPostgres]:
     server.start()
     yield server
     server.stop()
+
+
+_db_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty ledger database: a SQLite file, then a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    server: LocalPostgres = request.getfixturevalue("postgres_server")
+    return server.create_database(f"t{next(_db_counter)}_{os.getpid()}")
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a ledger built from the migrations (never from create_all)."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()

@@ -1,0 +1,1 @@
+"""The SQL ledger: models, engine and migrations."""

@@ -1,0 +1,162 @@
+"""The ledger's tables, as typed SQLAlchemy 2 models on one metadata with a naming convention."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which drops the zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        from datetime import UTC
+
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        from datetime import UTC
+
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ApiKey(Base):
+    """A caller's key: only a hash of the secret and a short display prefix are stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Rotation keeps the previous secret valid until `previous_valid_until`.
+    previous_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    previous_valid_until: Mapped[datetime | None]
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Scopes: lists of allowed values; an empty list means "any".
+    projects: Mapped[list[Any]] = mapped_column(default=list)
+    locations: Mapped[list[Any]] = mapped_column(default=list)
+    models: Mapped[list[Any]] = mapped_column(default=list)
+    operations: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Job(Base):
+    """One Vertex batch prediction job seen through the proxy."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The full name Vertex answered, with the project number: projects/N/locations/L/batchPredictionJobs/ID.
+    name: Mapped[str] = mapped_column(String(300), unique=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    project: Mapped[str] = mapped_column(String(100))
+    project_number: Mapped[str | None] = mapped_column(String(32))
+    location: Mapped[str] = mapped_column(String(64))
+    api_version: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(300))
+    model_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    display_name: Mapped[str] = mapped_column(String(400), default="")
+    input_format: Mapped[str | None] = mapped_column(String(32))
+    input_uris: Mapped[list[Any]] = mapped_column(default=list)
+    output_format: Mapped[str | None] = mapped_column(String(32))
+    output_prefix: Mapped[str | None] = mapped_column(Text)
+    output_directory: Mapped[str | None] = mapped_column(Text)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(40), index=True)
+    create_time: Mapped[datetime] = mapped_column(index=True)
+    start_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    update_time: Mapped[datetime | None]
+    succeeded_count: Mapped[int | None] = mapped_column(BigInteger)
+    failed_count: Mapped[int | None] = mapped_column(BigInteger)
+    incomplete_count: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    cancel_requested_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+    recorded_at: Mapped[datetime]
+    # Where the row came from: "create" through the proxy, or "reconcile" (adopted from upstream labels).
+    origin: Mapped[str] = mapped_column(String(16), default="create")
+    next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    events: Mapped[list[JobEvent]] = relationship(back_populates="job", order_by="JobEvent.id")
+
+
+class JobEvent(Base):
+    """A state seen for a job, when, and from where (create reply, a client's get or list, the poller)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(16))
+    seen_at: Mapped[datetime]
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    job: Mapped[Job] = relationship(back_populates="events")
+
+
+class RequestLog(Base):
+    """One call through the proxy. Never holds a key or a token."""
+
+    __tablename__ = "request_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    request_id: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    team: Mapped[str | None] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))
+    route: Mapped[str] = mapped_column(String(32))
+    api_version: Mapped[str | None] = mapped_column(String(16))
+    job_name: Mapped[str | None] = mapped_column(String(300))
+    status: Mapped[int] = mapped_column(Integer)
+    upstream_status: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+Index("ix_jobs_team_create_time", Job.team, Job.create_time)

@@ -1,0 +1,159 @@
+"""API keys: generation, hashed storage, constant-time lookup with a short cache, revocation and rotation.
+
+A key is `vbp_` + 32 random bytes (base64url). Only its SHA-256 and a short display prefix are stored: the
+secret has 256 bits of entropy, so a fast hash is as safe as a slow one and keeps lookups cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from proxy.clock import utcnow
+from proxy.db.models import ApiKey
+
+KEY_PREFIX = "vbp_"
+OPERATIONS = ("create", "read", "cancel", "delete")
+
+
+def generate_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def display_prefix(secret: str) -> str:
+    return secret[: len(KEY_PREFIX) + 6]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, team and scopes (never the secret)."""
+
+    key_id: str
+    team: str
+    admin: bool = False
+    projects: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    operations: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> Principal:
+        return cls(key_id=key.id, team=key.team, admin=key.admin, projects=tuple(key.projects),
+                   locations=tuple(key.locations), models=tuple(key.models), operations=tuple(key.operations),
+                   expires_at=key.expires_at)
+
+
+def create_key(session: Session, *, team: str, name: str = "", admin: bool = False,
+               projects: Sequence[str] = (), locations: Sequence[str] = (), models: Sequence[str] = (),
+               operations: Sequence[str] = (), expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    """Store a new key and return it with its secret, which is shown once and never stored."""
+    if not team:
+        raise ValueError("a key needs a team")
+    unknown = set(operations) - set(OPERATIONS)
+    if unknown:
+        raise ValueError(f"unknown operations: {', '.join(sorted(unknown))}")
+    secret = generate_secret()
+    key = ApiKey(id="key_" + secrets.token_hex(6), team=team, name=name, prefix=display_prefix(secret),
+                 secret_hash=hash_secret(secret), admin=admin, projects=list(projects), locations=list(locations),
+                 models=list(models), operations=list(operations), created_at=utcnow(), expires_at=expires_at)
+    session.add(key)
+    session.flush()
+    return key, secret
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+def revoke_key(session: Session, *, key_id: str) -> ApiKey | None:
+    key = session.get(ApiKey, key_id)
+    if key is not None and key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key
+
+
+def rotate_key(session: Session, *, key_id: str, grace_seconds: float) -> tuple[ApiKey, str] | None:
+    """Give the key a new secret; the old one keeps working for `grace_seconds`."""
+    from datetime import timedelta
+
+    key = session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        return None
+    secret = generate_secret()
+    key.previous_hash = key.secret_hash
+    key.previous_valid_until = utcnow() + timedelta(seconds=grace_seconds)
+    key.secret_hash = hash_secret(secret)
+    key.prefix = display_prefix(secret)
+    return key, secret
+
+
+def find_key(session: Session, *, secret: str, now: datetime | None = None) -> ApiKey | None:
+    """The live key whose current (or still-graced previous) secret is `secret`, else None."""
+    now = now or utcnow()
+    digest = hash_secret(secret)
+    key = session.scalars(
+        select(ApiKey).where(or_(ApiKey.secret_hash == digest, ApiKey.previous_hash == digest))
+    ).first()
+    if key is None:
+        # Compare anyway so a miss costs what a hit costs.
+        hmac.compare_digest(digest, "0" * 64)
+        return None
+    current = hmac.compare_digest(key.secret_hash, digest)
+    previous = key.previous_hash is not None and hmac.compare_digest(key.previous_hash, digest)
+    if previous and not current and (key.previous_valid_until is None or key.previous_valid_until <= now):
+        return None
+    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+        return None
+    return key
+
+
+@dataclass
+class KeyStore:
+    """Key lookups for the request path, cached for `ttl` seconds per process.
+
+    A revocation, expiry or rotation therefore takes effect on every replica within `ttl` seconds.
+    Entries are keyed by the hash, so no secret is held in memory longer than a request.
+    """
+
+    sessions: sessionmaker[Session]
+    ttl: float = 5.0
+    _cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cached(self, secret: str) -> tuple[bool, Principal | None]:
+        """(hit, principal) from the cache alone: cheap enough to call on the event loop."""
+        entry = self._cache.get(hash_secret(secret))
+        if entry is None or entry[0] < time.monotonic():
+            return False, None
+        principal = entry[1]
+        if principal is not None and principal.expires_at is not None and principal.expires_at <= utcnow():
+            return True, None
+        return True, principal
+
+    def lookup(self, secret: str) -> Principal | None:
+        """Look the key up in the database (blocking) and cache the answer, a miss included."""
+        with self.sessions() as session:
+            key = find_key(session, secret=secret)
+            principal = Principal.of(key) if key is not None else None
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[hash_secret(secret)] = (time.monotonic() + self.ttl, principal)
+        return principal
+
+    def forget(self) -> None:
+        self._cache.clear()

@@ -1,0 +1,155 @@
+"""Writing what passes through the proxy into the ledger: jobs, the states seen, cancels, deletes, requests.
+
+Every function takes the session explicitly and commits nothing: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, or_, select
+from sqlalchemy.orm import Session
+
+from proxy.clock import parse_rfc3339, utcnow
+from proxy.db.models import Job, JobEvent, RequestLog
+from proxy.keys import Principal
+from proxy.vertex.resources import JobName, model_id
+from proxy.vertex.states import JobState, advances, parse_state
+
+
+def _int(value: object) -> int | None:
+    # completionStats are int64, which JSON carries as strings.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _input_uris(body: Mapping[str, Any]) -> tuple[str | None, list[str]]:
+    config = body.get("inputConfig") or {}
+    uris = list((config.get("gcsSource") or {}).get("uris") or [])
+    bigquery = (config.get("bigquerySource") or {}).get("inputUri")
+    if bigquery:
+        uris.append(bigquery)
+    return config.get("instancesFormat"), [str(u) for u in uris]
+
+
+def _output_prefix(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    config = body.get("outputConfig") or {}
+    prefix = (config.get("gcsDestination") or {}).get("outputUriPrefix")
+    if prefix is None:
+        prefix = (config.get("bigqueryDestination") or {}).get("outputUri")
+    return config.get("predictionsFormat"), prefix
+
+
+def _output_directory(reply: Mapping[str, Any]) -> str | None:
+    info = reply.get("outputInfo") or {}
+    if info.get("gcsOutputDirectory"):
+        return str(info["gcsOutputDirectory"])
+    dataset = info.get("bigqueryOutputDataset")
+    if dataset:
+        table = info.get("bigqueryOutputTable")
+        return f"{dataset}/{table}" if table else str(dataset)
+    return None
+
+
+def record_created(session: Session, *, reply: Mapping[str, Any], request: Mapping[str, Any],
+                   principal: Principal, api_version: str, project: str, location: str,
+                   origin: str = "create") -> Job:
+    """Insert the job Vertex just created (or that reconciliation found), with its owner and first state."""
+    name = JobName.parse(str(reply.get("name", "")))
+    if name is None:
+        raise ValueError("the create reply carries no job name")
+    now = utcnow()
+    state = parse_state(reply.get("state")) or JobState.JOB_STATE_PENDING
+    input_format, input_uris = _input_uris(request)
+    output_format, output_prefix = _output_prefix(request)
+    model = str(reply.get("model") or request.get("model") or "")
+    job = Job(
+        name=str(name), job_id=name.job_id, key_id=principal.key_id, team=principal.team, project=project,
+        project_number=name.project if name.project.isdigit() else None, location=location,
+        api_version=api_version, model=model, model_id=model_id(model), display_name=str(reply.get("displayName")
+                                                                                           or request.get("displayName")
+                                                                                           or ""),
+        input_format=input_format, input_uris=input_uris, output_format=output_format, output_prefix=output_prefix,
+        output_directory=_output_directory(reply), labels=dict(reply.get("labels") or request.get("labels") or {}),
+        state=state.name, create_time=parse_rfc3339(reply.get("createTime")) or now, recorded_at=now, origin=origin,
+        next_poll_at=now,
+    )
+    _apply_details(job, reply)
+    session.add(job)
+    session.flush()
+    session.add(JobEvent(job_pk=job.id, state=state.name, source=origin, seen_at=now))
+    return job
+
+
+def _apply_details(job: Job, reply: Mapping[str, Any]) -> None:
+    job.start_time = parse_rfc3339(reply.get("startTime")) or job.start_time
+    job.end_time = parse_rfc3339(reply.get("endTime")) or job.end_time
+    job.update_time = parse_rfc3339(reply.get("updateTime")) or job.update_time
+    stats = reply.get("completionStats")
+    if isinstance(stats, Mapping):
+        job.succeeded_count = _int(stats.get("successfulCount"))
+        job.failed_count = _int(stats.get("failedCount"))
+        job.incomplete_count = _int(stats.get("incompleteCount"))
+    job.output_directory = _output_directory(reply) or job.output_directory
+    if isinstance(reply.get("error"), Mapping):
+        job.error = dict(reply["error"])
+
+
+def record_seen(session: Session, *, job: Job, reply: Mapping[str, Any], source: str) -> bool:
+    """Record what a reply says of a known job; a state never goes backwards. True when the state advanced."""
+    seen = parse_state(reply.get("state"))
+    if seen is None:
+        return False
+    current = parse_state(job.state)
+    if not advances(current, seen):
+        if seen == current:
+            _apply_details(job, reply)
+        return False
+    _apply_details(job, reply)
+    job.state = seen.name
+    session.add(JobEvent(job_pk=job.id, state=seen.name, source=source, seen_at=utcnow()))
+    return True
+
+
+def find_job(session: Session, *, job_id: str, location: str, projects: Iterable[str]) -> Job | None:
+    """The ledger's row for a job addressed by project id or number, location and id."""
+    wanted = [p for p in projects if p]
+    return session.scalars(
+        select(Job).where(Job.job_id == job_id, Job.location == location,
+                          or_(Job.project.in_(wanted), Job.project_number.in_(wanted)))
+    ).first()
+
+
+def find_jobs_by_name(session: Session, *, names: Iterable[str]) -> dict[str, Job]:
+    wanted = list(names)
+    if not wanted:
+        return {}
+    return {job.name: job for job in session.scalars(select(Job).where(Job.name.in_(wanted)))}
+
+
+def record_cancel(session: Session, *, job: Job) -> None:
+    job.cancel_requested_at = utcnow()
+    session.add(JobEvent(job_pk=job.id, state=job.state, source="cancel", seen_at=utcnow(), detail="cancel requested"))
+
+
+def record_delete(session: Session, *, job: Job) -> None:
+    job.deleted_at = utcnow()
+    session.add(JobEvent(job_pk=job.id, state=job.state, source="delete", seen_at=utcnow(), detail="deleted"))
+
+
+def schedule_poll(job: Job, *, now: datetime, base_interval: float) -> None:
+    """Check young jobs at the base pace and older ones less often (up to 20x slower)."""
+    age = (now - job.create_time).total_seconds()
+    factor = 1 if age < 600 else 2 if age < 3600 else 5 if age < 6 * 3600 else 20
+    job.next_poll_at = now + timedelta(seconds=base_interval * factor)
+
+
+def log_requests(session: Session, *, rows: Iterable[Mapping[str, Any]]) -> None:
+    session.execute(insert(RequestLog), [dict(r) for r in rows])
