@@ -1,0 +1,58 @@
+"""`vbp emulator`: run the local Google stand-ins and print the environment that points clients at them."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from proxy.emulator.stack import EmulatorStack
+
+
+@click.command()
+@click.option("--port", default=8790, show_default=True, type=int,
+              help="Port of the Vertex API and token endpoint (0: any free port).")
+@click.option("--gcs-port", default=0, type=int, help="Port of fake-gcs-server (default: any free port).")
+@click.option("--job-seconds", default=8.0, show_default=True, type=click.FloatRange(min=0),
+              help="How long a small job takes from PENDING to SUCCEEDED.")
+@click.option("--extra-model", "extra_models", multiple=True, metavar="NAME",
+              help="Serve a model beyond the built-in Gemini and embedding list (repeatable).")
+@click.option("--token-lifetime", default=3600, show_default=True, type=click.IntRange(min=1),
+              help="Seconds an access token from /token stays valid.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the generated service-account file (default: a temporary folder).")
+def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[str, ...], token_lifetime: int,
+             workdir: Path | None) -> None:
+    """Run the local stand-ins for Vertex AI batch prediction, its OAuth2 token endpoint and Cloud Storage.
+
+    Prints KEY=value lines (VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS),
+    then serves until interrupted.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = EmulatorStack(port=port, gcs_port=gcs_port, job_seconds=job_seconds, extra_models=extra_models,
+                          token_lifetime=token_lifetime, workdir=workdir)
+    try:
+        stack.start()
+        for key, value in stack.env.items():
+            click.echo(f"{key}={value}")
+        sys.stdout.flush()
+        click.echo(f"vbp emulator: serving on {stack.base_url} (Ctrl-C to stop)", err=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    emulator()

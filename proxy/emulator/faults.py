@@ -1,0 +1,189 @@
+"""Fault injection: what can go wrong on purpose, set in-process or with `POST /_emulator/faults`.
+
+The JSON document (every key optional; setting faults replaces the previous set):
+
+    {"latency": 0.2,                                  # seconds added before every Vertex API reply
+     "errors": [{"status": 429, "count": 2, "method": "create"},   # the next 2 creates answer 429
+                {"status": 503, "rate": 0.5}],                     # every 2nd call of any method answers 503
+     "fail_jobs": true,                               # jobs end FAILED (error code 13), no output
+     "failed_row_share": 0.25,                        # floor(n * share) rows become failed rows
+     "large_output": {"rows": 1000000, "row_bytes": 1000},   # ignore the input, stream N generated rows
+     "output_shards": 3,                              # predictions_00001.jsonl .. predictions_00003.jsonl
+     "incremental_copy": true}                        # also write every other row under incremental_predictions/
+
+`method` is one of create, get, list, cancel, delete, token (absent: every Vertex API method, not token).
+A `rate` rule fails the n-th matching call when floor(n * rate) > floor((n - 1) * rate), so it is exact and
+deterministic; a `count` caps how many calls a rule fails. Job faults are captured when a job is created.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from proxy.errors import ApiError, DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, Unavailable
+
+METHODS = ("create", "get", "list", "cancel", "delete", "token")
+_ERRORS: dict[int, tuple[type[ApiError], str]] = {
+    429: (ResourceExhausted, "Quota exceeded for aiplatform.googleapis.com/batch_prediction_requests "
+                             "(injected by the emulator)."),
+    500: (Internal, "Internal error encountered (injected by the emulator)."),
+    503: (Unavailable, "The service is currently unavailable (injected by the emulator)."),
+    504: (DeadlineExceeded, "The request deadline was exceeded (injected by the emulator)."),
+}
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """Answer some calls with an error status instead of serving them."""
+
+    status: int
+    method: str | None = None
+    rate: float | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class LargeOutput:
+    """Generate `rows` rows of about `row_bytes` bytes each, without reading the input."""
+
+    rows: int
+    row_bytes: int
+
+
+@dataclass(frozen=True)
+class JobFaults:
+    """The faults one job runs with."""
+
+    fail: bool = False
+    failed_row_share: float = 0.0
+    large_output: LargeOutput | None = None
+    output_shards: int = 1
+    incremental_copy: bool = False
+
+
+@dataclass(frozen=True)
+class Faults:
+    """A whole fault set, as the JSON document above."""
+
+    latency: float = 0.0
+    errors: tuple[ErrorRule, ...] = ()
+    fail_jobs: bool = False
+    failed_row_share: float = 0.0
+    large_output: LargeOutput | None = None
+    output_shards: int = 1
+    incremental_copy: bool = False
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Faults:
+        """Validate a fault document; a bad one raises InvalidArgument."""
+        if not isinstance(data, Mapping):
+            raise InvalidArgument("faults must be a JSON object")
+        unknown = set(data) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise InvalidArgument(f"unknown fault(s): {', '.join(sorted(unknown))}")
+        latency = _number(data.get("latency", 0.0), "latency", 0.0, 600.0)
+        share = _number(data.get("failed_row_share", 0.0), "failed_row_share", 0.0, 1.0)
+        shards = data.get("output_shards", 1)
+        if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= 1000:
+            raise InvalidArgument("output_shards must be an integer from 1 to 1000")
+        large = data.get("large_output")
+        large_output = None
+        if large is not None:
+            if not isinstance(large, Mapping) or set(large) != {"rows", "row_bytes"}:
+                raise InvalidArgument('large_output must be {"rows": N, "row_bytes": B}')
+            rows = _integer(large["rows"], "large_output.rows", 0)
+            row_bytes = _integer(large["row_bytes"], "large_output.row_bytes", 200)
+            large_output = LargeOutput(rows, row_bytes)
+        rules = data.get("errors", ())
+        if not isinstance(rules, list | tuple):
+            raise InvalidArgument("errors must be a list of rules")
+        return cls(latency=latency, errors=tuple(_rule(rule) for rule in rules),
+                   fail_jobs=_flag(data.get("fail_jobs", False), "fail_jobs"), failed_row_share=share,
+                   large_output=large_output, output_shards=shards,
+                   incremental_copy=_flag(data.get("incremental_copy", False), "incremental_copy"))
+
+    def to_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["errors"] = [{k: v for k, v in asdict(rule).items() if v is not None} for rule in self.errors]
+        return body
+
+    def for_job(self) -> JobFaults:
+        return JobFaults(fail=self.fail_jobs, failed_row_share=self.failed_row_share,
+                         large_output=self.large_output, output_shards=self.output_shards,
+                         incremental_copy=self.incremental_copy)
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InvalidArgument(f"{name} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _integer(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidArgument(f"{name} must be an integer of at least {low}")
+    return value
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be true or false")
+    return value
+
+
+def _rule(data: Any) -> ErrorRule:
+    if not isinstance(data, Mapping) or not set(data) <= {"status", "method", "rate", "count"}:
+        raise InvalidArgument('an error rule is {"status": 429|500|503|504, "method"?, "rate"?, "count"?}')
+    status = data.get("status")
+    if status not in _ERRORS:
+        raise InvalidArgument(f"error status must be one of {sorted(_ERRORS)}")
+    method = data.get("method")
+    if method is not None and method not in METHODS:
+        raise InvalidArgument(f"error method must be one of {', '.join(METHODS)}")
+    rate = data.get("rate")
+    count = data.get("count")
+    if rate is None and count is None:
+        raise InvalidArgument("an error rule needs a rate, a count or both")
+    return ErrorRule(status=int(status), method=method,
+                     rate=None if rate is None else _number(rate, "rate", 0.0, 1.0),
+                     count=None if count is None else _integer(count, "count", 0))
+
+
+@dataclass
+class _RuleCounter:
+    seen: int = 0
+    failed: int = 0
+
+
+@dataclass
+class FaultState:
+    """The live fault set of one emulator, with the counters its error rules need."""
+
+    faults: Faults = field(default_factory=Faults)
+    _counters: list[_RuleCounter] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def set(self, faults: Faults) -> None:
+        with self._lock:
+            self.faults = faults
+            self._counters = [_RuleCounter() for _ in faults.errors]
+
+    def injected_error(self, method: str) -> ApiError | None:
+        """The error to answer this call with, if a rule picks it."""
+        with self._lock:
+            for rule, counter in zip(self.faults.errors, self._counters, strict=True):
+                if rule.method != method and not (rule.method is None and method != "token"):
+                    continue
+                if rule.count is not None and counter.failed >= rule.count:
+                    continue
+                counter.seen += 1
+                rate = 1.0 if rule.rate is None else rule.rate
+                if math.floor(counter.seen * rate) > math.floor((counter.seen - 1) * rate):
+                    counter.failed += 1
+                    error_class, message = _ERRORS[rule.status]
+                    return error_class(message)
+        return None

@@ -1,0 +1,178 @@
+"""`EmulatorStack`: fake-gcs-server plus the Vertex + token app under uvicorn, in-process, on 127.0.0.1.
+
+    with EmulatorStack(job_seconds=1) as stack:
+        os.environ.update(stack.env)        # VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS
+        stack.set_faults(latency=0.1)
+        token = stack.issue_token()
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+from google.cloud import storage
+from google.oauth2 import service_account
+
+from proxy.emulator.app import create_app
+from proxy.emulator.faults import Faults
+from proxy.emulator.gcs import client_for
+from proxy.emulator.oauth import ServiceAccount
+from proxy.emulator.state import EmulatorState
+from proxy.emulator.storage import FakeGcsServer
+
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+class EmulatorStack:
+    """The local Google stand-ins, started together and stopped together."""
+
+    def __init__(self, *, port: int = 0, job_seconds: float = 8.0, extra_models: Sequence[str] = (),
+                 token_lifetime: int = 3600, workdir: Path | None = None, gcs_port: int = 0,
+                 gcs_root: Path | None = None) -> None:
+        self.port = port
+        self.job_seconds = job_seconds
+        self.extra_models = tuple(extra_models)
+        self.token_lifetime = token_lifetime
+        self.workdir = workdir
+        self.gcs_port = gcs_port
+        self.gcs_root = gcs_root
+        self.gcs: FakeGcsServer | None = None
+        self._state: EmulatorState | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    # --- life cycle ----------------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 15.0) -> EmulatorStack:
+        """Start fake-gcs-server and the app, write the service-account file; returns self."""
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="vbp-emulator-")
+            self.workdir = Path(self._tmp.name)
+        self.gcs = FakeGcsServer(port=self.gcs_port or None, root=self.gcs_root)
+        self.gcs.start()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = int(sock.getsockname()[1])
+        account = ServiceAccount.generate(token_uri=f"{self.base_url}/token")
+        account.write(self.credentials_path)
+        self._state = EmulatorState(account=account, gcs_url=self.gcs.url, job_seconds=self.job_seconds,
+                                    extra_models=self.extra_models, token_lifetime=self.token_lifetime)
+        config = uvicorn.Config(create_app(self._state), log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name="vbp-emulator", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the emulator's HTTP server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop the jobs, the HTTP server and fake-gcs-server; remove the generated files."""
+        if self._state is not None:
+            self._state.runner.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._server = None
+        if self.gcs is not None:
+            self.gcs.stop()
+            self.gcs = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+            self.workdir = None
+
+    def __enter__(self) -> EmulatorStack:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- what clients need ---------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:PORT`: the Vertex API root (`/v1/...`) and the token endpoint (`/token`)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def credentials_path(self) -> Path:
+        if self.workdir is None:
+            raise RuntimeError("the emulator is not started")
+        return self.workdir / "service-account.json"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that points the proxy and any Google client at the stand-ins."""
+        if self.gcs is None:
+            raise RuntimeError("the emulator is not started")
+        return {
+            "VBP_VERTEX_BASE_URL": self.base_url,
+            "STORAGE_EMULATOR_HOST": self.gcs.url,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(self.credentials_path),
+        }
+
+    @property
+    def state(self) -> EmulatorState:
+        """In-process access to the jobs, the request log and the faults."""
+        if self._state is None:
+            raise RuntimeError("the emulator is not started")
+        return self._state
+
+    @property
+    def request_log(self) -> list[dict[str, Any]]:
+        return self.state.request_log
+
+    @property
+    def project_id(self) -> str:
+        """The project of the generated service account."""
+        return self.state.account.project_id
+
+    def set_faults(self, faults: Faults | dict[str, Any] | None = None, **fields: Any) -> Faults:
+        """Replace the fault set (see `proxy.emulator.faults`)."""
+        return self.state.set_faults(faults, **fields)
+
+    def reset(self) -> None:
+        """Clear the request log and the faults."""
+        self.state.reset()
+
+    def issue_token(self, lifetime: float | None = None) -> str:
+        """An access token the emulator accepts, for tests that call it directly."""
+        return self.state.tokens.issue(lifetime)
+
+    def credentials(self) -> service_account.Credentials:
+        """google-auth credentials from the generated file (they refresh against `/token`)."""
+        return service_account.Credentials.from_service_account_file(
+            str(self.credentials_path), scopes=[CLOUD_PLATFORM_SCOPE])
+
+    def storage_client(self) -> storage.Client:
+        """A google-cloud-storage client for the emulator's fake-gcs-server."""
+        if self.gcs is None:
+            raise RuntimeError("the emulator is not started")
+        return client_for(self.gcs.url, self.project_id)

@@ -1,0 +1,61 @@
+"""Everything one emulator holds: its models, jobs, runner, tokens, faults and request log."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from proxy.emulator.faults import Faults, FaultState
+from proxy.emulator.jobs import JobStore
+from proxy.emulator.oauth import ServiceAccount, TokenIssuer
+from proxy.emulator.runner import Runner
+
+KNOWN_MODELS = (
+    "gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-2.0-flash-lite", "gemini-2.0-flash-lite-001",
+    "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "text-embedding-005", "gemini-embedding-001",
+)
+MAX_LOGGED_BODY = 64 * 1024
+
+
+class EmulatorState:
+    """The in-process handle tests use: jobs, request log and faults of one running emulator.
+
+    `job_seconds` (the pace) and the faults may be changed at any time; a job keeps those of its creation.
+    """
+
+    def __init__(self, *, account: ServiceAccount, gcs_url: str, job_seconds: float = 8.0,
+                 extra_models: Iterable[str] = (), token_lifetime: int = 3600) -> None:
+        self.account = account
+        self.gcs_url = gcs_url
+        self.job_seconds = job_seconds
+        self.models = frozenset(KNOWN_MODELS) | frozenset(extra_models)
+        self.jobs = JobStore()
+        self.runner = Runner(self.jobs, gcs_url=gcs_url, project=account.project_id)
+        self.tokens = TokenIssuer(account, lifetime=token_lifetime)
+        self.faults = FaultState()
+        self._log: list[dict[str, Any]] = []
+        self._log_lock = threading.Lock()
+
+    def set_faults(self, faults: Faults | Mapping[str, Any] | None = None, **fields: Any) -> Faults:
+        """Replace the fault set (a Faults, its JSON document, or keyword fields); returns what is now set."""
+        if not isinstance(faults, Faults):
+            faults = Faults.from_json({**(faults or {}), **fields})
+        self.faults.set(faults)
+        return faults
+
+    def log_request(self, entry: dict[str, Any]) -> None:
+        with self._log_lock:
+            self._log.append(entry)
+
+    @property
+    def request_log(self) -> list[dict[str, Any]]:
+        """A copy of the log: method, path, query, headers, body (text, first 64 KiB) and status of each call."""
+        with self._log_lock:
+            return [dict(entry) for entry in self._log]
+
+    def reset(self) -> None:
+        """Clear the request log and the faults (jobs stay)."""
+        with self._log_lock:
+            self._log.clear()
+        self.faults.set(Faults())

@@ -1,0 +1,101 @@
+"""`vbp emulator` as a process: it prints its environment, serves a README-style curl call, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import google.auth.transport.requests
+import httpx
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.oauth2 import service_account
+
+# samples/create-job.json and samples/vertex-batch-input.jsonl (the public passthrough and LiteLLM examples).
+CREATE_JOB = """{
+  "displayName": "my-batch-job",
+  "model": "projects/your-project/locations/us-central1/publishers/google/models/gemini-1.5-flash",
+  "inputConfig": {"gcsSource": {"uris": ["gs://my-bucket/input.jsonl"]}, "instancesFormat": "jsonl"},
+  "outputConfig": {"gcsDestination": {"outputUriPrefix": "gs://my-bucket/output/"}, "predictionsFormat": "jsonl"}
+}"""
+INPUT = "".join(json.dumps({"request": {
+    "contents": [{"role": "user", "parts": [{"text": "Hello world!"}]}],
+    "systemInstruction": {"parts": [{"text": f"You are {kind} assistant."}]},
+    "generationConfig": {"maxOutputTokens": 10}}}) + "\n" for kind in ("a helpful", "an unhelpful"))
+
+
+def _read_env(process: subprocess.Popen[str], reader: list[threading.Thread],
+              timeout: float = 30.0) -> dict[str, str]:
+    """The KEY=value lines the command prints first (read in a thread: a pipe read must not hang the test)."""
+    assert process.stdout is not None
+    stdout = process.stdout
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in iter(stdout.readline, ""):
+            lines.put(line)
+
+    reader.append(threading.Thread(target=pump, daemon=True))
+    reader[0].start()
+    env: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while len(env) < 3:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"vbp emulator printed no environment in time (exit code {process.poll()})") from None
+        key, _, value = line.strip().partition("=")
+        env[key] = value
+    return env
+
+
+def test_vbp_emulator_serves_a_curl_call_and_stops_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy.emulator.command", "--port", "0", "--job-seconds", "0.5",
+         "--extra-model", "gemini-1.5-flash"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+    )
+    reader: list[threading.Thread] = []
+    try:
+        env = _read_env(process, reader)
+        assert set(env) == {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"}
+        base = env["VBP_VERTEX_BASE_URL"]
+        credentials_file = Path(env["GOOGLE_APPLICATION_CREDENTIALS"])
+
+        gcs = storage.Client(project="your-project", credentials=AnonymousCredentials(),
+                             client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]})
+        gcs.create_bucket("my-bucket").blob("input.jsonl").upload_from_string(INPUT)
+
+        credentials = service_account.Credentials.from_service_account_file(
+            str(credentials_file), scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        credentials.refresh(google.auth.transport.requests.Request())
+
+        # curl -H "Authorization: Bearer $TOKEN" -X POST $VBP_VERTEX_BASE_URL/v1/projects/... -d @create-job.json
+        headers = {"Authorization": f"Bearer {credentials.token}", "Content-Type": "application/json"}
+        url = f"{base}/v1/projects/your-project/locations/us-central1/batchPredictionJobs"
+        created = httpx.post(url, headers=headers, content=CREATE_JOB)
+        assert created.status_code == 200, created.text
+        name = created.json()["name"]
+        deadline = time.monotonic() + 20
+        while (job := httpx.get(f"{base}/v1/{name}", headers=headers).json())["state"] != "JOB_STATE_SUCCEEDED":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        directory = job["outputInfo"]["gcsOutputDirectory"].removeprefix("gs://my-bucket/")
+        rows = [json.loads(line) for line in
+                gcs.bucket("my-bucket").blob(f"{directory}/predictions.jsonl").download_as_text().splitlines()]
+        assert [row["response"]["usageMetadata"]["promptTokenCount"] for row in rows] == [9, 9]  # 3 + 6, 3 + 6
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=20)
+        for thread in reader:
+            thread.join(timeout=5)  # it ends at the pipe's end of file
+        if process.stdout is not None:
+            process.stdout.close()
+    assert code == 0
+    assert not credentials_file.exists()  # the temporary folder is cleaned up
