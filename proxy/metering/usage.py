@@ -1,0 +1,206 @@
+"""The usage of one output row of a batch job: what kind of line it is and the tokens it reports.
+
+Kinds of line (`RowUsage.kind`):
+- `succeeded`: a `response` with `usageMetadata` (Gemini), or `predictions[*].embeddings.statistics.token_count`
+  (embeddings): billed.
+- `failed`: a non-empty `status` and no `response`: counted, free.
+- `no_usage`: neither of the above (a `response` without `usageMetadata`, a row with an empty status and nothing
+  else): counted apart and not billed, so a job full of them shows rather than passing as $0.
+- `malformed`: not JSON, not an object, or a field of the wrong type (a count that is not a non-negative
+  integer, a string where an object belongs): counted and reported with the reason; parsing never raises.
+A row with a `response` is judged by its response alone (its `status` and other members are not consulted).
+
+Speed: this runs on every line of multi-GB outputs, so rows are decoded with msgspec into typed structs that
+name only the fields we read (everything else is scanned, checked as JSON and skipped, never built). Vertex
+writes the row's `response` as its last member, and the echoed `request` before it (usually the bulk of a
+line) holds nothing billable, so the fast path decodes only the text after the last `"response":{`, and only
+accepts it when that object ends exactly at the row's final `}`: then, for any valid JSON line, it is the very
+member a full parse would give (a `"response":{` inside a string has escaped quotes; a nested one does not end
+there). Any other line, or any doubt, takes the full parse. What the fast path does not check is the syntax of
+the text BEFORE the response (status, echoed request): damage confined to it does not make a line `malformed`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+NO_USAGE = "no_usage"
+MALFORMED = "malformed"
+KINDS = (SUCCEEDED, FAILED, NO_USAGE, MALFORMED)
+
+Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _Detail(msgspec.Struct):
+    modality: str | None = None
+    tokenCount: Count | None = None
+
+
+class _Usage(msgspec.Struct):
+    promptTokenCount: Count | None = None
+    cachedContentTokenCount: Count | None = None
+    candidatesTokenCount: Count | None = None
+    thoughtsTokenCount: Count | None = None
+    toolUsePromptTokenCount: Count | None = None
+    promptTokensDetails: list[_Detail] | None = None
+    cacheTokensDetails: list[_Detail] | None = None
+
+
+class _Response(msgspec.Struct):
+    modelVersion: str | None = None
+    usageMetadata: _Usage | None = None
+
+
+class _Row(msgspec.Struct):
+    # Raw: scanned as JSON but decoded only when the row has no response.
+    response: _Response | None = None
+    status: msgspec.Raw = msgspec.Raw()
+    predictions: msgspec.Raw = msgspec.Raw()
+    instance: msgspec.Raw = msgspec.Raw()
+
+
+class _Statistics(msgspec.Struct):
+    # Prediction payloads are protobuf Values, whose numbers are doubles: `8.0` is as good as `8`.
+    token_count: Annotated[int, msgspec.Meta(ge=0)] | Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+class _Embeddings(msgspec.Struct):
+    statistics: _Statistics | None = None
+
+
+class _Prediction(msgspec.Struct):
+    embeddings: _Embeddings | None = None
+
+
+class _Instance(msgspec.Struct):
+    content: str | None = None
+
+
+_decode_response = msgspec.json.Decoder(_Response).decode
+_decode_row = msgspec.json.Decoder(_Row).decode
+_decode_status = msgspec.json.Decoder(str | None).decode
+_decode_predictions = msgspec.json.Decoder(list[_Prediction]).decode
+_decode_instance = msgspec.json.Decoder(_Instance | None).decode
+_RESPONSE_KEY = b'"response":{'
+_RESPONSE_VALUE_AT = len(_RESPONSE_KEY) - 1
+_BACKSLASH, _OPEN, _CLOSE = ord("\\"), ord("{"), ord("}")
+
+
+class RowUsage(msgspec.Struct, frozen=True, gc=False):
+    """What one output row reports. Counts are 0 when absent; `error` says why a row is malformed.
+
+    `prompt` is promptTokenCount, which INCLUDES `cached`; `audio_prompt` and `audio_cached` are the AUDIO
+    entries of promptTokensDetails and cacheTokensDetails (parts of `prompt` and `cached`).
+    `embedding_characters` is the length of `instance.content` as a Python str (Unicode code points,
+    whitespace included), the unit of character-priced embedding models.
+    """
+
+    kind: str
+    prompt: int = 0
+    cached: int = 0
+    candidates: int = 0
+    thoughts: int = 0
+    tool_use_prompt: int = 0
+    audio_prompt: int = 0
+    audio_cached: int = 0
+    embedding_tokens: int = 0
+    embedding_characters: int = 0
+    model_version: str | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field by name (for tests and reports)."""
+        return msgspec.structs.asdict(self)
+
+
+def parse_row(raw: bytes) -> RowUsage:
+    """Classify one output line and read its usage; never raises."""
+    return parse_span(raw, 0, len(raw))
+
+
+def parse_span(buf: bytes, start: int, end: int, view: memoryview | None = None) -> RowUsage:
+    """`parse_row(buf[start:end])` without copying the line out of a larger buffer (`view` = memoryview(buf))."""
+    try:
+        if view is None:
+            view = memoryview(buf)
+        at = buf.rfind(_RESPONSE_KEY, start, end)
+        if at > start and buf[at - 1] != _BACKSLASH and buf[start] == _OPEN and buf[end - 1] == _CLOSE:
+            try:
+                response = _decode_response(view[at + _RESPONSE_VALUE_AT:end - 1])
+            except msgspec.MsgspecError:
+                pass  # a nested "response", or a bad one: the full parse decides
+            else:
+                return _from_response(response)
+        return _parse_full(view[start:end])
+    except Exception as exc:  # parsing must never stop a metering; anything unforeseen is a malformed line
+        return RowUsage(MALFORMED, error=f"{type(exc).__name__}: {exc}")
+
+
+def _parse_full(line: memoryview) -> RowUsage:
+    try:
+        row = _decode_row(line)
+    except msgspec.MsgspecError as exc:
+        return RowUsage(MALFORMED, error=str(exc))
+    if row.response is not None:
+        return _from_response(row.response)
+    try:
+        if row.predictions:
+            return _from_predictions(_decode_predictions(row.predictions),
+                                     _decode_instance(row.instance) if row.instance else None)
+        status = _decode_status(row.status) if row.status else None
+    except msgspec.MsgspecError as exc:
+        return RowUsage(MALFORMED, error=str(exc))
+    return RowUsage(FAILED) if status else RowUsage(NO_USAGE)
+
+
+def _from_response(response: _Response) -> RowUsage:
+    usage = response.usageMetadata
+    if usage is None:
+        return RowUsage(NO_USAGE, model_version=response.modelVersion)
+    cache_details = usage.cacheTokensDetails
+    return RowUsage(
+        SUCCEEDED,
+        usage.promptTokenCount or 0,
+        usage.cachedContentTokenCount or 0,
+        usage.candidatesTokenCount or 0,
+        usage.thoughtsTokenCount or 0,
+        usage.toolUsePromptTokenCount or 0,
+        _audio(usage.promptTokensDetails),
+        _audio(cache_details) if cache_details else 0,
+        0,
+        0,
+        response.modelVersion,
+    )
+
+
+def _audio(details: list[_Detail] | None) -> int:
+    """The AUDIO tokenCount of a per-modality list (0 when absent)."""
+    total = 0
+    if details:
+        for detail in details:
+            if detail.modality == "AUDIO":
+                total += detail.tokenCount or 0
+    return total
+
+
+def _from_predictions(predictions: list[_Prediction], instance: _Instance | None) -> RowUsage:
+    tokens = 0
+    found = False
+    for prediction in predictions:
+        embeddings = prediction.embeddings
+        statistics = embeddings.statistics if embeddings is not None else None
+        count = statistics.token_count if statistics is not None else None
+        if count is None:
+            continue
+        if isinstance(count, float) and not count.is_integer():
+            return RowUsage(MALFORMED, error=f"statistics.token_count {count} is not a whole number")
+        tokens += int(count)
+        found = True
+    if not found:
+        return RowUsage(NO_USAGE)
+    content = instance.content if instance is not None else None
+    return RowUsage(SUCCEEDED, embedding_tokens=tokens, embedding_characters=len(content) if content else 0)

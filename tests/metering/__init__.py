@@ -1,0 +1,1 @@
+"""Tests of proxy.money and proxy.metering."""
