@@ -2,15 +2,165 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import click
+from sqlalchemy.orm import Session, sessionmaker
+
+from proxy.settings import Settings
+
+if TYPE_CHECKING:
+    from proxy.metering.job_meter import Outcome
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+KEY_GRACE_SECONDS = 24 * 3600
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `15m`, `12h`, `30d`, `2w` (or a sum like `1d12h`)."""
+    parts = _DURATION.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise click.BadParameter(f"{text!r} is not a duration like 30d, 12h or 90m")
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vertex-batch-proxy")
 def cli() -> None:
-    """Vertex Batch Proxy: Vertex AI batch prediction through one door, with every dollar accounted for."""
+    """Vertex Batch Proxy: Vertex AI batch prediction through one door, with every dollar accounted for.
+
+    Settings come from VBP_* environment variables (see the README's settings table).
+    """
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _sessions() -> sessionmaker[Session]:
+    from proxy.db.engine import make_engine, make_sessionmaker, upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    return make_sessionmaker(make_engine(settings.database_url))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=4000, show_default=True, type=int, help="Port to listen on.")
+def serve(host: str, port: int) -> None:
+    """Run the proxy, with the completion poller in-process. Applies migrations on start (VBP_AUTO_MIGRATE)."""
+    from proxy.server import run
+
+    run(_settings(), host=host, port=port)
+
+
+@cli.group()
+def db() -> None:
+    """The ledger database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration to the database at VBP_DATABASE_URL."""
+    from proxy.db.engine import upgrade
+
+    upgrade(_settings().database_url)
+    click.echo("database is at the newest revision")
+
+
+@cli.group()
+def keys() -> None:
+    """API keys: each maps a caller to a team."""
+
+
+@keys.command("create")
+@click.option("--team", required=True, help="The team that owns the key and its jobs.")
+@click.option("--name", default="", help="A label for people (who or what uses the key).")
+@click.option("--project", "projects", multiple=True, help="Allowed project (alias or id); repeat. Default: any.")
+@click.option("--location", "locations", multiple=True, help="Allowed location; repeat. Default: any.")
+@click.option("--model", "models", multiple=True, help="Allowed model id, `*` patterns allowed; repeat. Default: any.")
+@click.option("--ops", default="", help="Allowed operations, comma-separated: create,read,cancel,delete. Default: all.")
+@click.option("--admin", is_flag=True, help="Sees and manages every team's jobs and keys.")
+@click.option("--expires-in", default=None, help="Lifetime such as 30d, 12h; default: no expiry.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id", "key", "team"} as JSON.')
+def keys_create(team: str, name: str, projects: tuple[str, ...], locations: tuple[str, ...],
+                models: tuple[str, ...], ops: str, admin: bool, expires_in: str | None, as_json: bool) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from proxy.clock import utcnow
+    from proxy.keys import create_key
+
+    expires_at = utcnow() + parse_duration(expires_in) if expires_in else None
+    operations = [op.strip() for op in ops.split(",") if op.strip()]
+    try:
+        with _sessions().begin() as session:
+            key, secret = create_key(session, team=team, name=name, admin=admin, projects=projects,
+                                     locations=locations, models=models, operations=operations,
+                                     expires_at=expires_at)
+            key_id = key.id
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"id": key_id, "key": secret, "team": team}))
+    else:
+        click.echo(f"id:   {key_id}\nteam: {team}\nkey:  {secret}\n(shown once: store it now)")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def keys_list(as_json: bool) -> None:
+    """List keys (id, team, display prefix, state); secrets are never shown."""
+    from proxy.clock import utcnow
+    from proxy.keys import list_keys
+
+    now = utcnow()
+    with _sessions()() as session:
+        rows = [{
+            "id": k.id, "team": k.team, "name": k.name, "prefix": k.prefix, "admin": k.admin,
+            "created_at": k.created_at.isoformat(), "expires_at": k.expires_at.isoformat() if k.expires_at else None,
+            "state": "revoked" if k.revoked_at else "expired" if k.expires_at and k.expires_at <= now else "active",
+        } for k in list_keys(session)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'ID':<18} {'TEAM':<16} {'PREFIX':<12} {'STATE':<8} {'ADMIN':<5} NAME")
+    for r in rows:
+        click.echo(f"{r['id']:<18} {r['team']:<16} {r['prefix']:<12} {r['state']:<8} {str(r['admin']):<5} {r['name']}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key; every replica refuses it within VBP_KEY_CACHE_SECONDS."""
+    from proxy.keys import revoke_key
+
+    with _sessions().begin() as session:
+        key = revoke_key(session, key_id=key_id)
+    if key is None:
+        raise click.ClickException(f"no key {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option("--grace", default="24h", show_default=True, help="How long the old secret keeps working.")
+def keys_rotate(key_id: str, grace: str) -> None:
+    """Give a key a new secret (same id); the old secret works for the grace period."""
+    from proxy.keys import rotate_key
+
+    with _sessions().begin() as session:
+        rotated = rotate_key(session, key_id=key_id, grace_seconds=parse_duration(grace).total_seconds())
+        if rotated is None:
+            raise click.ClickException(f"no active key {key_id}")
+        click.echo(f"id:  {key_id}\nkey: {rotated[1]}\n(shown once; the old secret works for {grace})")
 
 
 def _not_built(name: str) -> None:
@@ -18,12 +168,77 @@ def _not_built(name: str) -> None:
     sys.exit(2)
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def report() -> None:
+    """Cost report from the ledger (by team, model, day, ...)."""
+    _not_built("report")
+
+
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=4000, show_default=True, type=int, help="Port to listen on.")
-def serve(host: str, port: int) -> None:
-    """Run the proxy, with the completion poller in-process."""
-    _not_built("serve")
+@click.option("--job", "name", default=None, help="Only this job (full Vertex name, projects/N/locations/L/...).")
+def meter(name: str | None) -> None:
+    """Run one completion-and-metering pass now: check unfinished jobs, meter the ended ones."""
+    import asyncio
+
+    from proxy.poller import Poller
+    from proxy.services import close_services, open_meter, open_services
+
+    async def run() -> list[Outcome]:
+        services = open_services(_settings())
+        try:
+            return await Poller(services, open_meter(services)).pass_once(name=name)
+        finally:
+            await close_services(services)
+
+    _print_outcomes(asyncio.run(run()))
+
+
+@cli.command()
+@click.option("--job", "name", default=None, help="Re-price this job whatever its state.")
+@click.option("--all", "every_version", is_flag=True,
+              help="Also re-price jobs priced with an older version of the pricing table.")
+def reprice(name: str | None, every_version: bool) -> None:
+    """Price unpriced jobs (after the pricing table gained their model), or re-price after a table correction.
+
+    Each job's outputs are read again; the earlier figure stays in the job's history.
+    """
+    from pathlib import Path
+
+    from proxy.clock import utcnow
+    from proxy.metering.job_meter import JobMeter, request_reprice
+    from proxy.metering.pricing import PricingTable
+
+    settings = _settings()
+    sessions = _sessions()
+    pricing = PricingTable.load(Path(settings.pricing_dir) if settings.pricing_dir else None)
+    with sessions.begin() as session:
+        count = request_reprice(session, name=name, every_version=every_version, current_version=pricing.version,
+                                now=utcnow())
+    click.echo(f"{count} job(s) to re-price with pricing table {pricing.version[:12]}")
+    meter = JobMeter(sessions, pricing=pricing, lease_seconds=settings.metering_lease_seconds)
+    _print_outcomes(meter.meter_due(name=name, limit=1_000_000))
+
+
+def _print_outcomes(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        click.echo(f"{outcome.result:<12} {outcome.name}" + (f"  ({outcome.detail})" if outcome.detail else ""))
+    if not outcomes:
+        click.echo("nothing to meter")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def reconcile() -> None:
+    """Adopt jobs found upstream with the proxy's labels but missing from the ledger."""
+    _not_built("reconcile")
+
+
+def _register_emulator() -> None:
+    from proxy.emulator.command import emulator
+
+    cli.add_command(emulator)
+
+
+_register_emulator()
 
 
 def main() -> None:

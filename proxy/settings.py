@@ -79,6 +79,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Apply database migrations when `vbp serve` starts."),
     Setting("VBP_POLLER", "poller_enabled", "true", _bool,
             "Run the completion poller (and metering) inside `vbp serve`."),
+    Setting("VBP_METERING_LEASE_SECONDS", "metering_lease_seconds", "120", float,
+            "How long a claim on a job being metered lasts without renewal; a process that dies mid-read "
+            "leaves the job to another after this many seconds."),
+    Setting("VBP_PRICING_DIR", "pricing_dir", None, _optional_str,
+            "Folder of the pricing TOML files; unset: the repository's `pricing/` folder."),
     Setting("VBP_LOG_LEVEL", "log_level", "info", str,
             "Python logging level of the proxy: debug, info, warning, error."),
 )
@@ -100,6 +105,8 @@ class Settings:
     key_cache_seconds: float = 5.0
     auto_migrate: bool = True
     poller_enabled: bool = True
+    metering_lease_seconds: float = 120.0
+    pricing_dir: str | None = None
     log_level: str = "info"
 
     @classmethod

@@ -1,0 +1,94 @@
+"""`create_app`: the proxy's routes, middleware and lifespan, assembled in one visible place."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from anyio import to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from proxy.db.engine import current_revision, head_revision
+from proxy.errors import ApiError, NotFound
+from proxy.passthrough import Passthrough
+from proxy.poller import Poller
+from proxy.routing import is_passthrough_path
+from proxy.services import Services, close_services, open_meter, open_services
+from proxy.settings import Settings
+from proxy.upstream import Upstream
+
+log = logging.getLogger("proxy")
+
+
+class ProxyApp:
+    """The ASGI entry: passthrough paths go straight to the raw handler, everything else to Starlette."""
+
+    def __init__(self, settings: Settings, *, upstream: Upstream | None = None) -> None:
+        self.settings = settings
+        self._upstream = upstream
+        self.services: Services | None = None
+        self.passthrough: Passthrough | None = None
+        self.poller: Poller | None = None
+        self.site = Starlette(routes=[
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics),
+        ], lifespan=self.lifespan, exception_handlers={404: self.not_found, 405: self.not_found})
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and is_passthrough_path(scope.get("raw_path") or scope["path"].encode()):
+            assert self.passthrough is not None, "the lifespan has not run"
+            await self.passthrough(scope, receive, send)
+            return
+        await self.site(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        services = await to_thread.run_sync(lambda: open_services(self.settings, upstream=self._upstream))
+        self.services = services
+        self.passthrough = Passthrough(services)
+        try:
+            async with anyio.create_task_group() as background:
+                if self.settings.poller_enabled:
+                    self.poller = Poller(services, open_meter(services))
+                    background.start_soon(self.poller.run)
+                yield
+                background.cancel_scope.cancel()
+        finally:
+            await close_services(services)
+
+    async def healthz(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, _request: Request) -> Response:
+        """Ready when the database answers and its schema is at the newest migration."""
+        assert self.services is not None
+        try:
+            revision = await to_thread.run_sync(current_revision, self.services.engine)
+        except Exception as exc:  # any database failure means not ready
+            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
+        head = head_revision()
+        if revision != head:
+            return JSONResponse({"status": "unavailable", "reason": f"database at {revision}, code at {head}"},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "revision": revision})
+
+    async def metrics(self, _request: Request) -> Response:
+        assert self.services is not None
+        return PlainTextResponse(self.services.metrics.render(),
+                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def not_found(self, request: Request, _exc: Exception) -> Response:
+        error: ApiError = NotFound(f"The requested URL {request.url.path} was not found on this server.")
+        return JSONResponse(error.envelope(), status_code=error.http_status)
+
+
+def create_app(settings: Settings, *, upstream: Upstream | None = None) -> ProxyApp:
+    """Build the proxy as an ASGI app; `upstream` lets tests and tools supply their own transport."""
+    return ProxyApp(settings, upstream=upstream)

@@ -1,0 +1,309 @@
+"""The five batchPredictionJobs calls: authenticate, match, check ownership, forward, record.
+
+A raw ASGI handler rather than a framework route: this is the hot path, and it needs the raw path and
+headers anyway (matching happens on the still-encoded target).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from anyio import to_thread
+
+from proxy import ledger
+from proxy.access import check_scope
+from proxy.create_body import body_model, prepare_create_body
+from proxy.errors import ApiError, Internal, InvalidArgument, NotFound, PayloadTooLarge, Unauthenticated
+from proxy.headers import request_headers, response_headers
+from proxy.job_index import JobRef
+from proxy.keys import Principal
+from proxy.routing import JobRoute, match
+from proxy.services import Services
+from proxy.team_filter import team_query
+from proxy.vertex.resources import google_base_url, model_id
+from proxy.vertex.states import advances, parse_state
+
+log = logging.getLogger("proxy.passthrough")
+
+Scope = dict[str, Any]
+_RECORD_CAP = 8 * 1024 * 1024  # replies larger than this are passed on but not read for states
+
+
+class Passthrough:
+    """ASGI app for `/{v1,v1beta1}/projects/...`; every error it makes is in Google's envelope."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        record: dict[str, Any] = {"request_id": request_id, "method": scope["method"], "route": "unmatched",
+                                  "key_id": None, "team": None, "api_version": None, "job_name": None,
+                                  "upstream_status": None, "error": None}
+        status = 500
+        started_reply = False
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal started_reply
+            started_reply = started_reply or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            status = await self._handle(scope, receive, tracked_send, request_id, record)
+        except ApiError as exc:
+            status = exc.http_status
+            record["error"] = exc.status
+            if not started_reply:
+                await send_error(send, exc, request_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            record["error"] = "INTERNAL"
+            if not started_reply:
+                await send_error(send, Internal("The proxy failed to handle this request."), request_id)
+        finally:
+            record["status"] = status
+            record["latency_ms"] = (time.perf_counter() - started) * 1000
+            record["at"] = self.services.now()
+            self.services.request_log.add(record)
+            self.services.metrics.observe_request(record["route"], status, record["latency_ms"] / 1000)
+
+    async def _handle(self, scope: Scope, receive: Any, send: Any, request_id: str, record: dict[str, Any]) -> int:
+        if scope.get("vbp.absolute_form"):
+            raise InvalidArgument("Absolute-form request targets are not accepted.")
+        route = match(scope["method"], scope.get("raw_path") or scope["path"].encode())
+        record["route"] = route.operation
+        record["api_version"] = route.api_version
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        principal = await self._authenticate(headers)
+        record["key_id"], record["team"] = principal.key_id, principal.team
+
+        real_project = self.services.settings.project_aliases.get(route.project, route.project)
+        projects = (route.project, real_project)
+        body: bytes | AsyncIterator[bytes] | None = None
+        create_body: dict[str, Any] | None = None
+        model: str | None = None
+        if route.operation == "create":
+            create_body = prepare_create_body(await self._read_json(receive), principal=principal,
+                                              aliases=self.services.settings.project_aliases)
+            model = model_id(body_model(create_body) or "")
+            body = json.dumps(create_body).encode()
+        check_scope(principal, operation=route.operation, projects=projects, location=route.location, model=model)
+
+        owned: JobRef | None = None
+        if route.job_id is not None:
+            owned = await self._owned_job(route, principal, projects)
+            record["job_name"] = owned.name if owned else None
+        query = scope.get("query_string", b"").decode("latin-1")
+        if route.operation == "list" and not principal.admin:
+            query = team_query(query, principal.team)
+        if route.operation == "cancel":
+            body = _stream(receive)
+
+        base = self.services.settings.vertex_base_url or google_base_url(route.location)
+        url = base.rstrip("/") + route.upstream_path(real_project) + (f"?{query}" if query else "")
+        reply = await self.services.upstream.send(
+            scope["method"], url,
+            headers=request_headers(headers, request_id=request_id), body=body,
+            idempotent=route.operation in ("get", "list"),
+        )
+        record["upstream_status"] = reply.status
+        out_headers = response_headers(reply.headers)
+
+        if route.operation == "create":
+            data = await reply.read()
+            if reply.status == 200:
+                record["job_name"] = await self._record_create(data, create_body or {}, principal, route,
+                                                               real_project)
+            await send_reply(send, reply.status, out_headers, data, request_id)
+            return reply.status
+
+        if route.operation in ("cancel", "delete"):
+            # Small replies: recorded before the caller hears back, so the ledger is never behind them.
+            data = await reply.read()
+            if reply.status == 200 and owned is not None:
+                await to_thread.run_sync(self._record_action, owned, route.operation)
+            await send_reply(send, reply.status, out_headers, data, request_id)
+            return reply.status
+
+        async def record_states(body: bytes) -> None:
+            if reply.status == 200:
+                await self._record_states(body, route.operation)
+
+        await relay_reply(send, reply, out_headers, request_id, before_end=record_states)
+        return reply.status
+
+    async def _authenticate(self, headers: list[tuple[str, str]]) -> Principal:
+        secret = _key_from(headers)
+        if not secret:
+            raise Unauthenticated(
+                "Request is missing a proxy API key (Authorization: Bearer vbp_... or x-goog-api-key).")
+        keys = self.services.keys
+        hit, principal = keys.cached(secret)
+        if not hit:
+            principal = await to_thread.run_sync(keys.lookup, secret)
+        if principal is None:
+            raise Unauthenticated("The API key is not valid: unknown, revoked or expired.")
+        return principal
+
+    async def _owned_job(self, route: JobRoute, principal: Principal, projects: tuple[str, ...]) -> JobRef | None:
+        """The ledger's job behind a get/cancel/delete; another team's job answers exactly like a missing one."""
+        assert route.job_id is not None
+        index = self.services.jobs
+        ref = index.cached(location=route.location, job_id=route.job_id)
+        if ref is None or not ref.addressed_by(projects):
+            ref = await to_thread.run_sync(
+                lambda: index.load(location=route.location, job_id=route.job_id or "", projects=projects))
+        if principal.admin:
+            return ref
+        if ref is None or ref.team != principal.team:
+            raise NotFound(f"The BatchPredictionJob {route.job_id} does not exist.")
+        return ref
+
+    async def _read_json(self, receive: Any) -> object:
+        limit = self.services.settings.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in _stream(receive):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks) or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidArgument(f"Invalid JSON payload received: {exc}.") from None
+
+    async def _record_create(self, data: bytes, request: dict[str, Any], principal: Principal, route: JobRoute,
+                             project: str) -> str | None:
+        """Commit the job row before the reply leaves; if that fails the caller gets an error naming the job."""
+        try:
+            reply = json.loads(data)
+        except ValueError:
+            log.error("create reply was not JSON; the job cannot be recorded until reconciliation")
+            return None
+
+        def write() -> str:
+            with self.services.sessions.begin() as session:
+                job = ledger.record_created(session, reply=reply, request=request, principal=principal,
+                                            api_version=route.api_version, project=project, location=route.location)
+                name = job.name
+            self.services.jobs.remember(job)
+            return name
+
+        try:
+            return await to_thread.run_sync(write)
+        except Exception as exc:
+            name = reply.get("name") if isinstance(reply, dict) else None
+            log.exception("job %s was created upstream but could not be recorded", name)
+            raise Internal(f"The job {name} was created but the proxy could not record it; it will be adopted by "
+                           "reconciliation. Do not create it again.") from exc
+
+    def _record_action(self, ref: JobRef, operation: str) -> None:
+        with self.services.sessions.begin() as session:
+            job = session.get(ledger.Job, ref.pk)
+            if job is None:
+                return
+            if operation == "cancel":
+                ledger.record_cancel(session, job=job)
+            else:
+                ledger.record_delete(session, job=job)
+
+    async def _record_states(self, data: bytes, operation: str) -> None:
+        """Record states seen in a get or list reply, touching the database only when one advanced."""
+        try:
+            reply = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(reply, dict):
+            return
+        jobs = reply.get("batchPredictionJobs", []) if operation == "list" else [reply]
+        news = []
+        for item in jobs if isinstance(jobs, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                continue
+            seen = parse_state(item.get("state"))
+            ref = self.services.jobs.cached_name(item["name"])
+            if seen is None or (ref is not None and not advances(parse_state(ref.state), seen)):
+                continue
+            news.append(item)
+        if news:
+            await to_thread.run_sync(self.services.record_seen, news, operation)
+
+
+def _key_from(headers: list[tuple[str, str]]) -> str | None:
+    for name, value in headers:
+        if name == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == "x-goog-api-key" and value.strip():
+            return value.strip()
+    return None
+
+
+async def _stream(receive: Any) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def _start(status: int, headers: list[tuple[str, str]], request_id: str) -> dict[str, Any]:
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    raw.append((b"x-request-id", request_id.encode()))
+    return {"type": "http.response.start", "status": status, "headers": raw}
+
+
+async def send_reply(send: Any, status: int, headers: list[tuple[str, str]], body: bytes, request_id: str) -> None:
+    headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+    headers.append(("content-length", str(len(body))))
+    await send(_start(status, headers, request_id))
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Any, error: ApiError, request_id: str) -> None:
+    headers = [("content-type", "application/json; charset=UTF-8"), *error.headers.items()]
+    await send_reply(send, error.http_status, headers, error.body(), request_id)
+
+
+async def relay_reply(send: Any, reply: Any, headers: list[tuple[str, str]], request_id: str, *,
+                      before_end: Callable[[bytes], Awaitable[None]]) -> None:
+    """Pass a get or list reply on, calling `before_end` with its body before the caller sees it whole.
+
+    Replies up to `_RECORD_CAP` (every job and list page in practice) are held until the states they show are
+    recorded, so the ledger is never behind what a client has seen; a larger one streams through unread.
+    """
+    held: list[bytes] = []
+    size = 0
+    streaming = False
+    try:
+        async for chunk in reply.aiter_bytes():
+            if streaming:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                continue
+            held.append(chunk)
+            size += len(chunk)
+            if size > _RECORD_CAP:
+                streaming = True
+                await send(_start(reply.status, headers, request_id))
+                await send({"type": "http.response.body", "body": b"".join(held), "more_body": True})
+                held = []
+        if streaming:
+            await send({"type": "http.response.body", "body": b""})
+            return
+    finally:
+        await reply.aclose()
+    body = b"".join(held)
+    await before_end(body)
+    await send_reply(send, reply.status, headers, body, request_id)

@@ -1,0 +1,96 @@
+"""The long-lived parts of a running proxy, built once at start-up and shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from proxy import ledger
+from proxy.clock import utcnow
+from proxy.job_index import JobIndex
+from proxy.keys import KeyStore
+from proxy.metrics import Metrics
+from proxy.request_log import RequestLogWriter
+from proxy.settings import Settings
+from proxy.upstream import Upstream
+
+if TYPE_CHECKING:
+    from proxy.metering.job_meter import JobMeter
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    keys: KeyStore
+    jobs: JobIndex
+    upstream: Upstream
+    request_log: RequestLogWriter
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @staticmethod
+    def now() -> datetime:
+        return utcnow()
+
+    def record_seen(self, replies: list[dict[str, Any]], source: str) -> None:
+        """Record the states that replies show for jobs of the ledger (blocking: run in a thread)."""
+        names = [str(r["name"]) for r in replies]
+        with self.sessions.begin() as session:
+            jobs = ledger.find_jobs_by_name(session, names=names)
+            for reply in replies:
+                job = jobs.get(str(reply["name"]))
+                if job is not None:
+                    ledger.record_seen(session, job=job, reply=reply, source=source)
+        for job in jobs.values():
+            self.jobs.remember(job)
+
+
+def open_services(settings: Settings, *, upstream: Upstream | None = None) -> Services:
+    """Build the shared parts (migrating the database first when VBP_AUTO_MIGRATE is on)."""
+    from proxy.db.engine import make_engine, make_sessionmaker, upgrade
+    from proxy.keys import KeyStore
+
+    if settings.auto_migrate:
+        upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    request_log = RequestLogWriter(sessions)
+    request_log.start()
+    return Services(settings=settings, engine=engine, sessions=sessions,
+                    keys=KeyStore(sessions, ttl=settings.key_cache_seconds), jobs=JobIndex(sessions),
+                    upstream=upstream or default_upstream(settings), request_log=request_log)
+
+
+async def close_services(services: Services) -> None:
+    await services.upstream.aclose()
+    services.request_log.close()
+    services.engine.dispose()
+
+
+def default_upstream(settings: Settings) -> Upstream:
+    """The production upstream: aiohttp on the hot path, Google's application default credentials injected."""
+    from proxy.google_credentials import TokenSource
+    from proxy.upstream import AiohttpUpstream, RetryPolicy
+
+    return AiohttpUpstream(
+        tokens=TokenSource.from_environment(), timeout=settings.upstream_timeout,
+        connect_timeout=settings.upstream_connect_timeout,
+        retry=RetryPolicy(attempts=settings.retry_attempts, max_seconds=settings.retry_max_seconds),
+    )
+
+
+def open_meter(services: Services) -> JobMeter:
+    """The job meter, with the pricing table of VBP_PRICING_DIR."""
+    from pathlib import Path
+
+    from proxy.metering.job_meter import JobMeter
+    from proxy.metering.pricing import PricingTable
+
+    directory = Path(services.settings.pricing_dir) if services.settings.pricing_dir else None
+    return JobMeter(services.sessions, pricing=PricingTable.load(directory),
+                    lease_seconds=services.settings.metering_lease_seconds)

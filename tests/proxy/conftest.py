@@ -1,0 +1,82 @@
+"""The proxy under test: `vbp serve`'s app on loopback, in front of the project's emulator, on a SQLite ledger."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from google.cloud import storage
+from sqlalchemy.orm import Session, sessionmaker
+
+from proxy.db.engine import make_engine, make_sessionmaker, upgrade
+from proxy.emulator.stack import EmulatorStack
+from proxy.keys import create_key
+from proxy.settings import Settings
+from tests.support.proxy_server import ProxyServer
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SAMPLES = SHARED / "samples"
+ALIAS, REAL_PROJECT = "your-project", "my-real-project"
+LOCATION = "us-central1"
+
+
+@dataclass
+class Proxied:
+    """A running emulator + proxy pair, the ledger behind it, and keys for two teams and an admin."""
+
+    stack: EmulatorStack
+    proxy: ProxyServer
+    sessions: sessionmaker[Session]
+    keys: dict[str, str] = field(default_factory=dict)
+    key_ids: dict[str, str] = field(default_factory=dict)
+
+    def client(self, who: str = "team-a") -> httpx.Client:
+        return httpx.Client(base_url=self.proxy.url, timeout=30,
+                            headers={"Authorization": f"Bearer {self.keys[who]}"})
+
+    def emulator_calls(self) -> list[dict[str, object]]:
+        return [e for e in self.stack.request_log if e.get("api") == "vertex"]
+
+    def bucket(self, name: str) -> storage.Bucket:
+        client = self.stack.storage_client()
+        bucket = client.bucket(name)
+        return bucket if bucket.exists() else client.create_bucket(name)
+
+
+def start_proxied(tmp: Path, *, job_seconds: float = 0.6, extra_models: tuple[str, ...] = ("gemini-1.5-flash",),
+                  token_lifetime: int = 3600,
+                  **overrides: object) -> tuple[EmulatorStack, ProxyServer, sessionmaker[Session]]:
+    """Start an emulator and a proxy pointed at it; GOOGLE_APPLICATION_CREDENTIALS etc. are set in os.environ."""
+    stack = EmulatorStack(job_seconds=job_seconds, extra_models=extra_models, token_lifetime=token_lifetime).start()
+    os.environ.update(stack.env)
+    url = f"sqlite:///{tmp / 'ledger.db'}"
+    upgrade(url)
+    options: dict[str, object] = {"database_url": url, "vertex_base_url": stack.base_url,
+                                  "project_aliases": {ALIAS: REAL_PROJECT}, "poller_enabled": False,
+                                  "retry_max_seconds": 3, **overrides}
+    try:
+        proxy = ProxyServer(Settings(**options)).start()  # type: ignore[arg-type]
+    except BaseException:
+        stack.stop()
+        raise
+    return stack, proxy, make_sessionmaker(make_engine(url))
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+    saved = dict(os.environ)
+    stack, proxy, sessions = start_proxied(tmp_path_factory.mktemp("proxied"))
+    env = Proxied(stack, proxy, sessions)
+    with sessions.begin() as session:
+        for who, admin in (("team-a", False), ("team-b", False), ("admin", True)):
+            key, secret = create_key(session, team=who if not admin else "platform", name=who, admin=admin)
+            env.keys[who], env.key_ids[who] = secret, key.id
+    yield env
+    proxy.stop()
+    stack.stop()
+    os.environ.clear()
+    os.environ.update(saved)
