@@ -82,6 +82,8 @@ def record_created(session: Session, *, reply: Mapping[str, Any], request: Mappi
         next_poll_at=now,
     )
     _apply_details(job, reply)
+    if state.terminal:
+        job.metering_state = "due"
     session.add(job)
     session.flush()
     session.add(JobEvent(job_pk=job.id, state=state.name, source=origin, seen_at=now))
@@ -94,9 +96,10 @@ def _apply_details(job: Job, reply: Mapping[str, Any]) -> None:
     job.update_time = parse_rfc3339(reply.get("updateTime")) or job.update_time
     stats = reply.get("completionStats")
     if isinstance(stats, Mapping):
-        job.succeeded_count = _int(stats.get("successfulCount"))
-        job.failed_count = _int(stats.get("failedCount"))
-        job.incomplete_count = _int(stats.get("incompleteCount"))
+        # proto3 JSON leaves out zero counts
+        job.succeeded_count = _int(stats.get("successfulCount", 0))
+        job.failed_count = _int(stats.get("failedCount", 0))
+        job.incomplete_count = _int(stats.get("incompleteCount", 0))
     job.output_directory = _output_directory(reply) or job.output_directory
     if isinstance(reply.get("error"), Mapping):
         job.error = dict(reply["error"])
@@ -114,6 +117,10 @@ def record_seen(session: Session, *, job: Job, reply: Mapping[str, Any], source:
         return False
     _apply_details(job, reply)
     job.state = seen.name
+    if seen.terminal and job.metering_state is None:
+        # From here the job's outputs are final: the metering pass picks it up.
+        job.metering_state = "due"
+        job.next_poll_at = None
     session.add(JobEvent(job_pk=job.id, state=seen.name, source=source, seen_at=utcnow()))
     return True
 

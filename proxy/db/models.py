@@ -120,6 +120,31 @@ class Job(Base):
     # Where the row came from: "create" through the proxy, or "reconcile" (adopted from upstream labels).
     origin: Mapped[str] = mapped_column(String(16), default="create")
     next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    poll_failures: Mapped[int] = mapped_column(Integer, default=0)
+
+    # Metering. `metering_state`: None while the job runs; "due" once it ended; "claimed" while one process
+    # reads its outputs (until `claim_until`, under `claim_token`); "metered" or "unmeterable" when done.
+    metering_state: Mapped[str | None] = mapped_column(String(16), index=True)
+    claim_token: Mapped[str | None] = mapped_column(String(40))
+    claim_until: Mapped[datetime | None]
+    metering_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    metering_error: Mapped[str | None] = mapped_column(Text)
+    metered_at: Mapped[datetime | None]
+    # The current figures (their history is in job_meterings). cost_status: priced | unpriced | unmeterable.
+    cost_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    cost_pico: Mapped[int | None] = mapped_column(BigInteger)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    candidates_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    thoughts_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    tool_use_prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    audio_prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    embedding_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_characters: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines_succeeded: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines_malformed: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines_no_usage: Mapped[int] = mapped_column(BigInteger, default=0)
 
     events: Mapped[list[JobEvent]] = relationship(back_populates="job", order_by="JobEvent.id")
 
@@ -137,6 +162,30 @@ class JobEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[Job] = relationship(back_populates="events")
+
+
+class JobMetering(Base):
+    """One metering or re-pricing of a job: what was read, what it came to, and with which prices.
+
+    The newest row with `superseded_at` NULL is the job's current figure; a re-price supersedes, never deletes.
+    """
+
+    __tablename__ = "job_meterings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(16))  # meter | reprice
+    cost_status: Mapped[str] = mapped_column(String(16))
+    cost_pico: Mapped[int | None] = mapped_column(BigInteger)
+    pricing_version: Mapped[str | None] = mapped_column(String(64))
+    pricing_rows: Mapped[list[Any]] = mapped_column(default=list)
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    objects: Mapped[list[Any]] = mapped_column(default=list)
+    totals: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    malformed_examples: Mapped[list[Any]] = mapped_column(default=list)
+    note: Mapped[str | None] = mapped_column(Text)
+    superseded_at: Mapped[datetime | None]
 
 
 class RequestLog(Base):

@@ -1,0 +1,107 @@
+"""The completion poller: checks unfinished jobs against Vertex, and meters the ones that ended.
+
+Runs inside `vbp serve` (every VBP_POLL_INTERVAL seconds) and once with `vbp meter`. Young jobs are checked at
+the base pace and older ones less often; a job whose check fails (429, 5xx, no connection) backs off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+import anyio
+from anyio import to_thread
+from sqlalchemy import select
+
+from proxy import ledger
+from proxy.clock import utcnow
+from proxy.db.models import Job
+from proxy.errors import ApiError
+from proxy.metering.job_meter import JobMeter, Outcome
+from proxy.services import Services
+from proxy.vertex.resources import google_base_url
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 3600.0
+_BATCH = 100
+
+
+class Poller:
+    """One per process; several processes (replicas) may poll the same ledger safely."""
+
+    def __init__(self, services: Services, meter: JobMeter) -> None:
+        self.services = services
+        self.meter = meter
+        self._metering = anyio.CapacityLimiter(1)
+
+    async def run(self) -> None:
+        """Poll and meter until cancelled."""
+        interval = self.services.settings.poll_interval
+        while True:
+            try:
+                await self.pass_once()
+            except Exception:  # a bad pass must not end the loop
+                log.exception("poller pass failed")
+            await anyio.sleep(min(interval, 5.0) if interval > 0 else 1.0)
+
+    async def pass_once(self, *, name: str | None = None) -> list[Outcome]:
+        """Check the jobs that are due for a check, then meter every ended job that is ready."""
+        await self.check_jobs(name=name)
+        return await to_thread.run_sync(lambda: self.meter.meter_due(name=name), limiter=self._metering)
+
+    async def check_jobs(self, *, name: str | None = None) -> int:
+        """GET each unfinished job whose next check is due; record what Vertex says."""
+        now = utcnow()
+
+        def due() -> list[tuple[int, str, str, str]]:
+            with self.services.sessions() as session:
+                query = select(Job.id, Job.name, Job.api_version, Job.location).where(
+                    Job.metering_state.is_(None), Job.deleted_at.is_(None))
+                query = query.where(Job.name == name) if name else query.where(Job.next_poll_at <= now)
+                rows = session.execute(query.order_by(Job.next_poll_at).limit(_BATCH)).all()
+                return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+        jobs = await to_thread.run_sync(due)
+        async with anyio.create_task_group() as group:
+            limiter = anyio.CapacityLimiter(8)
+            for job in jobs:
+                group.start_soon(self._check_one, *job, limiter)
+        return len(jobs)
+
+    async def _check_one(self, job_pk: int, name: str, api_version: str, location: str,
+                         limiter: anyio.CapacityLimiter) -> None:
+        async with limiter:
+            base = self.services.settings.vertex_base_url or google_base_url(location)
+            url = f"{base.rstrip('/')}/{api_version}/{name}"
+            reply: dict[str, object] | None = None
+            try:
+                response = await self.services.upstream.send(
+                    "GET", url, headers=[("accept", "application/json")], body=None, idempotent=True)
+                body = await response.read()
+                if response.status == 200:
+                    parsed = json.loads(body)
+                    reply = parsed if isinstance(parsed, dict) else None
+                else:
+                    log.warning("poll of %s answered %d", name, response.status)
+            except (ApiError, ValueError) as exc:
+                log.warning("poll of %s failed: %s", name, exc)
+            await to_thread.run_sync(self._record, job_pk, reply)
+
+    def _record(self, job_pk: int, reply: dict[str, object] | None) -> None:
+        now = utcnow()
+        interval = self.services.settings.poll_interval
+        with self.services.sessions.begin() as session:
+            job = session.get(Job, job_pk)
+            if job is None or job.metering_state is not None:
+                return
+            if reply is None:
+                job.poll_failures += 1
+                job.next_poll_at = now + timedelta(seconds=min(interval * 2 ** job.poll_failures, MAX_BACKOFF_SECONDS))
+                return
+            job.poll_failures = 0
+            ledger.record_seen(session, job=job, reply=reply, source="poller")
+            if job.metering_state is None:
+                ledger.schedule_poll(job, now=now, base_interval=interval)
+        self.services.jobs.remember(job)

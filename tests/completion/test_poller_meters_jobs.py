@@ -1,0 +1,116 @@
+"""The poller inside `vbp serve` finds ended jobs and meters them: every figure checked against the output rows."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from proxy.keys import create_key
+from tests.completion.conftest import history, submit, text_line, wait_metered
+from tests.proxy.conftest import Proxied, start_proxied
+from tests.support.expected import expected_for, output_rows
+
+CACHE = "projects/meter-project/locations/us-central1/cachedContents/123"
+AUDIO = {"inlineData": {"mimeType": "audio/wav", "data": base64.b64encode(b"\0" * 40_000).decode()}}
+
+
+@pytest.fixture(scope="module")
+def metering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+    saved = dict(os.environ)
+    stack, proxy, sessions = start_proxied(tmp_path_factory.mktemp("metering"), extra_models=("gemini-9.9-custom",),
+                                           poller_enabled=True, poll_interval=0.2)
+    env = Proxied(stack, proxy, sessions)
+    with sessions.begin() as session:
+        env.keys["team-a"] = create_key(session, team="team-a")[1]
+    yield env
+    proxy.stop()
+    stack.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def check(env: Proxied, name: str, model: str, *, lines: int) -> None:
+    job = wait_metered(env, name)
+    rows = output_rows(env.stack.storage_client(), str(job.output_directory))
+    assert len(rows) == lines
+    want = expected_for(rows, model)
+    assert (job.lines_succeeded, job.lines_failed, job.lines_malformed) == (want.succeeded, want.failed, 0)
+    assert (job.prompt_tokens, job.cached_tokens, job.candidates_tokens, job.thoughts_tokens) == (
+        want.prompt, want.cached, want.candidates, want.thoughts)
+    assert job.cost_status == "priced"
+    assert job.cost_pico == want.cost_pico
+    [record] = history(env, job)
+    assert record.reason == "meter" and record.cost_pico == want.cost_pico and record.fingerprint
+    assert record.pricing_rows and record.pricing_rows[0]["model"] == model
+
+
+def test_flash_with_cache_audio_thoughts_and_a_failed_row(metering: Proxied) -> None:
+    lines = [
+        text_line("Hello world!"),
+        text_line("Tell me a long story about batch prediction and its costs.", cachedContent=CACHE),
+        {"request": {"contents": [{"role": "user", "parts": [{"text": "What is said here?"}, AUDIO]}]}},
+        {"request": {"contents": [{"role": "user", "parts": [AUDIO]}], "cachedContent": CACHE}},
+        {"request": {"contents": [{"role": "system", "parts": [{"text": "bad role"}]}]}},
+        {"custom_id": "x-1", **text_line("Short answer please.", generationConfig={"maxOutputTokens": 3})},
+    ]
+    name = submit(metering, "gemini-2.5-flash", lines)
+    check(metering, name, "gemini-2.5-flash", lines=6)
+    job = wait_metered(metering, name)
+    # the data really exercised what it claims to: cache, audio, thoughts, a failed row
+    assert job.cached_tokens > 0 and job.audio_prompt_tokens == 2 * 96 and job.thoughts_tokens > 0
+    assert job.lines_failed == 1
+
+
+def test_pro_long_context_tier_is_decided_per_line(metering: Proxied) -> None:
+    long_text = " ".join(["w"] * 200_001)
+    name = submit(metering, "gemini-2.5-pro", [text_line(long_text), text_line("A short question?")])
+    check(metering, name, "gemini-2.5-pro", lines=2)
+
+
+def test_several_output_files_and_an_ignored_incremental_copy(metering: Proxied) -> None:
+    lines = [text_line(f"Question {i} about shards?") for i in range(7)]
+    name = submit(metering, "gemini-2.0-flash", lines, faults={"output_shards": 3, "incremental_copy": True})
+    check(metering, name, "gemini-2.0-flash", lines=7)
+    [record] = history(metering, wait_metered(metering, name))
+    assert len(record.objects) == 3
+    assert not any("incremental_predictions" in o["uri"] for o in record.objects)
+
+
+def test_failed_row_share_on_flash_lite(metering: Proxied) -> None:
+    lines = [text_line(f"Line {i}") for i in range(8)]
+    name = submit(metering, "gemini-2.5-flash-lite", lines, faults={"failed_row_share": 0.5})
+    check(metering, name, "gemini-2.5-flash-lite", lines=8)
+    assert wait_metered(metering, name).lines_failed == 4
+
+
+@pytest.mark.parametrize("model", ["gemini-embedding-001", "text-embedding-005"])
+def test_embedding_jobs(metering: Proxied, model: str) -> None:
+    lines = [{"content": "The quick brown fox jumps over the lazy dog."}, {"content": "Batch embeddings, priced."}]
+    name = submit(metering, model, lines)
+    job = wait_metered(metering, name)
+    rows = output_rows(metering.stack.storage_client(), str(job.output_directory))
+    want = expected_for(rows, model)
+    assert job.lines_succeeded == 2 and job.cost_status == "priced"
+    assert job.cost_pico == want.cost_pico
+    if model == "gemini-embedding-001":
+        assert job.embedding_tokens == sum(r["predictions"][0]["embeddings"]["statistics"]["token_count"]
+                                           for r in rows)
+    else:
+        assert job.input_characters == sum(len(r["instance"]["content"]) for r in rows)
+
+
+def test_a_failed_job_with_no_output_costs_nothing_and_says_so(metering: Proxied) -> None:
+    name = submit(metering, "gemini-2.5-flash", [text_line("never runs")], faults={"fail_jobs": True})
+    job = wait_metered(metering, name)
+    assert job.state == "JOB_STATE_FAILED"
+    assert (job.cost_status, job.cost_pico, job.lines_succeeded) == ("priced", 0, 0)
+
+
+def test_a_model_without_a_price_is_unpriced_not_free(metering: Proxied) -> None:
+    name = submit(metering, "gemini-9.9-custom", [text_line("Hello there")])
+    job = wait_metered(metering, name)
+    assert job.cost_status == "unpriced" and job.cost_pico is None
+    assert job.lines_succeeded == 1 and job.prompt_tokens == 2
