@@ -1,0 +1,102 @@
+"""Two `vbp serve` replicas on one PostgreSQL ledger: 50 jobs finish, each is metered exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from proxy.db.engine import make_engine, make_sessionmaker, upgrade
+from proxy.db.models import Job, JobMetering
+from proxy.emulator.stack import EmulatorStack
+from proxy.emulator.storage import free_port
+from proxy.keys import create_key
+from tests.support.expected import expected_for, output_rows
+from tests.support.postgres import LocalPostgres
+
+pytestmark = pytest.mark.postgres
+JOBS = "/v1/projects/replica-project/locations/us-central1/batchPredictionJobs"
+
+
+def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def replicas(postgres_server: LocalPostgres, tmp_path: Path) -> Iterator[tuple[EmulatorStack, str, list[int]]]:
+    url = postgres_server.create_database(f"replicas_{os.getpid()}_{time.monotonic_ns()}")
+    upgrade(url)
+    stack = EmulatorStack(job_seconds=1.0).start()
+    env = {**os.environ, **stack.env, "VBP_DATABASE_URL": url, "VBP_POLL_INTERVAL": "0.3"}
+    ports = [free_port(), free_port()]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, port in enumerate(ports):
+            processes.append(_serve(env, port, tmp_path / f"replica-{i}.log"))
+        yield stack, url, ports
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=15)
+        stack.stop()
+
+
+def test_two_replicas_meter_50_jobs_exactly_once(replicas: tuple[EmulatorStack, str, list[int]]) -> None:
+    stack, url, ports = replicas
+    sessions = make_sessionmaker(make_engine(url))
+    with sessions.begin() as session:
+        key = create_key(session, team="team-a")[1]
+    bucket = stack.storage_client().create_bucket("replicas")
+    bucket.blob("in.jsonl").upload_from_string(
+        "".join(json.dumps({"request": {"contents": [{"role": "user", "parts": [{"text": f"Hi {i}"}]}]}}) + "\n"
+                for i in range(2)))
+    body = {"model": "publishers/google/models/gemini-2.5-flash",
+            "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://replicas/in.jsonl"]}},
+            "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": "gs://replicas/o"}}}
+    names = []
+    for i in range(50):
+        port = ports[i % 2]  # creates through both replicas
+        reply = httpx.post(f"http://127.0.0.1:{port}{JOBS}", json={**body, "displayName": f"r{i}"},
+                           headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        assert reply.status_code == 200, reply.text
+        names.append(reply.json()["name"])
+
+    deadline = time.monotonic() + 120
+    while True:
+        with sessions() as session:
+            done = session.scalar(select(func.count(Job.id)).where(Job.metering_state == "metered"))
+        if done == 50:
+            break
+        assert time.monotonic() < deadline, f"only {done} of 50 metered"
+        time.sleep(0.3)
+
+    with sessions() as session:
+        per_job = dict(session.execute(select(JobMetering.job_pk, func.count(JobMetering.id))
+                                       .group_by(JobMetering.job_pk)).all())
+        jobs = session.scalars(select(Job)).all()
+    assert len(jobs) == 50 and sorted(j.name for j in jobs) == sorted(names)
+    assert all(per_job[job.id] == 1 for job in jobs)
+    assert all(job.lines_succeeded == 2 and job.cost_status == "priced" for job in jobs)
+    # every job ran the same two lines, so every job costs what the first one's rows say
+    want = expected_for(output_rows(stack.storage_client(), str(jobs[0].output_directory)), "gemini-2.5-flash")
+    assert {job.cost_pico for job in jobs} == {want.cost_pico}
