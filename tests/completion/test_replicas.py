@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.db.engine import make_engine, make_sessionmaker, upgrade
 from proxy.db.models import Job, JobMetering
@@ -63,7 +64,14 @@ def replicas(postgres_server: LocalPostgres, tmp_path: Path) -> Iterator[tuple[E
 
 def test_two_replicas_meter_50_jobs_exactly_once(replicas: tuple[EmulatorStack, str, list[int]]) -> None:
     stack, url, ports = replicas
-    sessions = make_sessionmaker(make_engine(url))
+    engine = make_engine(url)
+    try:
+        _create_and_meter(stack, make_sessionmaker(engine), ports)
+    finally:
+        engine.dispose()
+
+
+def _create_and_meter(stack: EmulatorStack, sessions: sessionmaker[Session], ports: list[int]) -> None:
     with sessions.begin() as session:
         key = create_key(session, team="team-a")[1]
     bucket = stack.storage_client().create_bucket("replicas")
