@@ -84,6 +84,8 @@ SETTINGS: tuple[Setting, ...] = (
             "leaves the job to another after this many seconds."),
     Setting("VBP_PRICING_DIR", "pricing_dir", None, _optional_str,
             "Folder of the pricing TOML files; unset: the repository's `pricing/` folder."),
+    Setting("VBP_MIGRATIONS_DIR", "migrations_dir", None, _optional_str,
+            "Folder of the Alembic migrations; unset: the repository's `migrations/` folder (the container sets it)."),
     Setting("VBP_LOG_LEVEL", "log_level", "info", str,
             "Python logging level of the proxy: debug, info, warning, error."),
 )
@@ -107,6 +109,7 @@ class Settings:
     poller_enabled: bool = True
     metering_lease_seconds: float = 120.0
     pricing_dir: str | None = None
+    migrations_dir: str | None = None
     log_level: str = "info"
 
     @classmethod

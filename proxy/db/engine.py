@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,11 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+def migrations_dir() -> Path:
+    """VBP_MIGRATIONS_DIR, else the repository's `migrations/` (beside the package in a checkout)."""
+    configured = os.environ.get("VBP_MIGRATIONS_DIR", "").strip()
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "migrations"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -38,7 +43,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def alembic_config(url: str) -> Config:
     """An Alembic config pointing at the project's migrations and the given database."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 

@@ -1,0 +1,32 @@
+# Vertex Batch Proxy: `vbp serve` in a small, reproducible image.
+# Build: docker build -t vertex-batch-proxy .    Run: see docker-compose.yml and the README ("Production").
+
+# --- build: a wheel of the project and of every dependency ------------------------------------------
+FROM python:3.11.7-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY proxy ./proxy
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres]'
+
+# --- runtime: the wheels, the migrations and the pricing table; no compiler, no cache, not root ---------
+FROM python:3.11.7-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    VBP_PRICING_DIR=/app/pricing \
+    VBP_DATABASE_URL=sqlite:////data/vbp.db
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin vbp \
+    && mkdir -p /app /data && chown vbp /data
+WORKDIR /app
+COPY --from=build /wheels /wheels
+RUN python -m pip install --no-cache-dir --no-index --find-links /wheels 'vertex-batch-proxy[postgres]' \
+    && rm -rf /wheels
+COPY migrations ./migrations
+COPY alembic.ini ./
+COPY pricing ./pricing
+ENV VBP_MIGRATIONS_DIR=/app/migrations
+USER vbp
+EXPOSE 4000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:4000/healthz', timeout=2).status != 200)"
+# Migrations are applied on start (VBP_AUTO_MIGRATE=true); several replicas may start at once.
+CMD ["vbp", "serve", "--host", "0.0.0.0", "--port", "4000"]
