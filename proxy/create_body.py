@@ -44,7 +44,7 @@ def prepare_create_body(body: object, *, principal: Principal, aliases: Mapping[
     labels = body.get("labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
         raise InvalidArgument("labels must be a map of strings to strings.")
-    reserved = sorted(k for k in labels if k.startswith(RESERVED_LABEL_PREFIX))
+    reserved = sorted(k for k in labels if k.lower().startswith(RESERVED_LABEL_PREFIX))
     if reserved:
         raise InvalidArgument(
             f"Label keys starting with {RESERVED_LABEL_PREFIX!r} are reserved for the proxy: {', '.join(reserved)}.")

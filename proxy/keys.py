@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.clock import utcnow
 from proxy.db.models import ApiKey
+from proxy.vertex.resources import valid_location, valid_project
 
 KEY_PREFIX = "vbp_"
 OPERATIONS = ("create", "read", "cancel", "delete")
+# A team name is stamped on jobs as a label value as is, so it must already be one: two names that sanitised to
+# the same label would share each other's jobs in list calls.
+TEAM_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_MODEL_PATTERN_RE = re.compile(r"[A-Za-z0-9._@*?\[\]!-]{1,200}")
 
 
 def generate_secret() -> str:
@@ -61,11 +67,7 @@ def create_key(session: Session, *, team: str, name: str = "", admin: bool = Fal
                projects: Sequence[str] = (), locations: Sequence[str] = (), models: Sequence[str] = (),
                operations: Sequence[str] = (), expires_at: datetime | None = None) -> tuple[ApiKey, str]:
     """Store a new key and return it with its secret, which is shown once and never stored."""
-    if not team:
-        raise ValueError("a key needs a team")
-    unknown = set(operations) - set(OPERATIONS)
-    if unknown:
-        raise ValueError(f"unknown operations: {', '.join(sorted(unknown))}")
+    check_scopes(team=team, projects=projects, locations=locations, models=models, operations=operations)
     secret = generate_secret()
     key = ApiKey(id="key_" + secrets.token_hex(6), team=team, name=name, prefix=display_prefix(secret),
                  secret_hash=hash_secret(secret), admin=admin, projects=list(projects), locations=list(locations),
@@ -73,6 +75,25 @@ def create_key(session: Session, *, team: str, name: str = "", admin: bool = Fal
     session.add(key)
     session.flush()
     return key, secret
+
+
+def check_scopes(*, team: str, projects: Sequence[str] = (), locations: Sequence[str] = (),
+                 models: Sequence[str] = (), operations: Sequence[str] = ()) -> None:
+    """Raise ValueError, naming the culprit, unless every scope value is one the request path can carry."""
+    if not TEAM_RE.fullmatch(team):
+        raise ValueError(f"team {team!r} must be 1-63 lowercase letters, digits, '-' or '_' (a Vertex label value)")
+    bad = [p for p in projects if not valid_project(p)]
+    if bad:
+        raise ValueError(f"invalid project: {', '.join(bad)}")
+    bad = [loc for loc in locations if not valid_location(loc)]
+    if bad:
+        raise ValueError(f"invalid location: {', '.join(bad)}")
+    bad = [m for m in models if not _MODEL_PATTERN_RE.fullmatch(m)]
+    if bad:
+        raise ValueError(f"invalid model pattern (a publisher model id such as gemini-2.5-*): {', '.join(bad)}")
+    unknown = set(operations) - set(OPERATIONS)
+    if unknown:
+        raise ValueError(f"unknown operations: {', '.join(sorted(unknown))}; known: {', '.join(OPERATIONS)}")
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -87,15 +108,17 @@ def revoke_key(session: Session, *, key_id: str) -> ApiKey | None:
 
 
 def rotate_key(session: Session, *, key_id: str, grace_seconds: float) -> tuple[ApiKey, str] | None:
-    """Give the key a new secret; the old one keeps working for `grace_seconds`."""
-    from datetime import timedelta
-
+    """Give the key a new secret; the old one keeps working for `grace_seconds` (a secret from an earlier
+    rotation stops at once). None for an unknown, revoked or expired key."""
+    now = utcnow()
     key = session.get(ApiKey, key_id)
-    if key is None or key.revoked_at is not None:
+    if key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
         return None
+    if grace_seconds < 0:
+        raise ValueError("the grace period cannot be negative")
     secret = generate_secret()
     key.previous_hash = key.secret_hash
-    key.previous_valid_until = utcnow() + timedelta(seconds=grace_seconds)
+    key.previous_valid_until = now + timedelta(seconds=grace_seconds)
     key.secret_hash = hash_secret(secret)
     key.prefix = display_prefix(secret)
     return key, secret
@@ -149,6 +172,11 @@ class KeyStore:
         with self.sessions() as session:
             key = find_key(session, secret=secret)
             principal = Principal.of(key) if key is not None else None
+            if key is not None and principal is not None and key.previous_valid_until is not None \
+                    and not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+                # A rotated-out secret: its cache entry must not outlive the grace period.
+                ends = key.previous_valid_until
+                principal = replace(principal, expires_at=min(ends, principal.expires_at or ends))
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()

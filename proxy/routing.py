@@ -43,8 +43,12 @@ class JobRoute:
 
 
 def is_passthrough_path(raw_path: bytes) -> bool:
-    """Cheap pre-check used by the dispatcher: does this target belong to the passthrough at all?"""
-    return raw_path.startswith((b"/v1/", b"/v1beta1/"))
+    """Cheap pre-check used by the dispatcher: does this target belong to the passthrough at all?
+
+    Only Vertex resource paths do (`/{v1,v1beta1}/projects/...`); the proxy's own API (`/v1/keys`, `/v1/costs`)
+    and unknown paths go to the site, which answers 404 in the envelope for what it does not know.
+    """
+    return raw_path.startswith((b"/v1/projects/", b"/v1beta1/projects/"))
 
 
 def match(method: str, raw_path: bytes) -> JobRoute:

@@ -23,7 +23,17 @@ def team_filter(caller_filter: str | None, team: str) -> str:
         caller = filters.parse(caller_filter) if caller_filter else None
     except filters.FilterError as exc:
         raise InvalidArgument(f"Invalid filter: {exc}") from None
-    return filters.render(filters.and_all(team_clause(team), caller))
+    wanted = filters.and_all(team_clause(team), caller)
+    rendered = filters.render(wanted)
+    # What goes upstream must mean exactly the tree checked here; a filter whose rendering does not parse back
+    # to it (one nested too deep once parenthesised, say) is refused rather than sent.
+    try:
+        same = filters.parse(rendered) == wanted
+    except filters.FilterError:
+        same = False
+    if not same:
+        raise InvalidArgument("Invalid filter: too complex to restrict to your team's jobs safely; simplify it.")
+    return rendered
 
 
 def team_query(query: str, team: str) -> str:

@@ -1,0 +1,197 @@
+"""The admin HTTP API for keys, admin keys only; errors in Google's envelope.
+
+    POST /v1/keys                 {team, name?, projects?, locations?, models?, operations?, admin?, expires_in?}
+                                  -> the key's view plus `key`, the secret (shown once)
+    GET  /v1/keys                 -> {"keys": [view, ...]}            (no secrets, no hashes)
+    GET  /v1/keys/{id}/events     -> {"events": [...]}                (the audit trail of one key)
+    POST /v1/keys/{id}:revoke     -> the key's view
+    POST /v1/keys/{id}:rotate     {grace_seconds?} -> the key's view plus `key`, the new secret
+
+No key -> 401 UNAUTHENTICATED; a team key -> 403 PERMISSION_DENIED; a bad body -> 400; an unknown key -> 404.
+Every change is audited with the admin key's id as the actor; every call goes to the request log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from proxy import key_admin
+from proxy.auth import authenticate
+from proxy.clock import utcnow
+from proxy.db.models import ApiKey
+from proxy.errors import ApiError, Internal, InvalidArgument, NotFound, PermissionDenied
+from proxy.keys import Principal, list_keys
+from proxy.services import Services
+
+_MAX_BODY = 64 * 1024
+_CREATE_FIELDS = {"team", "name", "projects", "locations", "models", "operations", "admin", "expires_in"}
+
+Handler = Callable[[Request, Principal, Services], Awaitable[Response]]
+
+
+def key_routes(services: Callable[[], Services | None]) -> list[Route]:
+    """The routes, for `create_app` to list; `services` gives the running services (set by the lifespan)."""
+    def guarded(route: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await _serve(request, route, handler, services())
+        return endpoint
+
+    return [
+        Route("/v1/keys", guarded("keys.list", _list), methods=["GET"]),
+        Route("/v1/keys", guarded("keys.create", _create), methods=["POST"]),
+        Route("/v1/keys/{key_id}/events", guarded("keys.events", _events), methods=["GET"]),
+        Route("/v1/keys/{target}", guarded("keys.action", _action), methods=["POST"]),
+    ]
+
+
+async def _serve(request: Request, route: str, handler: Handler, services: Services | None) -> Response:
+    assert services is not None, "the lifespan has not run"
+    started = time.perf_counter()
+    request_id = uuid.uuid4().hex
+    record: dict[str, Any] = {"request_id": request_id, "method": request.method, "route": route, "key_id": None,
+                              "team": None, "api_version": None, "job_name": None, "upstream_status": None,
+                              "error": None}
+    try:
+        principal = await authenticate(services, request.headers.items())
+        record["key_id"], record["team"] = principal.key_id, principal.team
+        if not principal.admin:
+            raise PermissionDenied("Managing keys needs an admin key.")
+        response = await handler(request, principal, services)
+    except ApiError as exc:
+        record["error"] = exc.status
+        response = JSONResponse(exc.envelope(), status_code=exc.http_status, headers=exc.headers)
+    except Exception:
+        record["error"] = "INTERNAL"
+        error = Internal("The proxy failed to handle this request.")
+        response = JSONResponse(error.envelope(), status_code=error.http_status)
+    response.headers["x-request-id"] = request_id
+    record.update(status=response.status_code, latency_ms=(time.perf_counter() - started) * 1000, at=utcnow())
+    services.request_log.add(record)
+    return response
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > _MAX_BODY:
+            raise InvalidArgument(f"The request body is larger than {_MAX_BODY} bytes.")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"Invalid JSON payload received: {exc}.") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("The request body must be a JSON object.")
+    return body
+
+
+def _strings(body: dict[str, Any], field: str) -> list[str]:
+    value = body.get(field, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidArgument(f"{field} must be a list of strings.")
+    return value
+
+
+def _expiry(value: object) -> datetime | None:
+    """`expires_in`: a duration such as "30d", or a number of seconds."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            return utcnow() + key_admin.parse_duration(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return utcnow() + timedelta(seconds=value)
+    except ValueError as exc:
+        raise InvalidArgument(f"expires_in: {exc}") from None
+    raise InvalidArgument("expires_in must be a duration such as \"30d\" or a positive number of seconds.")
+
+
+async def _create(request: Request, principal: Principal, services: Services) -> Response:
+    body = await _body(request)
+    unknown = sorted(set(body) - _CREATE_FIELDS)
+    if unknown:
+        raise InvalidArgument(f"Unknown field(s): {', '.join(unknown)}.")
+    team, name, admin = body.get("team"), body.get("name", ""), body.get("admin", False)
+    if not isinstance(team, str) or not isinstance(name, str) or not isinstance(admin, bool):
+        raise InvalidArgument("team (a string) is required; name must be a string and admin a boolean.")
+    fields = {field: _strings(body, field) for field in ("projects", "locations", "models", "operations")}
+    expires_at = _expiry(body.get("expires_in"))
+
+    def write() -> dict[str, Any]:
+        with services.sessions.begin() as session:
+            key, secret = key_admin.issue_key(session, actor=principal.key_id, team=team, name=name, admin=admin,
+                                              expires_at=expires_at, **fields)
+            return {**key_admin.key_view(key), "key": secret}
+
+    try:
+        return JSONResponse(await to_thread.run_sync(write))
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+async def _list(request: Request, principal: Principal, services: Services) -> Response:
+    def read() -> list[dict[str, Any]]:
+        now = utcnow()
+        with services.sessions() as session:
+            return [key_admin.key_view(key, now=now) for key in list_keys(session)]
+
+    return JSONResponse({"keys": await to_thread.run_sync(read)})
+
+
+async def _events(request: Request, principal: Principal, services: Services) -> Response:
+    key_id = request.path_params["key_id"]
+
+    def read() -> list[dict[str, Any]] | None:
+        with services.sessions() as session:
+            if session.get(ApiKey, key_id) is None:
+                return None
+            return [key_admin.event_view(event) for event in key_admin.list_events(session, key_id=key_id)]
+
+    events = await to_thread.run_sync(read)
+    if events is None:
+        raise NotFound(f"There is no key {key_id}.")
+    return JSONResponse({"events": events})
+
+
+async def _action(request: Request, principal: Principal, services: Services) -> Response:
+    key_id, _, action = request.path_params["target"].partition(":")
+    if action not in ("revoke", "rotate"):
+        raise NotFound(f"The requested URL {request.url.path} was not found on this server.")
+    body = await _body(request)
+    if action == "revoke":
+        if body:
+            raise InvalidArgument("revoke takes no fields.")
+
+        def revoke() -> dict[str, Any] | None:
+            with services.sessions.begin() as session:
+                key = key_admin.revoke(session, actor=principal.key_id, key_id=key_id)
+                return key_admin.key_view(key) if key is not None else None
+
+        view = await to_thread.run_sync(revoke)
+        if view is None:
+            raise NotFound(f"There is no key {key_id}.")
+        return JSONResponse(view)
+
+    grace = body.get("grace_seconds", key_admin.DEFAULT_GRACE_SECONDS)
+    if set(body) - {"grace_seconds"} or not isinstance(grace, int | float) or isinstance(grace, bool) or grace < 0:
+        raise InvalidArgument("rotate takes one optional field: grace_seconds, a number >= 0.")
+
+    def rotate() -> dict[str, Any] | None:
+        with services.sessions.begin() as session:
+            rotated = key_admin.rotate(session, actor=principal.key_id, key_id=key_id, grace_seconds=float(grace))
+            return {**key_admin.key_view(rotated[0]), "key": rotated[1]} if rotated is not None else None
+
+    view = await to_thread.run_sync(rotate)
+    if view is None:
+        raise NotFound(f"There is no active key {key_id} (unknown, revoked or expired).")
+    return JSONResponse(view)

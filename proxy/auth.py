@@ -1,0 +1,41 @@
+"""Who is calling: the proxy key from `Authorization: Bearer` or `x-goog-api-key`, resolved to a Principal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from anyio import to_thread
+
+from proxy.errors import Unauthenticated
+from proxy.keys import Principal
+
+if TYPE_CHECKING:
+    from proxy.services import Services
+
+
+def key_from(headers: Iterable[tuple[str, str]]) -> str | None:
+    """The caller's key, if it sent one (Bearer first, then x-goog-api-key, as they come)."""
+    for name, value in headers:
+        name = name.lower()
+        if name == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == "x-goog-api-key" and value.strip():
+            return value.strip()
+    return None
+
+
+async def authenticate(services: Services, headers: Iterable[tuple[str, str]]) -> Principal:
+    """The live key's Principal, or Unauthenticated (401). A cache hit never leaves the event loop."""
+    secret = key_from(headers)
+    if not secret:
+        raise Unauthenticated("Request is missing a proxy API key (Authorization: Bearer vbp_... or x-goog-api-key).")
+    keys = services.keys
+    hit, principal = keys.cached(secret)
+    if not hit:
+        principal = await to_thread.run_sync(keys.lookup, secret)
+    if principal is None:
+        raise Unauthenticated("The API key is not valid: unknown, revoked or expired.")
+    return principal
