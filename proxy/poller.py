@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 
 import anyio
@@ -34,16 +35,19 @@ class Poller:
     def __init__(self, services: Services, meter: JobMeter) -> None:
         self.services = services
         self.meter = meter
+        meter.observe = services.metrics.observe_metering
         self._metering = anyio.CapacityLimiter(1)
 
     async def run(self) -> None:
         """Poll and meter until cancelled."""
         interval = self.services.settings.poll_interval
         while True:
+            started = time.perf_counter()
             try:
                 await self.pass_once()
             except Exception:  # a bad pass must not end the loop
                 log.exception("poller pass failed")
+            self.services.metrics.observe_poll_pass(time.perf_counter() - started)
             await anyio.sleep(min(interval, 5.0) if interval > 0 else 1.0)
 
     async def pass_once(self, *, name: str | None = None) -> list[Outcome]:

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,12 +90,19 @@ class JobMeter:
         self.storage_factory = storage_factory
         self.lease = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.observe: Callable[[str, float], None] | None = None  # (result, seconds) of each job: metrics
 
     def meter_due(self, *, name: str | None = None, limit: int = 50) -> list[Outcome]:
         """Meter every job that is ready (or just `name`); returns what happened to each."""
         with self.sessions() as session:
             ready = claims.claimable_jobs(session, now=utcnow(), limit=limit, name=name)
-        return [self.meter(job_pk) for job_pk in ready]
+        outcomes = []
+        for job_pk in ready:
+            started = time.perf_counter()
+            outcomes.append(self.meter(job_pk))
+            if self.observe is not None:
+                self.observe(outcomes[-1].result, time.perf_counter() - started)
+        return outcomes
 
     def meter(self, job_pk: int) -> Outcome:
         """Claim one job and meter it, or leave it to whoever holds it."""

@@ -1,0 +1,1 @@
+"""Cost reports from the ledger: `vbp report`, `GET /v1/costs` and the `/dashboard` page."""

@@ -1,0 +1,203 @@
+"""The report routes: `GET /v1/costs` (API key), and `/dashboard` with its sign-in (session cookie).
+
+    GET  /v1/costs?by=team,model&since=YYYY-MM-DD&until=YYYY-MM-DD&team=T&model=M&format=json|csv
+    GET  /dashboard[?since=&until=&team=]     the page, or the sign-in form without a valid session
+    POST /dashboard/login                      form field `key`: sets the session cookie, 303 to /dashboard
+    POST /dashboard/logout                     clears it
+    GET  /dashboard/costs.csv?<as /v1/costs>   the CSV export of a signed-in session
+
+A team key sees only its own team (asking for another team is 403); an admin key sees every team. Errors on
+`/v1/costs` use Google's envelope.
+"""
+
+from __future__ import annotations
+
+import time as clock
+from collections.abc import Awaitable, Callable
+from datetime import date
+from urllib.parse import parse_qs
+
+from anyio import to_thread
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from proxy.auth import authenticate
+from proxy.clock import utcnow
+from proxy.errors import ApiError, InvalidArgument, PermissionDenied, Unauthenticated
+from proxy.keys import Principal, hash_secret
+from proxy.reports.dashboard import dashboard_page, default_range, error_page, gather, login_page
+from proxy.reports.query import Report, ReportError, ReportFilter, parse_by, parse_moment, run_report
+from proxy.reports.render import to_csv, to_document
+from proxy.reports.session_cookie import COOKIE_NAME, SessionSigner
+from proxy.services import Services
+
+DEFAULT_BY = "team,model"
+_LOGIN_BODY_LIMIT = 8192
+# The pages hold spend figures: never cached, never framed, no script and nothing from elsewhere.
+_PAGE_HEADERS = {
+    "cache-control": "no-store",
+    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def report_routes(services: Callable[[], Services | None]) -> list[Route]:
+    """The routes, for the app's route list; `services` gives the running app's services."""
+    endpoints = ReportEndpoints(services)
+    return [
+        Route("/v1/costs", endpoints.timed("costs", endpoints.costs), methods=["GET"]),
+        Route("/dashboard", endpoints.timed("dashboard", endpoints.dashboard), methods=["GET"]),
+        Route("/dashboard/login", endpoints.timed("dashboard_login", endpoints.login), methods=["POST"]),
+        Route("/dashboard/logout", endpoints.timed("dashboard_logout", endpoints.logout), methods=["POST"]),
+        Route("/dashboard/costs.csv", endpoints.timed("dashboard_csv", endpoints.dashboard_csv), methods=["GET"]),
+    ]
+
+
+def report_params(query: QueryParams, principal: Principal) -> tuple[tuple[str, ...], ReportFilter]:
+    """The grouping and filter a query asks for, with a team key held to its own team."""
+    try:
+        by = parse_by(query.getlist("by") or DEFAULT_BY)
+        teams = tuple(t for t in query.getlist("team") if t)
+        if not principal.admin:
+            if any(t != principal.team for t in teams):
+                raise PermissionDenied(f"This key sees only the costs of team {principal.team!r}.")
+            teams = (principal.team,)
+        return by, ReportFilter(since=parse_moment(query.get("since")), until=parse_moment(query.get("until")),
+                                teams=teams, models=tuple(m for m in query.getlist("model") if m))
+    except ReportError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
+def csv_response(report: Report) -> Response:
+    return Response(to_csv(report), media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": 'attachment; filename="costs.csv"', "cache-control": "no-store"})
+
+
+class ReportEndpoints:
+    """Handlers bound to the running app's services (known only once its lifespan has started)."""
+
+    def __init__(self, services: Callable[[], Services | None]) -> None:
+        self._services = services
+        self._signer: SessionSigner | None = None
+
+    @property
+    def services(self) -> Services:
+        services = self._services()
+        assert services is not None, "the lifespan has not run"
+        return services
+
+    @property
+    def signer(self) -> SessionSigner:
+        if self._signer is None:
+            settings = self.services.settings
+            self._signer = SessionSigner.from_setting(settings.session_secret, settings.session_seconds)
+        return self._signer
+
+    def timed(self, route: str, handler: Handler) -> Handler:
+        """Count the request by route and status, and time it, in the proxy's metrics."""
+        async def run(request: Request) -> Response:
+            started = clock.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status_code
+                return response
+            finally:
+                self.services.metrics.observe_request(route, status, clock.perf_counter() - started)
+        return run
+
+    async def _report(self, by: tuple[str, ...], chosen: ReportFilter) -> Report:
+        def query() -> Report:
+            with self.services.sessions() as session:
+                return run_report(session, by=by, filter=chosen)
+        return await to_thread.run_sync(query)
+
+    async def costs(self, request: Request) -> Response:
+        """GET /v1/costs: the report document (JSON), or CSV with format=csv."""
+        try:
+            principal = await authenticate(self.services, request.headers.items())
+            fmt = request.query_params.get("format", "json")
+            if fmt not in ("json", "csv"):
+                raise InvalidArgument(f"format {fmt!r} is not json or csv")
+            report = await self._report(*report_params(request.query_params, principal))
+        except ApiError as exc:
+            return JSONResponse(exc.envelope(), status_code=exc.http_status, headers=exc.headers)
+        if fmt == "csv":
+            return csv_response(report)
+        return JSONResponse(to_document(report), headers={"cache-control": "no-store"})
+
+    async def _session_principal(self, request: Request) -> Principal | None:
+        claim = self.signer.read(request.cookies.get(COOKIE_NAME))
+        if claim is None:
+            return None
+
+        def lookup() -> Principal | None:
+            with self.services.sessions() as session:
+                return self.signer.principal(session, claim, now=utcnow())
+        return await to_thread.run_sync(lookup)
+
+    async def dashboard(self, request: Request) -> Response:
+        """GET /dashboard: the page for a signed-in key, else the sign-in form."""
+        principal = await self._session_principal(request)
+        if principal is None:
+            return HTMLResponse(login_page(), headers=_PAGE_HEADERS)
+        since, until = default_range(utcnow().date())
+        try:
+            query = request.query_params
+            since = date.fromisoformat(query["since"]) if query.get("since") else since
+            until = date.fromisoformat(query["until"]) if query.get("until") else until
+            if since >= until:
+                raise ValueError("the range is empty: 'from' must come before 'until'")
+        except ValueError as exc:
+            return HTMLResponse(error_page(f"Bad range: {exc}."), status_code=400, headers=_PAGE_HEADERS)
+        team = request.query_params.get("team") or None
+
+        def build() -> str:
+            with self.services.sessions() as session:
+                view = gather(session, principal=principal, since=since, until=until, team=team)
+            return dashboard_page(view)
+        return HTMLResponse(await to_thread.run_sync(build), headers=_PAGE_HEADERS)
+
+    async def login(self, request: Request) -> Response:
+        """POST /dashboard/login: check the key, set the session cookie, go to the page."""
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > _LOGIN_BODY_LIMIT:
+                return HTMLResponse(login_page("The form is too large."), status_code=413, headers=_PAGE_HEADERS)
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+        secret = (fields.get("key") or [""])[0].strip()
+        try:
+            principal = await authenticate(self.services, [("x-goog-api-key", secret)])
+        except Unauthenticated:
+            return HTMLResponse(login_page("That key is not valid: unknown, revoked or expired."), status_code=401,
+                                headers=_PAGE_HEADERS)
+        response = RedirectResponse("/dashboard", status_code=303, headers=_PAGE_HEADERS)
+        response.set_cookie(COOKIE_NAME, self.signer.issue(principal.key_id, hash_secret(secret)),
+                            max_age=int(self.signer.max_age), path="/dashboard", httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        """POST /dashboard/logout: forget the session cookie."""
+        response = RedirectResponse("/dashboard", status_code=303, headers=_PAGE_HEADERS)
+        response.delete_cookie(COOKIE_NAME, path="/dashboard", httponly=True, samesite="lax",
+                               secure=request.url.scheme == "https")
+        return response
+
+    async def dashboard_csv(self, request: Request) -> Response:
+        """GET /dashboard/costs.csv: the CSV export for a signed-in session (same parameters as /v1/costs)."""
+        principal = await self._session_principal(request)
+        if principal is None:
+            return RedirectResponse("/dashboard", status_code=303)
+        try:
+            report = await self._report(*report_params(request.query_params, principal))
+        except ApiError as exc:
+            return JSONResponse(exc.envelope(), status_code=exc.http_status)
+        return csv_response(report)

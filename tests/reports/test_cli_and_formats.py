@@ -1,0 +1,109 @@
+"""`vbp report` as a command: JSON exactly as DESIGN.md says, CSV that parses back to the same numbers, a table with
+a totals row and the unpriced, unmeterable and in-flight jobs shown apart."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from proxy.cli import cli
+from proxy.money import format_usd
+from tests.reports.conftest import UNPRICED_MODEL, Ledger, expected_report
+
+ROW_FIELDS = {"jobs", "cost_usd", "tokens", "lines", "unpriced_jobs", "unmeterable_jobs"}
+
+
+def vbp_report(ledger: Ledger, *args: str) -> str:
+    url = str(ledger.sessions.kw["bind"].url.render_as_string(hide_password=False))
+    result = CliRunner().invoke(cli, ["report", *args], env={"VBP_DATABASE_URL": url}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def from_csv(text: str, by: tuple[str, ...]) -> list[dict[str, Any]]:
+    """CSV rows back into the JSON row shape (numbers as ints, cost as the exact string)."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    out = []
+    for row in rows:
+        out.append({**{k: row[k] or None for k in by}, "jobs": int(row["jobs"]), "cost_usd": row["cost_usd"],
+                    "tokens": {k: int(row[f"tokens_{k}"]) for k in ("prompt", "cached", "candidates", "thoughts",
+                                                                   "tool_use_prompt")},
+                    "lines": {k: int(row[f"lines_{k}"]) for k in ("succeeded", "failed", "malformed")},
+                    "unpriced_jobs": int(row["unpriced_jobs"]), "unmeterable_jobs": int(row["unmeterable_jobs"])})
+    return out
+
+
+@pytest.mark.parametrize("by", [("team", "model"), ("job",), ("week", "key")], ids=",".join)
+def test_json_follows_the_design_document_exactly(ledger: Ledger, by: tuple[str, ...]) -> None:
+    document = json.loads(vbp_report(ledger, "--by", ",".join(by), "--format", "json"))
+    assert set(document) == {"rows", "totals"}
+    for row in document["rows"]:
+        assert list(row) == [*by, "jobs", "cost_usd", "tokens", "lines", "unpriced_jobs", "unmeterable_jobs"]
+        assert list(row["tokens"]) == ["prompt", "cached", "candidates", "thoughts", "tool_use_prompt"]
+        assert list(row["lines"]) == ["succeeded", "failed", "malformed"]
+        Decimal(row["cost_usd"])  # an exact decimal string
+    assert set(document["totals"]) == ROW_FIELDS
+    assert document == expected_report(ledger.jobs, by)
+    if by == ("job",):
+        assert {row["job"] for row in document["rows"]} == {j.name for j in ledger.jobs}
+        assert all(row["job"].startswith("projects/") and "/batchPredictionJobs/" in row["job"]
+                   for row in document["rows"])
+
+
+@pytest.mark.parametrize("by", [("team", "model"), ("day", "team"), ("job",)], ids=",".join)
+def test_csv_parses_back_to_the_same_numbers(ledger: Ledger, by: tuple[str, ...]) -> None:
+    text = vbp_report(ledger, "--by", ",".join(by), "--format", "csv")
+    header = next(csv.reader(io.StringIO(text)))
+    assert header == [*by, "jobs", "cost_usd", "tokens_prompt", "tokens_cached", "tokens_candidates",
+                      "tokens_thoughts", "tokens_tool_use_prompt", "lines_succeeded", "lines_failed",
+                      "lines_malformed", "unpriced_jobs", "unmeterable_jobs"]
+    want = expected_report(ledger.jobs, by)
+    assert from_csv(text, by) == want["rows"]  # one line per group, no totals line
+    total = sum((Decimal(r["cost_usd"]) for r in from_csv(text, by)), Decimal(0))
+    assert format_usd(int(total * 10**12)) == want["totals"]["cost_usd"]
+
+
+def test_table_has_totals_and_shows_unpriced_unmeterable_and_in_flight_apart(ledger: Ledger) -> None:
+    text = vbp_report(ledger, "--by", "team,model")
+    want = expected_report(ledger.jobs, ("team", "model"))
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["TEAM", "MODEL", "JOBS"]
+    total = next(line for line in lines if line.startswith("TOTAL"))
+    totals = want["totals"]
+    assert total.split()[1:3] == [str(totals["jobs"]), totals["cost_usd"] + "*"]
+    unpriced = next(line for line in lines if UNPRICED_MODEL in line)
+    assert unpriced.split()[2:4] == ["1", "n/a*"]  # no price: never printed as 0.00
+    for row in want["rows"]:
+        if not row["unpriced_jobs"] and not row["unmeterable_jobs"]:
+            line = next(x for x in lines if x.split()[:2] == [row["team"], row["model"]])
+            assert line.split()[2:4] == [str(row["jobs"]), row["cost_usd"]]
+    assert "1 unpriced job(s)" in text and "1 unmeterable job(s)" in text
+    assert "1 job(s) in flight (not metered yet) are not included." in text
+    assert "[the first job, now) UTC" in text
+
+
+def test_filters_and_range_on_the_command_line(ledger: Ledger) -> None:
+    document = json.loads(vbp_report(ledger, "--by", "team", "--since", "2026-03-30", "--until", "2027-01-01",
+                                     "--team", "team-b", "--format", "json"))
+    assert document == expected_report(
+        ledger.jobs, ("team",),
+        lambda j: j.team == "team-b" and "2026-03-30" <= j.created.date().isoformat() < "2027-01-01")
+    assert document["rows"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--by", "team,colour"], "unknown grouping colour"),
+    (["--since", "2026-13-01"], "is not a date"),
+    (["--since", "2026-02-01", "--until", "2026-01-01"], "empty"),
+    (["--format", "xml"], "Invalid value for '--format'"),
+])
+def test_bad_options_are_usage_errors(ledger: Ledger, args: list[str], message: str) -> None:
+    url = str(ledger.sessions.kw["bind"].url)
+    result = CliRunner().invoke(cli, ["report", *args], env={"VBP_DATABASE_URL": url})
+    assert result.exit_code == 2 and message in result.output
