@@ -14,10 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from proxy.admin_api import key_routes
 from proxy.db.engine import current_revision, head_revision
 from proxy.errors import ApiError, NotFound
+from proxy.metrics import TimedUpstream
 from proxy.passthrough import Passthrough
 from proxy.poller import Poller
+from proxy.reconcile import Reconciler
+from proxy.reports.http import report_routes
 from proxy.routing import is_passthrough_path
 from proxy.services import Services, close_services, open_meter, open_services
 from proxy.settings import Settings
@@ -39,6 +43,8 @@ class ProxyApp:
             Route("/healthz", self.healthz),
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
+            *key_routes(lambda: self.services),
+            *report_routes(lambda: self.services),
         ], lifespan=self.lifespan, exception_handlers={404: self.not_found, 405: self.not_found})
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -51,6 +57,7 @@ class ProxyApp:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         services = await to_thread.run_sync(lambda: open_services(self.settings, upstream=self._upstream))
+        services.upstream = TimedUpstream(services.upstream, services.metrics)
         self.services = services
         self.passthrough = Passthrough(services)
         try:
@@ -58,6 +65,7 @@ class ProxyApp:
                 if self.settings.poller_enabled:
                     self.poller = Poller(services, open_meter(services))
                     background.start_soon(self.poller.run)
+                background.start_soon(Reconciler(services).run)
                 yield
                 background.cancel_scope.cancel()
         finally:
@@ -81,7 +89,8 @@ class ProxyApp:
 
     async def metrics(self, _request: Request) -> Response:
         assert self.services is not None
-        return PlainTextResponse(self.services.metrics.render(),
+        self.services.metrics.watch_ledger(self.services.sessions)
+        return PlainTextResponse(await to_thread.run_sync(self.services.metrics.render),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def not_found(self, request: Request, _exc: Exception) -> Response:

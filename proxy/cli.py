@@ -94,17 +94,17 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help='Print {"id", "key", "team"} as JSON.')
 def keys_create(team: str, name: str, projects: tuple[str, ...], locations: tuple[str, ...],
                 models: tuple[str, ...], ops: str, admin: bool, expires_in: str | None, as_json: bool) -> None:
-    """Create a key and print it once: only its hash is stored."""
+    """Create a key and print it once: only its hash is stored. The creation is audited (`vbp keys events`)."""
     from proxy.clock import utcnow
-    from proxy.keys import create_key
+    from proxy.key_admin import cli_actor, issue_key
 
     expires_at = utcnow() + parse_duration(expires_in) if expires_in else None
     operations = [op.strip() for op in ops.split(",") if op.strip()]
     try:
         with _sessions().begin() as session:
-            key, secret = create_key(session, team=team, name=name, admin=admin, projects=projects,
-                                     locations=locations, models=models, operations=operations,
-                                     expires_at=expires_at)
+            key, secret = issue_key(session, actor=cli_actor(), team=team, name=name, admin=admin,
+                                    projects=projects, locations=locations, models=models, operations=operations,
+                                    expires_at=expires_at)
             key_id = key.id
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -117,17 +117,14 @@ def keys_create(team: str, name: str, projects: tuple[str, ...], locations: tupl
 @keys.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def keys_list(as_json: bool) -> None:
-    """List keys (id, team, display prefix, state); secrets are never shown."""
+    """List keys (id, team, display prefix, scopes, state); secrets are never shown."""
     from proxy.clock import utcnow
+    from proxy.key_admin import key_view
     from proxy.keys import list_keys
 
     now = utcnow()
     with _sessions()() as session:
-        rows = [{
-            "id": k.id, "team": k.team, "name": k.name, "prefix": k.prefix, "admin": k.admin,
-            "created_at": k.created_at.isoformat(), "expires_at": k.expires_at.isoformat() if k.expires_at else None,
-            "state": "revoked" if k.revoked_at else "expired" if k.expires_at and k.expires_at <= now else "active",
-        } for k in list_keys(session)]
+        rows = [key_view(k, now=now) for k in list_keys(session)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -140,10 +137,10 @@ def keys_list(as_json: bool) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key; every replica refuses it within VBP_KEY_CACHE_SECONDS."""
-    from proxy.keys import revoke_key
+    from proxy.key_admin import cli_actor, revoke
 
     with _sessions().begin() as session:
-        key = revoke_key(session, key_id=key_id)
+        key = revoke(session, actor=cli_actor(), key_id=key_id)
     if key is None:
         raise click.ClickException(f"no key {key_id}")
     click.echo(f"revoked {key_id}")
@@ -153,14 +150,32 @@ def keys_revoke(key_id: str) -> None:
 @click.argument("key_id")
 @click.option("--grace", default="24h", show_default=True, help="How long the old secret keeps working.")
 def keys_rotate(key_id: str, grace: str) -> None:
-    """Give a key a new secret (same id); the old secret works for the grace period."""
-    from proxy.keys import rotate_key
+    """Give a key a new secret (same id); the old secret works for the grace period, then is refused."""
+    from proxy.key_admin import cli_actor, rotate
 
     with _sessions().begin() as session:
-        rotated = rotate_key(session, key_id=key_id, grace_seconds=parse_duration(grace).total_seconds())
+        rotated = rotate(session, actor=cli_actor(), key_id=key_id,
+                         grace_seconds=parse_duration(grace).total_seconds())
         if rotated is None:
-            raise click.ClickException(f"no active key {key_id}")
+            raise click.ClickException(f"no active key {key_id} (unknown, revoked or expired)")
         click.echo(f"id:  {key_id}\nkey: {rotated[1]}\n(shown once; the old secret works for {grace})")
+
+
+@keys.command("events")
+@click.option("--key", "key_id", default=None, help="Only this key's events.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def keys_events(key_id: str | None, as_json: bool) -> None:
+    """The audit trail of keys: who created, revoked or rotated which key, and when."""
+    from proxy.key_admin import event_view, list_events
+
+    with _sessions()() as session:
+        rows = [event_view(event) for event in list_events(session, key_id=key_id)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['at']}  {r['action']:<7} {r['key_id']:<18} {r['team']:<16} by {r['actor']}"
+                   + (f"  {json.dumps(r['detail'], sort_keys=True)}" if r["detail"] else ""))
 
 
 def _not_built(name: str) -> None:
@@ -168,10 +183,34 @@ def _not_built(name: str) -> None:
     sys.exit(2)
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def report() -> None:
-    """Cost report from the ledger (by team, model, day, ...)."""
-    _not_built("report")
+@cli.command()
+@click.option("--by", "by", default="team,model", show_default=True,
+              help="Group by any of job,team,key,model,project,location,day,week,month,state (comma-separated).")
+@click.option("--since", default=None, help="First day (YYYY-MM-DD, UTC) or time, included.")
+@click.option("--until", default=None, help="End day (YYYY-MM-DD, UTC) or time, excluded: [since, until).")
+@click.option("--team", "teams", multiple=True, help="Only this team; repeat for several.")
+@click.option("--model", "models", multiple=True, help="Only this model id (e.g. gemini-2.5-flash); repeat.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def report(by: str, since: str | None, until: str | None, teams: tuple[str, ...], models: tuple[str, ...],
+           fmt: str) -> None:
+    """Cost report from the ledger: cost, tokens and line counts per group, with a totals row.
+
+    Jobs count once metered; cost sums priced jobs only, and unpriced and unmeterable jobs are counted apart.
+    Jobs not metered yet (in flight) are left out, and the table says how many. Dates are UTC and filter on the
+    job's create time over [since, until): `--since 2026-11-01 --until 2026-12-01` is November. A week is an ISO
+    week (2026-W47).
+    """
+    from proxy.reports.query import ReportError, ReportFilter, parse_by, parse_moment, run_report
+    from proxy.reports.render import render
+
+    try:
+        keys = parse_by(by)
+        chosen = ReportFilter(since=parse_moment(since), until=parse_moment(until), teams=teams, models=models)
+    except ReportError as exc:
+        raise click.UsageError(str(exc)) from None
+    with _sessions()() as session:
+        result = run_report(session, by=keys, filter=chosen)
+    click.echo(render(result, fmt), nl=False)
 
 
 @cli.command()
@@ -226,10 +265,46 @@ def _print_outcomes(outcomes: list[Outcome]) -> None:
         click.echo("nothing to meter")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def reconcile() -> None:
-    """Adopt jobs found upstream with the proxy's labels but missing from the ledger."""
-    _not_built("reconcile")
+@cli.command()
+@click.option("--min-age", default=None,
+              help="Leave jobs younger than this (e.g. 60s, 5m) to the create still committing them. "
+                   "Default: VBP_RECONCILE_MIN_AGE.")
+@click.option("--project", "pairs", multiple=True,
+              help="Also list this project/location (e.g. my-project/us-central1); repeat. Added to "
+                   "VBP_RECONCILE_PROJECTS and the pairs of the ledger's jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def reconcile(min_age: str | None, pairs: tuple[str, ...], as_json: bool) -> None:
+    """Adopt jobs found upstream with the proxy's labels but missing from the ledger (owner from the labels)."""
+    import asyncio
+
+    from proxy.reconcile import Adoption, Reconciler
+    from proxy.services import close_services, open_services
+    from proxy.settings import parse_project_locations
+
+    settings = _settings()
+    try:
+        extra = parse_project_locations(",".join(pairs))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--project") from None
+    age = parse_duration(min_age).total_seconds() if min_age else None
+
+    async def run() -> list[Adoption]:
+        services = open_services(settings)
+        try:
+            reconciler = Reconciler(services, min_age=age)
+            reconciler.configured += tuple((settings.project_aliases.get(p, p), loc) for p, loc in extra)
+            return await reconciler.pass_once()
+        finally:
+            await close_services(services)
+
+    outcomes = asyncio.run(run())
+    if as_json:
+        click.echo(json.dumps([o.to_json() for o in outcomes], indent=2))
+        return
+    for o in outcomes:
+        click.echo(f"{o.result:<9} {o.name}  team={o.team} key={o.key_id}")
+    if not outcomes:
+        click.echo("nothing to adopt")
 
 
 def _register_emulator() -> None:

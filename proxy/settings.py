@@ -46,6 +46,21 @@ def _aliases(text: str) -> dict[str, str]:
     return aliases
 
 
+def parse_project_locations(text: str) -> tuple[tuple[str, str], ...]:
+    """`proj-a/us-central1,proj-b/europe-west4` -> (("proj-a", "us-central1"), ...); ValueError if malformed."""
+    from proxy.vertex.resources import valid_location, valid_project
+
+    pairs: list[tuple[str, str]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        project, sep, location = part.partition("/")
+        if not sep or not valid_project(project) or not valid_location(location):
+            raise ValueError(f"{part!r} is not project/location (e.g. my-project/us-central1)")
+        pairs.append((project, location))
+    return tuple(pairs)
+
+
 def _optional_str(text: str) -> str | None:
     return text.strip() or None
 
@@ -79,6 +94,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Apply database migrations when `vbp serve` starts."),
     Setting("VBP_POLLER", "poller_enabled", "true", _bool,
             "Run the completion poller (and metering) inside `vbp serve`."),
+    Setting("VBP_RECONCILE_INTERVAL", "reconcile_interval", "300", float,
+            "Seconds between reconciliation passes inside `vbp serve` (0: none); a pass adopts jobs found upstream "
+            "with the proxy's labels but missing from the ledger."),
+    Setting("VBP_RECONCILE_PROJECTS", "reconcile_projects", "", parse_project_locations,
+            "Comma-separated `project/location` pairs (aliases allowed) that reconciliation lists besides the pairs "
+            "of the ledger's jobs, e.g. `your-project/us-central1`."),
+    Setting("VBP_RECONCILE_MIN_AGE", "reconcile_min_age", "60", float,
+            "Reconciliation leaves jobs younger than this many seconds to the create still recording them."),
     Setting("VBP_METERING_LEASE_SECONDS", "metering_lease_seconds", "120", float,
             "How long a claim on a job being metered lasts without renewal; a process that dies mid-read "
             "leaves the job to another after this many seconds."),
@@ -86,6 +109,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Folder of the pricing TOML files; unset: the repository's `pricing/` folder."),
     Setting("VBP_MIGRATIONS_DIR", "migrations_dir", None, _optional_str,
             "Folder of the Alembic migrations; unset: the repository's `migrations/` folder (the container sets it)."),
+    Setting("VBP_SESSION_SECRET", "session_secret", None, _optional_str,
+            "Key that signs dashboard session cookies (HMAC-SHA256). Unset: a random key per process, so sign-ins "
+            "end on restart and do not carry across replicas: set the same value on every replica."),
+    Setting("VBP_SESSION_SECONDS", "session_seconds", "43200", float,
+            "How long a dashboard sign-in lasts, in seconds."),
     Setting("VBP_LOG_LEVEL", "log_level", "info", str,
             "Python logging level of the proxy: debug, info, warning, error."),
 )
@@ -107,9 +135,14 @@ class Settings:
     key_cache_seconds: float = 5.0
     auto_migrate: bool = True
     poller_enabled: bool = True
+    reconcile_interval: float = 300.0
+    reconcile_projects: tuple[tuple[str, str], ...] = ()
+    reconcile_min_age: float = 60.0
     metering_lease_seconds: float = 120.0
     pricing_dir: str | None = None
     migrations_dir: str | None = None
+    session_secret: str | None = field(default=None, repr=False)
+    session_seconds: float = 43200.0
     log_level: str = "info"
 
     @classmethod

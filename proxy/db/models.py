@@ -208,4 +208,52 @@ class RequestLog(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class KeyEvent(Base):
+    """The audit trail of keys: who (an admin key id, or `cli:<user>`) did what (create, revoke, rotate) to which
+    key, and when. Never holds a secret or a hash of one."""
+
+    __tablename__ = "key_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    team: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 Index("ix_jobs_team_create_time", Job.team, Job.create_time)
+
+
+class JobRollup(Base):
+    """Sums of the metered jobs (those with a `cost_status`) per UTC create day, team, key, model, project,
+    location, state and cost status: what cost reports read instead of scanning every job.
+
+    Kept exact by triggers on `jobs` (migration 0004), whoever writes the jobs. `key_id` is '' for a job without
+    a key, `model` is the model id (else the full model). Cost is kept as whole micro-dollars plus the remaining
+    picodollars of priced jobs, so that no 64-bit sum can overflow below 9.2 trillion USD.
+    """
+
+    __tablename__ = "job_rollups"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(300), primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), primary_key=True)
+    location: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(40), primary_key=True)
+    cost_status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    jobs: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_pico_rest: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    candidates_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    thoughts_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    tool_use_prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines_succeeded: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines_malformed: Mapped[int] = mapped_column(BigInteger, default=0)

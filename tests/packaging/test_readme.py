@@ -61,7 +61,8 @@ def _examples() -> list[tuple[str, str]]:
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proxied, dict[str, str]]]:
     """What `make demo` starts: the emulator and the proxy on SQLite, a team key, the example input uploaded."""
     saved = dict(os.environ)
-    stack, proxy, sessions = start_proxied(tmp_path_factory.mktemp("readme"))
+    # jobs take a few seconds, as with `make demo`, so the examples' cancel meets a running job
+    stack, proxy, sessions = start_proxied(tmp_path_factory.mktemp("readme"), job_seconds=6)
     env = Proxied(stack, proxy, sessions)
     with sessions.begin() as session:
         key = create_key(session, team="team-a")[1]
