@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from proxy.clock import utcnow
 from proxy.db.models import Job
-from proxy.keys import create_key
 from proxy.vertex.states import TERMINAL_STATES, parse_state
 from tests.completion.conftest import history, submit, text_line
-from tests.proxy.conftest import Proxied, start_proxied
+from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
 from tests.support.throttle import ThrottledRelay
 
@@ -29,16 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     """Emulator + proxy with NO poller: metering happens only when a test runs `vbp meter`."""
-    saved = dict(os.environ)
-    stack, proxy, sessions = start_proxied(tmp_path_factory.mktemp("meter-cli"), extra_models=("gemini-9.9-custom",))
-    env = Proxied(stack, proxy, sessions)
-    with sessions.begin() as session:
-        env.keys["team-a"] = create_key(session, team="team-a")[1]
-    yield env
-    proxy.stop()
-    stack.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+    with running(tmp_path_factory.mktemp("meter-cli"), extra_models=("gemini-9.9-custom",)) as env:
+        yield env
 
 
 def vbp(env: Proxied, *args: str, extra_env: dict[str, str] | None = None,
@@ -169,7 +161,7 @@ def test_killed_mid_file_then_restarted_counts_once(quiet: Proxied) -> None:
     wait_ended(quiet, name, timeout=60)
     gcs_port = int(quiet.stack.env["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1])
     relay = ThrottledRelay(gcs_port, bytes_per_second=2_000_000)
-    lease = {"VBP_METERING_LEASE_SECONDS": "3"}
+    lease = {"VBP_METERING_LEASE_SECONDS": "15"}  # renewed every 5 s while the reader lives
     try:
         meter = vbp(quiet, "meter", "--job", name, background=True,
                     extra_env={**lease, "STORAGE_EMULATOR_HOST": relay.url})
@@ -187,8 +179,9 @@ def test_killed_mid_file_then_restarted_counts_once(quiet: Proxied) -> None:
     # While the dead process's lease lasts, nobody else meters the job.
     skipped = vbp(quiet, "meter", "--job", name, extra_env=lease)
     assert "nothing to meter" in str(skipped.stdout)
-    assert job_row(quiet, name).metering_state == "claimed"
-    time.sleep(3.2)
+    claimed = job_row(quiet, name)
+    assert claimed.metering_state == "claimed" and claimed.claim_until is not None
+    time.sleep(max(0.0, (claimed.claim_until - utcnow()).total_seconds()) + 0.2)
     vbp(quiet, "meter", "--job", name, extra_env=lease)
     job = job_row(quiet, name)
     assert job.metering_state == "metered" and job.metering_attempts == 2

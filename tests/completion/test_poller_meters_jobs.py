@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from proxy.keys import create_key
 from tests.completion.conftest import history, submit, text_line, wait_metered
-from tests.proxy.conftest import Proxied, start_proxied
+from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
 
 CACHE = "projects/meter-project/locations/us-central1/cachedContents/123"
@@ -19,17 +17,9 @@ AUDIO = {"inlineData": {"mimeType": "audio/wav", "data": base64.b64encode(b"\0" 
 
 @pytest.fixture(scope="module")
 def metering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
-    saved = dict(os.environ)
-    stack, proxy, sessions = start_proxied(tmp_path_factory.mktemp("metering"), extra_models=("gemini-9.9-custom",),
-                                           poller_enabled=True, poll_interval=0.2)
-    env = Proxied(stack, proxy, sessions)
-    with sessions.begin() as session:
-        env.keys["team-a"] = create_key(session, team="team-a")[1]
-    yield env
-    proxy.stop()
-    stack.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+    with running(tmp_path_factory.mktemp("metering"), extra_models=("gemini-9.9-custom",),
+                                           poller_enabled=True, poll_interval=0.2) as env:
+        yield env
 
 
 def check(env: Proxied, name: str, model: str, *, lines: int) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,17 +68,30 @@ def start_proxied(tmp: Path, *, job_seconds: float = 0.6, extra_models: tuple[st
     return stack, proxy, make_sessionmaker(make_engine(url))
 
 
+@contextmanager
+def running(tmp: Path, *, teams: tuple[str, ...] = ("team-a",), **options: Any) -> Iterator[Proxied]:
+    """An emulator and a proxy with a key per team; everything stopped and the environment restored after."""
+    saved = dict(os.environ)
+    stack, proxy, sessions = start_proxied(tmp, **options)
+    env = Proxied(stack, proxy, sessions)
+    try:
+        with sessions.begin() as session:
+            for team in teams:
+                key, secret = create_key(session, team=team, name=team)
+                env.keys[team], env.key_ids[team] = secret, key.id
+        yield env
+    finally:
+        proxy.stop()
+        stack.stop()
+        sessions.kw["bind"].dispose()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
-    saved = dict(os.environ)
-    stack, proxy, sessions = start_proxied(tmp_path_factory.mktemp("proxied"))
-    env = Proxied(stack, proxy, sessions)
-    with sessions.begin() as session:
-        for who, admin in (("team-a", False), ("team-b", False), ("admin", True)):
-            key, secret = create_key(session, team=who if not admin else "platform", name=who, admin=admin)
-            env.keys[who], env.key_ids[who] = secret, key.id
-    yield env
-    proxy.stop()
-    stack.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+    with running(tmp_path_factory.mktemp("proxied"), teams=("team-a", "team-b")) as env:
+        with env.sessions.begin() as session:
+            key, secret = create_key(session, team="platform", name="admin", admin=True)
+            env.keys["admin"], env.key_ids["admin"] = secret, key.id
+        yield env

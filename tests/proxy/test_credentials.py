@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 
@@ -14,8 +13,7 @@ import pytest
 from sqlalchemy import select, text
 
 from proxy.db.models import RequestLog
-from proxy.keys import create_key
-from tests.proxy.conftest import LOCATION, Proxied, start_proxied
+from tests.proxy.conftest import LOCATION, Proxied, running
 
 JOBS = f"/v1/projects/cred-project/locations/{LOCATION}/batchPredictionJobs"
 
@@ -23,16 +21,8 @@ JOBS = f"/v1/projects/cred-project/locations/{LOCATION}/batchPredictionJobs"
 @pytest.fixture
 def short_lived(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     """A fresh proxy (no token fetched yet) before an emulator whose tokens live 4 seconds."""
-    saved = dict(os.environ)
-    stack, proxy, sessions = start_proxied(tmp_path_factory.mktemp("creds"), token_lifetime=4)
-    env = Proxied(stack, proxy, sessions)
-    with sessions.begin() as session:
-        env.keys["team-a"] = create_key(session, team="team-a")[1]
-    yield env
-    proxy.stop()
-    stack.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+    with running(tmp_path_factory.mktemp("creds"), token_lifetime=4) as env:
+        yield env
 
 
 def _token_calls(env: Proxied) -> list[dict[str, object]]:

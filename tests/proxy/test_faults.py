@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from proxy.db.models import Job
 from proxy.emulator.storage import free_port
 from proxy.keys import create_key
 from proxy.settings import Settings
-from tests.proxy.conftest import LOCATION, Proxied, start_proxied
+from tests.proxy.conftest import LOCATION, Proxied, running
 from tests.support.proxy_server import ProxyServer
 
 JOBS = f"/v1/projects/fault-project/locations/{LOCATION}/batchPredictionJobs"
@@ -27,17 +26,9 @@ BODY = {"displayName": "f", "model": "publishers/google/models/gemini-2.5-flash"
 
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
-    saved = dict(os.environ)
-    stack, proxy, sessions = start_proxied(tmp_path_factory.mktemp("faults"), upstream_timeout=0.5,
-                                           retry_attempts=4, retry_max_seconds=2)
-    env = Proxied(stack, proxy, sessions)
-    with sessions.begin() as session:
-        env.keys["team-a"] = create_key(session, team="team-a")[1]
-    yield env
-    proxy.stop()
-    stack.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+    with running(tmp_path_factory.mktemp("faults"), upstream_timeout=0.5,
+                                           retry_attempts=4, retry_max_seconds=2) as env:
+        yield env
 
 
 def _calls(env: Proxied, method: str) -> int:
