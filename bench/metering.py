@@ -30,7 +30,7 @@ from google.cloud import storage
 
 from proxy.emulator.storage import FakeGcsServer
 from proxy.metering.cost import price_row
-from proxy.metering.outputs import iter_spans
+from proxy.metering.outputs import OutputObject, iter_chunks, iter_spans
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.totals import JobTotals
 from proxy.metering.usage import FAILED, SUCCEEDED, RowUsage, parse_span
@@ -120,16 +120,17 @@ def upload(client: storage.Client, base_url: str, name: str, body: Iterator[byte
 
 
 def raw_download(client: storage.Client, name: str, chunk_bytes: int) -> tuple[int, float]:
-    """Stream the object and discard it: (bytes, seconds)."""
+    """Stream the object through the metering's own download path (`iter_chunks`) and discard it: (bytes, seconds).
+
+    The same GET, chunk size and read-ahead thread as the metering, so the ratio is the cost of parsing alone.
+    """
     blob = client.bucket(BUCKET).get_blob(name)
-    assert blob is not None
-    url = blob._get_download_url(client)
+    assert blob is not None and blob.generation is not None and blob.size is not None
+    obj = OutputObject(BUCKET, name, int(blob.generation), int(blob.size))
     started = time.perf_counter()
     received = 0
-    with client._http.get(url, stream=True) as reply:
-        reply.raise_for_status()
-        for chunk in reply.iter_content(chunk_size=chunk_bytes):
-            received += len(chunk)
+    for chunk in iter_chunks(client, obj, chunk_bytes=chunk_bytes):
+        received += len(chunk)
     return received, time.perf_counter() - started
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -24,10 +27,42 @@ class StrictHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
 
+SWITCH_INTERVAL = 0.001  # seconds; see run()
+
+
+class FreezeAfterStartup:
+    """Once the app has started, move every object then alive to the garbage collector's permanent generation.
+
+    The libraries, the database engine and the caches make a heap of several hundred thousand objects; without
+    this, each full collection walks all of it and stalls the event loop for 50-150 ms, several times a
+    minute under load (the proxy's p99). Frozen objects are never scanned again.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_and_freeze(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                gc.collect()
+                gc.freeze()
+            await send(message)
+
+        await self.app(scope, receive, send_and_freeze)
+
+
 def run(settings: Settings, *, host: str, port: int) -> None:
     """Serve the proxy until stopped."""
     from proxy.app import create_app
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, http=StrictHttpToolsProtocol, loop="auto",
-                access_log=False, log_level=settings.log_level, proxy_headers=False, server_header=False)
+    # Background threads (the request log writer, the poller's metering of large outputs) hold the GIL for up to
+    # the switch interval each time the event loop wants it back: 5 ms by default, which is the proxy's p99.
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    uvicorn.run(FreezeAfterStartup(create_app(settings)), host=host, port=port, http=StrictHttpToolsProtocol,
+                loop="auto", access_log=False, log_level=settings.log_level, proxy_headers=False,
+                server_header=False)
