@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -16,17 +15,16 @@ from proxy.settings import Settings
 if TYPE_CHECKING:
     from proxy.metering.job_meter import Outcome
 
-_DURATION = re.compile(r"(\d+)([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-KEY_GRACE_SECONDS = 24 * 3600
 
 
 def parse_duration(text: str) -> timedelta:
-    """`90s`, `15m`, `12h`, `30d`, `2w` (or a sum like `1d12h`)."""
-    parts = _DURATION.findall(text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise click.BadParameter(f"{text!r} is not a duration like 30d, 12h or 90m")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+    """`90s`, `15m`, `12h`, `30d`, `2w` (or a sum like `1d12h`), as a click parameter error when it is not."""
+    from proxy.key_admin import parse_duration as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from proxy.clock import format_rfc3339
 from proxy.emulator.usage_rule import InvalidRequest, embedding_tokens, usage_for
 
 VALID_ROLES = ("user", "model")
@@ -28,9 +29,7 @@ def is_embedding_model(model: str) -> bool:
     return "embedding" in model
 
 
-def rfc3339(moment: datetime) -> str:
-    """`2026-09-02T20:06:30.166279Z`: how Vertex writes job times."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+rfc3339 = format_rfc3339  # `2026-09-02T20:06:30.166279Z`: how Vertex writes job times
 
 
 def processed_time(moment: datetime) -> str:
