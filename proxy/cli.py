@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -174,11 +173,6 @@ def keys_events(key_id: str | None, as_json: bool) -> None:
     for r in rows:
         click.echo(f"{r['at']}  {r['action']:<7} {r['key_id']:<18} {r['team']:<16} by {r['actor']}"
                    + (f"  {json.dumps(r['detail'], sort_keys=True)}" if r["detail"] else ""))
-
-
-def _not_built(name: str) -> None:
-    click.echo(f"vbp {name}: not built yet in this version.", err=True)
-    sys.exit(2)
 
 
 @cli.command()
