@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.completion.conftest import history, submit, text_line, wait_metered
+from tests.completion.conftest import JOBS, history, submit, text_line, wait_metered
 from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
 
@@ -104,3 +104,17 @@ def test_a_model_without_a_price_is_unpriced_not_free(metering: Proxied) -> None
     job = wait_metered(metering, name)
     assert job.cost_status == "unpriced" and job.cost_pico is None
     assert job.lines_succeeded == 1 and job.prompt_tokens == 2
+
+
+def test_bigquery_output_is_recorded_as_not_meterable_never_as_zero(metering: Proxied) -> None:
+    body = {"displayName": "bq", "model": "publishers/google/models/gemini-2.5-flash",
+            "inputConfig": {"instancesFormat": "bigquery", "bigquerySource": {"inputUri": "bq://p.dataset.input"}},
+            "outputConfig": {"predictionsFormat": "bigquery",
+                             "bigqueryDestination": {"outputUri": "bq://p.dataset"}}}
+    with metering.client() as client:
+        reply = client.post(JOBS, json=body)
+    assert reply.status_code == 200, reply.text
+    job = wait_metered(metering, reply.json()["name"])
+    assert (job.metering_state, job.cost_status, job.cost_pico) == ("unmeterable", "unmeterable", None)
+    [record] = history(metering, job)
+    assert record.note and "BigQuery" in record.note

@@ -84,8 +84,13 @@ def test_readme_example_runs_as_written(servers: tuple[Proxied, dict[str, str]],
     env, environ = servers
     kind, code = _examples()[index]
     before = len(env.emulator_calls())
-    command = ["bash", "-euo", "pipefail", "-c", code] if kind == "curl" else [sys.executable, "-c", code]
+    shell = kind in ("curl", "emulator")
+    command = ["bash", "-euo", "pipefail", "-c", code] if shell else [sys.executable, "-c", code]
     done = subprocess.run(command, env=environ, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "projects/" in done.stdout  # every example prints at least one job name
-    assert len(env.emulator_calls()) > before  # and really went through the proxy to Vertex
+    assert done.stdout.strip()
+    if kind == "emulator":  # straight to the emulator, with a token from its /token
+        assert any(c["api"] == "token" for c in env.stack.request_log)
+    else:
+        assert "projects/" in done.stdout  # every proxy example prints at least one job name
+    assert len(env.emulator_calls()) > before  # and really reached (the stand-in for) Vertex
