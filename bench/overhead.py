@@ -2,8 +2,8 @@
 
     PYTHONPATH=. .venv/bin/python -m bench.overhead [--seconds 5] [--rounds 3] [--connections 1,32]
 
-The upstream stub (a raw asyncio HTTP/1.1 keep-alive server in its own process, or with `--stub-server uvicorn` a
-raw ASGI app under uvicorn) answers every job call with the same ~1 KB RUNNING job and serves the OAuth2 token
+The upstream stub (a raw ASGI app under uvicorn in its own process, or with `--stub-server asyncio` a raw asyncio
+HTTP/1.1 keep-alive server) answers every job call with the same ~1 KB RUNNING job and serves the OAuth2 token
 endpoint of a generated service account. The proxy is the real
 thing: `vbp serve` in a subprocess on SQLite, with a key from `vbp keys create` and the job created through it (so
 the GET is of an owned job). Direct and proxied runs alternate, round after round; the table shows medians.
@@ -363,9 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured wrk run (default 5)")
     parser.add_argument("--rounds", type=int, default=3, help="direct/proxied pairs per concurrency (default 3)")
     parser.add_argument("--connections", default="1,32", help="comma-separated wrk concurrencies (default 1,32)")
-    parser.add_argument("--stub-server", choices=["asyncio", "uvicorn"], default="asyncio",
-                        help="the upstream stub: a raw asyncio protocol (default, the fastest) or an ASGI app "
-                             "under uvicorn")
+    parser.add_argument("--stub-server", choices=["asyncio", "uvicorn"], default="uvicorn",
+                        help="the upstream stub: an ASGI app under uvicorn (default: the 12-23k req/s stub the "
+                             "targets were set against) or a raw asyncio protocol (50-80k req/s)")
     parser.add_argument("--stub", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--keep-proxy", action="store_true",
                         help="after the runs, keep the stack up until Ctrl-C (for profiling)")

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from anyio import to_thread
-
 from proxy.errors import Unauthenticated
 from proxy.keys import Principal
 
@@ -35,7 +33,7 @@ async def authenticate(services: Services, headers: Iterable[tuple[str, str]]) -
     keys = services.keys
     hit, principal = keys.cached(secret)
     if not hit:
-        principal = await to_thread.run_sync(keys.lookup, secret)
+        principal = await keys.lookup_shared(secret)
     if principal is None:
         raise Unauthenticated("The API key is not valid: unknown, revoked or expired.")
     return principal

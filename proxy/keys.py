@@ -6,6 +6,7 @@ secret has 256 bits of entropy, so a fast hash is as safe as a slow one and keep
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from anyio import to_thread
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -156,6 +158,7 @@ class KeyStore:
     ttl: float = 5.0
     _cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _inflight: dict[str, asyncio.Future[Principal | None]] = field(default_factory=dict)
 
     def cached(self, secret: str) -> tuple[bool, Principal | None]:
         """(hit, principal) from the cache alone: cheap enough to call on the event loop."""
@@ -182,6 +185,26 @@ class KeyStore:
                 self._cache.clear()
             self._cache[hash_secret(secret)] = (time.monotonic() + self.ttl, principal)
         return principal
+
+    async def lookup_shared(self, secret: str) -> Principal | None:
+        """`lookup` in a worker thread, one at a time per key: when a busy key's entry expires, the requests that
+        find it expired together wait for a single database query instead of each running its own."""
+        digest = hash_secret(secret)
+        loop = asyncio.get_running_loop()
+        pending = self._inflight.get(digest)
+        if pending is None or pending.get_loop() is not loop:
+            pending = loop.create_task(to_thread.run_sync(self.lookup, secret))
+            self._inflight[digest] = pending
+
+            def done(task: asyncio.Future[Principal | None], digest: str = digest) -> None:
+                if self._inflight.get(digest) is task:
+                    del self._inflight[digest]
+                if not task.cancelled():
+                    task.exception()  # seen, even when every waiter gave up
+
+            pending.add_done_callback(done)
+        # shield: one caller giving up must not cancel the lookup the others wait for.
+        return await asyncio.shield(pending)
 
     def forget(self) -> None:
         self._cache.clear()

@@ -7,6 +7,7 @@ is ever built, and only these five shapes exist. Everything else is 404: this is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from proxy.errors import InvalidArgument, MethodNotAllowed, NotFound
@@ -14,6 +15,7 @@ from proxy.vertex.resources import API_VERSIONS, valid_job_id, valid_location, v
 
 MAX_TARGET_BYTES = 2048
 _FORBIDDEN = (b"%", b"\\", b"@", b"#", b"//", b"/./", b"/../")
+_FORBIDDEN_RE = re.compile(b"|".join(re.escape(bad) for bad in _FORBIDDEN))  # one scan instead of seven
 
 # (has job id, action) -> {method: operation}
 _OPERATIONS: dict[tuple[bool, str | None], dict[str, str]] = {
@@ -55,7 +57,7 @@ def match(method: str, raw_path: bytes) -> JobRoute:
     """Match a request to a passthrough call or raise the Google-envelope error that explains why not."""
     if len(raw_path) > MAX_TARGET_BYTES:
         raise InvalidArgument("The request path is too long.")
-    if not raw_path.startswith(b"/") or any(bad in raw_path for bad in _FORBIDDEN) or raw_path.endswith(
+    if not raw_path.startswith(b"/") or _FORBIDDEN_RE.search(raw_path) or raw_path.endswith(
             (b"/.", b"/..")):
         raise InvalidArgument("The request path contains characters or segments that are not allowed.")
     try:

@@ -41,17 +41,17 @@ async def logged(method: str, url: str, headers: list[tuple[str, str]],
                  call: Callable[[], Awaitable[UpstreamResponse]]) -> UpstreamResponse:
     """Run one exchange (retries included) and log its outcome with the request id; never headers or bodies."""
     request_id = next((value for name, value in headers if name.lower() == REQUEST_ID), "")
-    path = urlsplit(url).path
     started = time.monotonic()
     try:
         response = await call()
     except ApiError as exc:
-        log.warning("upstream %s %s failed after %.1f ms: %s %s (request_id=%s)", method, path,
+        log.warning("upstream %s %s failed after %.1f ms: %s %s (request_id=%s)", method, urlsplit(url).path,
                     (time.monotonic() - started) * 1000, exc.status, exc.message, request_id)
         raise
     response.request_id = request_id
     # The proxy's access log already has every request; only retried exchanges are news at INFO.
     level = logging.INFO if response.attempts > 1 else logging.DEBUG
-    log.log(level, "upstream %s %s -> %d in %.1f ms, %d attempt(s) (request_id=%s)", method, path,
-            response.status, (time.monotonic() - started) * 1000, response.attempts, request_id)
+    if log.isEnabledFor(level):  # the URL is split only for a line that is written: this runs on every call
+        log.log(level, "upstream %s %s -> %d in %.1f ms, %d attempt(s) (request_id=%s)", method, urlsplit(url).path,
+                response.status, (time.monotonic() - started) * 1000, response.attempts, request_id)
     return response
