@@ -82,8 +82,7 @@ def record_created(session: Session, *, reply: Mapping[str, Any], request: Mappi
         next_poll_at=now,
     )
     _apply_details(job, reply)
-    if state.terminal:
-        job.metering_state = "due"
+    _mark_due_if_ended(job, source=origin)
     session.add(job)
     session.flush()
     session.add(JobEvent(job_pk=job.id, state=state.name, source=origin, seen_at=now))
@@ -111,18 +110,30 @@ def record_seen(session: Session, *, job: Job, reply: Mapping[str, Any], source:
     if seen is None:
         return False
     current = parse_state(job.state)
-    if not advances(current, seen):
-        if seen == current:
-            _apply_details(job, reply)
-        return False
-    _apply_details(job, reply)
-    job.state = seen.name
-    if seen.terminal and job.metering_state is None:
-        # From here the job's outputs are final: the metering pass picks it up.
+    advanced = advances(current, seen)
+    if advanced or seen == current:
+        _apply_details(job, reply)
+    if advanced:
+        job.state = seen.name
+        session.add(JobEvent(job_pk=job.id, state=seen.name, source=source, seen_at=utcnow()))
+    _mark_due_if_ended(job, source=source)
+    return advanced
+
+
+def _mark_due_if_ended(job: Job, *, source: str) -> None:
+    """Once a job has ended its outputs are final: hand it to the metering pass.
+
+    Where its output directory is not known yet (a list reply trimmed by a readMask shows no outputInfo), the
+    poller first fetches the whole job, so partial outputs of a failed or cancelled job are never missed.
+    """
+    state = parse_state(job.state)
+    if state is None or not state.terminal or job.metering_state is not None:
+        return
+    if job.output_directory or job.output_format == "bigquery" or source == "poller":
         job.metering_state = "due"
         job.next_poll_at = None
-    session.add(JobEvent(job_pk=job.id, state=seen.name, source=source, seen_at=utcnow()))
-    return True
+    else:
+        job.next_poll_at = utcnow()
 
 
 def find_job(session: Session, *, job_id: str, location: str, projects: Iterable[str]) -> Job | None:

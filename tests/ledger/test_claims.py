@@ -20,7 +20,8 @@ from tests.ledger.test_ledger import NAME, REPLY, REQUEST
 def ended_job(sessions: sessionmaker[Session]) -> int:
     with sessions.begin() as session:
         key, _ = create_key(session, team="a")
-        row = ledger.record_created(session, reply={**REPLY, "state": "JOB_STATE_SUCCEEDED"}, request=REQUEST,
+        ended = {**REPLY, "state": "JOB_STATE_SUCCEEDED", "outputInfo": {"gcsOutputDirectory": "gs://b/out/p"}}
+        row = ledger.record_created(session, reply=ended, request=REQUEST,
                                     principal=Principal(key.id, "a"), api_version="v1", project="p1",
                                     location="us-central1")
         return row.id

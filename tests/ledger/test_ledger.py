@@ -79,3 +79,19 @@ def test_request_log_rows(sessions: sessionmaker[Session]) -> None:
     with sessions() as session:
         got = [(r.request_id, r.status) for r in session.scalars(select(RequestLog).order_by(RequestLog.id))]
     assert got == [("r1", 200), ("r2", 404)]
+
+
+def test_an_ended_job_without_its_output_directory_is_fetched_whole_before_metering(
+        sessions: sessionmaker[Session], job: int) -> None:
+    trimmed = {"name": NAME, "state": "JOB_STATE_FAILED"}  # a list reply with readMask=name,state
+    with sessions.begin() as session:
+        row = session.get(Job, job)
+        assert row is not None
+        assert ledger.record_seen(session, job=row, reply=trimmed, source="list") is True
+        assert row.metering_state is None and row.next_poll_at is not None  # the poller fetches it next
+    with sessions.begin() as session:
+        row = session.get(Job, job)
+        assert row is not None
+        full = {**trimmed, "outputInfo": {"gcsOutputDirectory": "gs://b/out/prediction-model-y"}}
+        assert ledger.record_seen(session, job=row, reply=full, source="poller") is False  # no new state
+        assert row.metering_state == "due" and row.output_directory == "gs://b/out/prediction-model-y"

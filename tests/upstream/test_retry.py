@@ -66,7 +66,7 @@ async def test_retry_after_is_honoured(stub: StubServer, make_upstream: Callable
                                 body=None, idempotent=True)
     assert reply.status == 200
     first, second = stub.hits
-    assert 1.0 <= second.at - first.at < 1.5
+    assert 1.0 <= second.at - first.at < 2.5  # waited for Retry-After, not for anything much longer
 
 
 async def test_retry_after_beyond_the_time_budget_returns_at_once(
