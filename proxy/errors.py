@@ -91,15 +91,3 @@ class Unavailable(ApiError):
 
 class DeadlineExceeded(ApiError):
     http_status, status = 504, "DEADLINE_EXCEEDED"
-
-
-_BY_STATUS: dict[str, type[ApiError]] = {
-    cls.status: cls
-    for cls in (InvalidArgument, FailedPrecondition, Unauthenticated, PermissionDenied, NotFound,
-                ResourceExhausted, Internal, Unavailable, DeadlineExceeded)
-}
-
-
-def error_for_status(status: str, message: str) -> ApiError:
-    """Build the error class that matches a Google status name."""
-    return _BY_STATUS.get(status, Internal)(message)

@@ -22,7 +22,7 @@ the text BEFORE the response (status, echoed request): damage confined to it doe
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
@@ -111,10 +111,6 @@ class RowUsage(msgspec.Struct, frozen=True, gc=False):
     embedding_characters: int = 0
     model_version: str | None = None
     error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every field by name (for tests and reports)."""
-        return msgspec.structs.asdict(self)
 
 
 def parse_row(raw: bytes) -> RowUsage:

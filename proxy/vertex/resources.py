@@ -69,9 +69,3 @@ def model_id(model: str) -> str | None:
     """The bare model id of any model resource form: `.../models/gemini-2.5-flash@1` -> `gemini-2.5-flash`."""
     match = _MODEL_RE.fullmatch(model.strip())
     return match["model"] if match else None
-
-
-def model_project(model: str) -> str | None:
-    """The project named inside a model resource path, if the path carries one."""
-    match = _MODEL_RE.fullmatch(model.strip())
-    return match["project"] if match else None
