@@ -169,5 +169,12 @@ def schedule_poll(job: Job, *, now: datetime, base_interval: float) -> None:
     job.next_poll_at = now + timedelta(seconds=base_interval * factor)
 
 
+REQUEST_LOG = RequestLog.metadata.tables[RequestLog.__tablename__]
+REQUEST_LOG_COLUMNS = tuple(c.name for c in REQUEST_LOG.columns if not c.primary_key)
+
+
 def log_requests(session: Session, *, rows: Iterable[Mapping[str, Any]]) -> None:
-    session.execute(insert(RequestLog), [dict(r) for r in rows])
+    """Insert request-log rows with one Core executemany (the ORM's bulk path costs several times as much)."""
+    # One statement serves the whole batch, so every row names every column (missing ones are NULL).
+    session.connection().execute(insert(REQUEST_LOG),
+                                 [{name: row.get(name) for name in REQUEST_LOG_COLUMNS} for row in rows])

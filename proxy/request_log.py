@@ -11,13 +11,13 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.models import RequestLog
+from proxy import ledger
 
 log = logging.getLogger(__name__)
 
-_TABLE = RequestLog.metadata.tables[RequestLog.__tablename__]
+_TABLE = ledger.REQUEST_LOG
 _INSERT = insert(_TABLE)
-_COLUMNS = tuple(column.name for column in _TABLE.columns if not column.primary_key)
+_COLUMNS = ledger.REQUEST_LOG_COLUMNS
 # Rows per multi-row INSERT: 80 x 12 columns = 960 parameters, under the oldest SQLite limit (999).
 _CHUNK_ROWS = 80
 
@@ -131,9 +131,7 @@ class RequestLogWriter:
                 if isinstance(self._multi_row, _MultiRowInsert):
                     self._multi_row.execute(connection, rows)
                 else:
-                    # A Core insert: the ORM's bulk path costs several times as much per row.
-                    # Every row gets every column, since one executemany statement serves the whole batch.
-                    connection.execute(_INSERT, [{name: row.get(name) for name in _COLUMNS} for row in rows])
+                    ledger.log_requests(session, rows=rows)
         except Exception:  # the log must never take the proxy down
             log.exception("could not write %d request log rows", len(rows))
             written = 0
