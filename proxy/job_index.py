@@ -48,7 +48,7 @@ class JobIndex:
             if len(self._by_id) >= self._max:
                 self._by_id.clear()
                 self._by_name.clear()
-            self._by_id[(ledger_location(job.name), job.job_id)] = ref
+            self._by_id[(job.location, job.job_id)] = ref
             self._by_name[job.name] = ref
         return ref
 
@@ -68,8 +68,3 @@ class JobIndex:
             found = ledger.find_jobs_by_name(session, names=names)
             return {name: self.remember(job) for name, job in found.items()}
 
-
-def ledger_location(name: str) -> str:
-    # projects/P/locations/L/batchPredictionJobs/ID
-    parts = name.split("/")
-    return parts[3] if len(parts) > 3 else ""
