@@ -69,6 +69,8 @@ class ProxyApp:
                 yield
                 background.cancel_scope.cancel()
         finally:
+            if self.poller is not None:
+                self.poller.meter.close()
             await close_services(services)
 
     async def healthz(self, _request: Request) -> Response:

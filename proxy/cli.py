@@ -216,9 +216,11 @@ def meter(name: str | None) -> None:
 
     async def run() -> list[Outcome]:
         services = open_services(_settings())
+        job_meter = open_meter(services)
         try:
-            return await Poller(services, open_meter(services)).pass_once(name=name)
+            return await Poller(services, job_meter).pass_once(name=name)
         finally:
+            job_meter.close()
             await close_services(services)
 
     _print_outcomes(asyncio.run(run()))
@@ -238,6 +240,7 @@ def reprice(name: str | None, every_version: bool) -> None:
     from proxy.clock import utcnow
     from proxy.metering.job_meter import JobMeter, request_reprice
     from proxy.metering.pricing import PricingTable
+    from proxy.services import range_meter
 
     settings = _settings()
     sessions = _sessions()
@@ -246,8 +249,12 @@ def reprice(name: str | None, every_version: bool) -> None:
         count = request_reprice(session, name=name, every_version=every_version, current_version=pricing.version,
                                 now=utcnow())
     click.echo(f"{count} job(s) to re-price with pricing table {pricing.version[:12]}")
-    meter = JobMeter(sessions, pricing=pricing, lease_seconds=settings.metering_lease_seconds)
-    _print_outcomes(meter.meter_due(name=name, limit=1_000_000))
+    job_meter = JobMeter(sessions, pricing=pricing, lease_seconds=settings.metering_lease_seconds,
+                         ranges=range_meter(settings))
+    try:
+        _print_outcomes(job_meter.meter_due(name=name, limit=1_000_000))
+    finally:
+        job_meter.close()
 
 
 def _print_outcomes(outcomes: list[Outcome]) -> None:

@@ -20,6 +20,7 @@ from proxy.upstream import Upstream
 
 if TYPE_CHECKING:
     from proxy.metering.job_meter import JobMeter
+    from proxy.metering.ranges import RangeMeter
 
 
 @dataclass
@@ -91,6 +92,14 @@ def open_meter(services: Services) -> JobMeter:
     from proxy.metering.job_meter import JobMeter
     from proxy.metering.pricing import PricingTable
 
-    directory = Path(services.settings.pricing_dir) if services.settings.pricing_dir else None
+    settings = services.settings
+    directory = Path(settings.pricing_dir) if settings.pricing_dir else None
     return JobMeter(services.sessions, pricing=PricingTable.load(directory),
-                    lease_seconds=services.settings.metering_lease_seconds)
+                    lease_seconds=settings.metering_lease_seconds, ranges=range_meter(settings))
+
+
+def range_meter(settings: Settings) -> RangeMeter:
+    """The parallel metering of large outputs, sized by VBP_METER_PROCESSES and VBP_METER_RANGE_MB."""
+    from proxy.metering.ranges import RangeMeter
+
+    return RangeMeter(processes=settings.meter_processes, min_bytes=settings.meter_range_mb * 1024 * 1024)

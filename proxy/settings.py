@@ -65,6 +65,16 @@ def _optional_str(text: str) -> str | None:
     return text.strip() or None
 
 
+def _processes(text: str) -> int | None:
+    """A count of worker processes, at least 1; empty: one per CPU (None)."""
+    if not text.strip():
+        return None
+    count = int(text)
+    if count < 1:
+        raise ValueError(f"must be at least 1, not {count}")
+    return count
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_DATABASE_URL", "database_url", "sqlite:///vbp.db", str,
             "SQLAlchemy URL of the ledger: SQLite by default, `postgresql+psycopg://user:pw@host/db` in production."),
@@ -105,6 +115,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_METERING_LEASE_SECONDS", "metering_lease_seconds", "120", float,
             "How long a claim on a job being metered lasts without renewal; a process that dies mid-read "
             "leaves the job to another after this many seconds."),
+    Setting("VBP_METER_PROCESSES", "meter_processes", None, _processes,
+            "Worker processes that meter a large job's output in parallel, by byte range. Unset: one per CPU; "
+            "1: every output is metered in the serving process."),
+    Setting("VBP_METER_RANGE_MB", "meter_range_mb", "32", int,
+            "Smallest byte range (in MiB) a metering worker reads; outputs under twice this are metered in the "
+            "serving process, where starting workers would cost more than it saves."),
     Setting("VBP_PRICING_DIR", "pricing_dir", None, _optional_str,
             "Folder of the pricing TOML files; unset: the repository's `pricing/` folder."),
     Setting("VBP_MIGRATIONS_DIR", "migrations_dir", None, _optional_str,
@@ -139,6 +155,8 @@ class Settings:
     reconcile_projects: tuple[tuple[str, str], ...] = ()
     reconcile_min_age: float = 60.0
     metering_lease_seconds: float = 120.0
+    meter_processes: int | None = None
+    meter_range_mb: int = 32
     pricing_dir: str | None = None
     migrations_dir: str | None = None
     session_secret: str | None = field(default=None, repr=False)

@@ -5,7 +5,6 @@ Blocking code (Cloud Storage reads and row parsing are CPU and I/O work): the po
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -24,16 +23,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from proxy.clock import utcnow
 from proxy.db.models import Job, JobMetering
 from proxy.metering import claims
-from proxy.metering.cost import price_row
 from proxy.metering.outputs import (
     OutputMissing,
     OutputObject,
     OutputReadError,
     fingerprint,
     list_output_objects,
-    meter_objects,
 )
 from proxy.metering.pricing import PricingTable, Rates
+from proxy.metering.ranges import RangeMeter
 from proxy.metering.totals import JobTotals
 from proxy.vertex.states import JobState, parse_state
 
@@ -84,13 +82,18 @@ class JobMeter:
 
     def __init__(self, sessions: sessionmaker[Session], *, pricing: PricingTable,
                  storage_factory: Callable[[], storage.Client] = storage_client,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, ranges: RangeMeter | None = None) -> None:
         self.sessions = sessions
+        self.ranges = ranges if ranges is not None else RangeMeter()
         self.pricing = pricing
         self.storage_factory = storage_factory
         self.lease = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.observe: Callable[[str, float], None] | None = None  # (result, seconds) of each job: metrics
+
+    def close(self) -> None:
+        """Stop the metering worker processes, if any were started."""
+        self.ranges.close()
 
     def meter_due(self, *, name: str | None = None, limit: int = 50) -> list[Outcome]:
         """Meter every job that is ready (or just `name`); returns what happened to each."""
@@ -138,14 +141,13 @@ class JobMeter:
 
     def _meter_claimed(self, job: Job, token: str) -> Outcome:
         if is_bigquery(job):
-            totals = JobTotals(priced=False)
+            totals = JobTotals(None)
             self._finish(job, token, state="unmeterable", cost_status="unmeterable", totals=totals, rates=None,
                          objects=[], note="BigQuery outputs cannot be metered yet; this job has no cost figure.")
             return Outcome(job.name, "unmeterable", "bigquery output")
         objects = self._objects(job)
         rates = self.pricing.rates_for(job.model_id or job.model, job.create_time)
-        price = functools.partial(price_row, rates=rates) if rates is not None else None
-        totals = meter_objects(self.storage_factory(), objects, price=price)
+        totals = self.ranges.meter(self.storage_factory(), objects, rates=rates)
         status = "priced" if rates is not None else "unpriced"
         note = None if rates is not None else f"no price for model {job.model_id!r} at {job.create_time:%Y-%m-%d}"
         self._finish(job, token, state="metered", cost_status=status, totals=totals, rates=rates, objects=objects,

@@ -1,10 +1,10 @@
-"""Reading a job's output files from Cloud Storage: list the final `*.jsonl`, stream their lines, meter them.
+"""Reading a job's output files from Cloud Storage: list the final `*.jsonl`, stream their bytes, meter them.
 
 google-cloud-storage's `blob.open()` line iterator is ~150x too slow for multi-GB outputs, so each object is
-fetched with ONE streaming GET of its media (pinned to the listed generation), read in large chunks by a
-reader thread that overlaps the network with the parsing, and split into lines here. At most
-`_QUEUE_DEPTH + 2` chunks are alive at once: memory does not grow with the object's size (only with its
-longest line).
+fetched with ONE streaming GET of its media (or of a byte range of it, see `ranges`), pinned to the listed
+generation, read in large chunks by a reader thread that overlaps the network with the counting, and split
+into lines by `scanner.LineScanner`. At most `_QUEUE_DEPTH + 2` chunks are alive at once: memory does not grow
+with the object's size (only with its longest line).
 """
 
 from __future__ import annotations
@@ -12,21 +12,22 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from google.cloud import storage
 
+from proxy.metering.pricing import Rates
+from proxy.metering.scanner import LineScanner, describe_malformed
 from proxy.metering.totals import JobTotals
-from proxy.metering.usage import MALFORMED, SUCCEEDED, RowUsage, parse_span
 
 DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
 INCREMENTAL_FOLDER = "incremental_predictions"
 _QUEUE_DEPTH = 2  # chunks read ahead of the parser
 _CONNECT_TIMEOUT, _READ_TIMEOUT = 10.0, 120.0
 _END = object()
-_BLANK = b" \t\r\f\v"  # a line starting with one of these may be blank
 
 
 class OutputReadError(Exception):
@@ -45,6 +46,8 @@ class OutputObject:
     name: str
     generation: int
     size: int
+    # Content-Encoding as stored: a gzip object is served decompressed (transcoded), so it is read whole.
+    encoding: str = field(default="", compare=False)
 
     @property
     def uri(self) -> str:
@@ -74,7 +77,8 @@ def list_output_objects(client: storage.Client, gcs_output_directory: str) -> li
                 continue
             if INCREMENTAL_FOLDER in relative.split("/")[:-1]:
                 continue  # rows exported while the job ran: the final files repeat them
-            found.append(OutputObject(bucket, blob.name, int(blob.generation), int(blob.size)))
+            found.append(OutputObject(bucket, blob.name, int(blob.generation), int(blob.size),
+                                      blob.content_encoding or ""))
     except Exception as exc:  # google.api_core errors, requests and auth errors alike
         raise _translate(exc, f"listing {gcs_output_directory}") from exc
     return sorted(found)
@@ -86,64 +90,6 @@ def fingerprint(objects: Iterable[OutputObject]) -> str:
     for obj in sorted(objects):
         digest.update(f"{obj.bucket}\0{obj.name}\0{obj.generation}\0{obj.size}\n".encode())
     return digest.hexdigest()
-
-
-def iter_lines(client: storage.Client, obj: OutputObject, *,
-               chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
-    """The object's non-blank lines (CR of CRLF removed; a last line without newline included)."""
-    for buf, start, end, _ in iter_spans(iter_chunks(client, obj, chunk_bytes=chunk_bytes)):
-        yield buf[start:end]
-
-
-def iter_spans(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, int, int, memoryview]]:
-    """Each non-blank line of a stream of chunks as `(buffer, start, end, memoryview(buffer))`, without copying.
-
-    Only a line that straddles chunks is copied (joined once). Blank and whitespace-only lines are skipped and
-    a CR before the LF is left out.
-    """
-    pending: list[bytes] = []  # the start of a line that continues in the next chunk(s)
-    for chunk in chunks:
-        pos = 0
-        if pending:
-            newline = chunk.find(b"\n")
-            if newline < 0:
-                pending.append(chunk)  # a line longer than a chunk: memory grows with the line, not the file
-                continue
-            pending.append(chunk[:newline])
-            joined = b"".join(pending)
-            pending = []
-            span = _trim(joined, 0, len(joined))
-            if span is not None:
-                yield joined, span[0], span[1], memoryview(joined)
-            pos = newline + 1
-        view = memoryview(chunk)
-        find = chunk.find
-        while True:
-            newline = find(b"\n", pos)
-            if newline < 0:
-                if pos < len(chunk):
-                    pending.append(chunk[pos:])
-                break
-            end = newline
-            if end > pos and chunk[end - 1] == 13:  # CRLF
-                end -= 1
-            if end > pos and (chunk[pos] not in _BLANK or chunk[pos:end].strip()):
-                yield chunk, pos, end, view
-            pos = newline + 1
-    if pending:
-        joined = b"".join(pending)
-        span = _trim(joined, 0, len(joined))
-        if span is not None:
-            yield joined, span[0], span[1], memoryview(joined)
-
-
-def _trim(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
-    """The span without its final CR, or None if the line is blank."""
-    if end > start and buf[end - 1] == 13:
-        end -= 1
-    if end <= start or not buf[start:end].strip():
-        return None
-    return start, end
 
 
 def iter_chunks(client: storage.Client, obj: OutputObject, *,
@@ -164,7 +110,7 @@ def iter_chunks(client: storage.Client, obj: OutputObject, *,
         return False
 
     def read() -> None:
-        stream = _stream(client, obj, chunk_bytes)
+        stream = stream_bytes(client._http, media_url(client, obj), obj, chunk_bytes)
         try:
             for chunk in stream:
                 if not put(chunk):
@@ -192,26 +138,37 @@ def iter_chunks(client: storage.Client, obj: OutputObject, *,
         reader.join(timeout=5.0)  # it stops at its next chunk; a stalled read is left to its timeout
 
 
-def _stream(client: storage.Client, obj: OutputObject, chunk_bytes: int) -> Generator[bytes, None, None]:
-    """One GET of the object's media at its generation, through the client's own authorized session."""
+def media_url(client: storage.Client, obj: OutputObject) -> str:
+    """The URL of the object's media at its listed generation (emulator host and universe domain included)."""
     blob = client.bucket(obj.bucket).blob(obj.name, generation=obj.generation)
-    # Private but stable helpers of google-cloud-storage: the media URL (emulator host, universe domain and
-    # generation included) and the authorized requests session the library itself uses.
-    url = blob._get_download_url(client)
-    session = client._http
-    with session.get(url, stream=True, timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT)) as reply:
+    return str(blob._get_download_url(client))  # a private but stable helper of google-cloud-storage
+
+
+def stream_bytes(session: requests.Session, url: str, obj: OutputObject, chunk_bytes: int, *,
+                 byte_range: tuple[int, int] | None = None) -> Generator[bytes, None, None]:
+    """One GET of the object's media through `session`: all of it, or the bytes [first, stop) of `byte_range`.
+
+    In the proxy's own process the session is the storage client's authorized one; a worker process passes a
+    plain session carrying the parent's authorization header.
+    """
+    headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"} if byte_range is not None else None
+    where = f"{obj.uri}#{obj.generation}"
+    with session.get(url, stream=True, headers=headers, timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT)) as reply:
         if reply.status_code == 404:
-            raise OutputMissing(f"{obj.uri}#{obj.generation} is gone (404)")
+            raise OutputMissing(f"{where} is gone (404)")
         if reply.status_code >= 400:
-            raise OutputReadError(f"reading {obj.uri}#{obj.generation}: HTTP {reply.status_code}: {reply.text[:300]}")
+            raise OutputReadError(f"reading {where}: HTTP {reply.status_code}: {reply.text[:300]}")
+        if byte_range is not None and reply.status_code != 206:
+            raise OutputReadError(f"reading {where}: the range {headers} was answered {reply.status_code}")
         transcoded = "gzip" in (reply.headers.get("x-goog-stored-content-encoding", "") +
                                 reply.headers.get("Content-Encoding", ""))
         received = 0
         for chunk in reply.iter_content(chunk_size=chunk_bytes):
             received += len(chunk)
             yield chunk
-    if not transcoded and received != obj.size:
-        raise OutputReadError(f"reading {obj.uri}#{obj.generation}: got {received} of {obj.size} bytes")
+    expected = obj.size if byte_range is None else byte_range[1] - byte_range[0]
+    if not transcoded and received != expected:
+        raise OutputReadError(f"reading {where}: got {received} of {expected} bytes")
 
 
 def _translate(exc: BaseException, doing: str) -> OutputReadError:
@@ -223,22 +180,22 @@ def _translate(exc: BaseException, doing: str) -> OutputReadError:
     return OutputReadError(f"{doing}: {type(exc).__name__}: {exc}")
 
 
-def meter_objects(client: storage.Client, objects: Iterable[OutputObject], *,
-                  price: Callable[[RowUsage], int] | None,
+def meter_objects(client: storage.Client, objects: Iterable[OutputObject], *, rates: Rates | None,
                   chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> JobTotals:
-    """Read, parse and price every row of the objects; `price=None` (unpriced model) still counts everything."""
-    totals = JobTotals(priced=price is not None)
-    add = totals.add
+    """Read, parse and price every row of the objects in this process; `rates=None` (unpriced) still counts all."""
+    totals = JobTotals(rates)
     for obj in objects:
-        row = 0
-        for buf, start, end, view in iter_spans(iter_chunks(client, obj, chunk_bytes=chunk_bytes)):
-            row += 1
-            usage = parse_span(buf, start, end, view)
-            kind = usage.kind
-            if kind == SUCCEEDED:
-                add(usage, price(usage) if price is not None else None)
-            elif kind == MALFORMED:
-                add(usage, where=f"{obj.uri} row {row}")
-            else:
-                add(usage)
+        totals.merge(meter_object(client, obj, rates=rates, chunk_bytes=chunk_bytes))
+    return totals
+
+
+def meter_object(client: storage.Client, obj: OutputObject, *, rates: Rates | None,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> JobTotals:
+    """The totals of one object, read whole in this process."""
+    totals = JobTotals(rates)
+    scanner = LineScanner(totals)
+    for chunk in iter_chunks(client, obj, chunk_bytes=chunk_bytes):
+        scanner.feed(chunk)
+    scanner.close()
+    totals.problems.extend(describe_malformed(obj.uri, scanner.malformed_rows))
     return totals

@@ -35,29 +35,31 @@ KINDS = (SUCCEEDED, FAILED, NO_USAGE, MALFORMED)
 Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class _Detail(msgspec.Struct):
+class Detail(msgspec.Struct):
     modality: str | None = None
     tokenCount: Count | None = None
 
 
-class _Usage(msgspec.Struct):
+class Usage(msgspec.Struct):
     promptTokenCount: Count | None = None
     cachedContentTokenCount: Count | None = None
     candidatesTokenCount: Count | None = None
     thoughtsTokenCount: Count | None = None
     toolUsePromptTokenCount: Count | None = None
-    promptTokensDetails: list[_Detail] | None = None
-    cacheTokensDetails: list[_Detail] | None = None
+    promptTokensDetails: list[Detail] | None = None
+    cacheTokensDetails: list[Detail] | None = None
 
 
-class _Response(msgspec.Struct):
+class Response(msgspec.Struct):
+    """A row's `response`: only what metering reads (the rest is checked as JSON and skipped)."""
+
     modelVersion: str | None = None
-    usageMetadata: _Usage | None = None
+    usageMetadata: Usage | None = None
 
 
 class _Row(msgspec.Struct):
     # Raw: scanned as JSON but decoded only when the row has no response.
-    response: _Response | None = None
+    response: Response | None = None
     status: msgspec.Raw = msgspec.Raw()
     predictions: msgspec.Raw = msgspec.Raw()
     instance: msgspec.Raw = msgspec.Raw()
@@ -80,7 +82,7 @@ class _Instance(msgspec.Struct):
     content: str | None = None
 
 
-_decode_response = msgspec.json.Decoder(_Response).decode
+_decode_response = msgspec.json.Decoder(Response).decode
 _decode_row = msgspec.json.Decoder(_Row).decode
 _decode_status = msgspec.json.Decoder(str | None).decode
 _decode_predictions = msgspec.json.Decoder(list[_Prediction]).decode
@@ -123,17 +125,26 @@ def parse_span(buf: bytes, start: int, end: int, view: memoryview | None = None)
     try:
         if view is None:
             view = memoryview(buf)
-        at = buf.rfind(_RESPONSE_KEY, start, end)
-        if at > start and buf[at - 1] != _BACKSLASH and buf[start] == _OPEN and buf[end - 1] == _CLOSE:
-            try:
-                response = _decode_response(view[at + _RESPONSE_VALUE_AT:end - 1])
-            except msgspec.MsgspecError:
-                pass  # a nested "response", or a bad one: the full parse decides
-            else:
-                return _from_response(response)
+        response = trailing_response(buf, start, end, view)
+        if response is not None:
+            return usage_of(response)
         return _parse_full(view[start:end])
     except Exception as exc:  # parsing must never stop a metering; anything unforeseen is a malformed line
         return RowUsage(MALFORMED, error=f"{type(exc).__name__}: {exc}")
+
+
+def trailing_response(buf: bytes, start: int, end: int, view: memoryview) -> Response | None:
+    """The fast path: the row's `response` when it is the line's last member (see above), else None.
+
+    None means "parse the whole line" (`parse_span`), never "no response".
+    """
+    at = buf.rfind(_RESPONSE_KEY, start, end)
+    if at > start and buf[at - 1] != _BACKSLASH and buf[start] == _OPEN and buf[end - 1] == _CLOSE:
+        try:
+            return _decode_response(view[at + _RESPONSE_VALUE_AT:end - 1])
+        except msgspec.MsgspecError:
+            pass  # a nested "response", or a bad one: the full parse decides
+    return None
 
 
 def _parse_full(line: memoryview) -> RowUsage:
@@ -142,7 +153,7 @@ def _parse_full(line: memoryview) -> RowUsage:
     except msgspec.MsgspecError as exc:
         return RowUsage(MALFORMED, error=str(exc))
     if row.response is not None:
-        return _from_response(row.response)
+        return usage_of(row.response)
     try:
         if row.predictions:
             return _from_predictions(_decode_predictions(row.predictions),
@@ -153,7 +164,8 @@ def _parse_full(line: memoryview) -> RowUsage:
     return RowUsage(FAILED) if status else RowUsage(NO_USAGE)
 
 
-def _from_response(response: _Response) -> RowUsage:
+def usage_of(response: Response) -> RowUsage:
+    """The usage a row's response reports (`no_usage` without usageMetadata)."""
     usage = response.usageMetadata
     if usage is None:
         return RowUsage(NO_USAGE, model_version=response.modelVersion)
@@ -165,15 +177,15 @@ def _from_response(response: _Response) -> RowUsage:
         usage.candidatesTokenCount or 0,
         usage.thoughtsTokenCount or 0,
         usage.toolUsePromptTokenCount or 0,
-        _audio(usage.promptTokensDetails),
-        _audio(cache_details) if cache_details else 0,
+        audio_tokens(usage.promptTokensDetails),
+        audio_tokens(cache_details) if cache_details else 0,
         0,
         0,
         response.modelVersion,
     )
 
 
-def _audio(details: list[_Detail] | None) -> int:
+def audio_tokens(details: list[Detail] | None) -> int:
     """The AUDIO tokenCount of a per-modality list (0 when absent)."""
     total = 0
     if details:

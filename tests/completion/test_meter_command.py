@@ -154,14 +154,17 @@ def test_a_table_correction_reprices_with_history(quiet: Proxied, tmp_path: Path
     assert second.cost_pico == after.cost_pico and second.pricing_version != first.pricing_version
 
 
-def test_killed_mid_file_then_restarted_counts_once(quiet: Proxied) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "by-range-in-workers"])
+def test_killed_mid_file_then_restarted_counts_once(quiet: Proxied, workers: int) -> None:
     rows, row_bytes = 20_000, 1_000
     name = submit(quiet, "gemini-2.5-flash", [text_line("ignored")],
                   faults={"large_output": {"rows": rows, "row_bytes": row_bytes}})
     wait_ended(quiet, name, timeout=60)
     gcs_port = int(quiet.stack.env["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1])
     relay = ThrottledRelay(gcs_port, bytes_per_second=2_000_000)
-    lease = {"VBP_METERING_LEASE_SECONDS": "15"}  # renewed every 5 s while the reader lives
+    lease = {"VBP_METERING_LEASE_SECONDS": "15",  # renewed every 5 s while the reader lives
+             # with 2 workers, the ~20 MB output is read as 8 ranges of ~2.5 MB by worker processes
+             "VBP_METER_PROCESSES": str(workers), "VBP_METER_RANGE_MB": "1"}
     try:
         meter = vbp(quiet, "meter", "--job", name, background=True,
                     extra_env={**lease, "STORAGE_EMULATOR_HOST": relay.url})

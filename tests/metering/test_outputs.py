@@ -1,4 +1,4 @@
-"""Reading output files from Cloud Storage (fake-gcs-server): listing, streaming lines, metering a job."""
+"""Reading output files from Cloud Storage (fake-gcs-server): listing, streaming bytes, metering a job."""
 
 from __future__ import annotations
 
@@ -15,13 +15,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from proxy.emulator.storage import FakeGcsServer
-from proxy.metering.cost import price_row
 from proxy.metering.outputs import (
     OutputMissing,
     OutputReadError,
     fingerprint,
-    iter_lines,
-    iter_spans,
+    iter_chunks,
     list_output_objects,
     meter_objects,
 )
@@ -80,34 +78,20 @@ def test_fingerprint_changes_when_an_object_changes(client: storage.Client, buck
     assert len({first, fingerprint(list_output_objects(client, f"gs://{bucket.name}/{DIR}"))}) == 2
 
 
-def lines_of(text: bytes) -> list[bytes]:
-    """The expected lines, computed the plain way."""
-    return [line.rstrip(b"\r") for line in text.split(b"\n") if line.strip()]
-
-
-SPLIT_TEXT = b'{"a":1}\r\n\n   \n{"b":22}\n\r\n{"c":333}\r\n  {"d": 4}\n{"e":"no newline at the end"}'
-
-
-def test_iter_spans_at_every_chunk_boundary() -> None:
-    expected = [b'{"a":1}', b'{"b":22}', b'{"c":333}', b'  {"d": 4}', b'{"e":"no newline at the end"}']
-    assert lines_of(SPLIT_TEXT) == expected
-    for size in range(1, len(SPLIT_TEXT) + 1):
-        chunks = [SPLIT_TEXT[i:i + size] for i in range(0, len(SPLIT_TEXT), size)]
-        assert [buf[start:end] for buf, start, end, _ in iter_spans(chunks)] == expected, size
-
-
-def test_iter_lines_streams_in_chunks(client: storage.Client, bucket: storage.Bucket) -> None:
+def test_iter_chunks_streams_the_object_in_chunks(client: storage.Client, bucket: storage.Bucket) -> None:
     rows = [GOOD % (n, n * 2) for n in range(1, 400)]
-    text = b"\n".join(rows[:200]) + b"\r\n\r\n" + b"\r\n".join(rows[200:])  # CRLF, a blank line, no final newline
+    text = b"\n".join(rows[:200]) + b"\r\n\r\n" + b"\r\n".join(rows[200:])
     put(bucket, f"{DIR}/predictions.jsonl", text)
     (obj,) = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
     assert obj.size == len(text)
-    for chunk_bytes in (37, 1000, 64 * 1024, 8 * 1024 * 1024):  # lines straddle chunk boundaries
-        assert list(iter_lines(client, obj, chunk_bytes=chunk_bytes)) == rows
+    for chunk_bytes in (37, 1000, 64 * 1024, 8 * 1024 * 1024):
+        chunks = list(iter_chunks(client, obj, chunk_bytes=chunk_bytes))
+        assert b"".join(chunks) == text
+        assert all(len(chunk) == chunk_bytes for chunk in chunks[:-1])
     # Stopping early stops the reader.
-    lines = iter_lines(client, obj, chunk_bytes=100)
-    assert next(lines) == rows[0]
-    lines.close()
+    chunks = iter_chunks(client, obj, chunk_bytes=100)
+    assert next(chunks) == text[:100]
+    chunks.close()
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("gcs-read")]
 
 
@@ -116,7 +100,7 @@ def test_a_short_read_is_an_error(client: storage.Client, bucket: storage.Bucket
     (obj,) = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
     longer = dataclasses.replace(obj, size=obj.size + 10)  # as if the connection ended 10 bytes early
     with pytest.raises(OutputReadError, match=f"got {obj.size} of {obj.size + 10} bytes"):
-        list(iter_lines(client, longer))
+        list(iter_chunks(client, longer))
 
 
 def test_a_replaced_object_is_not_read_as_the_listed_one(client: storage.Client, bucket: storage.Bucket) -> None:
@@ -124,7 +108,7 @@ def test_a_replaced_object_is_not_read_as_the_listed_one(client: storage.Client,
     (obj,) = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
     put(bucket, f"{DIR}/predictions.jsonl", GOOD % (2, 2) + b"\n" + GOOD % (3, 3))
     with pytest.raises(OutputMissing):
-        list(iter_lines(client, obj))
+        list(iter_chunks(client, obj))
 
 
 def test_a_missing_bucket_is_reported(client: storage.Client) -> None:
@@ -140,10 +124,11 @@ def test_meter_a_job_of_several_objects(client: storage.Client, bucket: storage.
     objects = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
     rates = PricingTable.load(REPO_PRICING).rates_for("gemini-2.5-flash-lite", datetime.now(UTC))
     assert rates is not None
-    totals = meter_objects(client, objects, price=lambda usage: price_row(usage, rates), chunk_bytes=50)
+    totals = meter_objects(client, objects, rates=rates, chunk_bytes=50)
     # 18 prompt tokens at 0.05 and 19 output tokens at 0.20 per 1M.
     expected = (Decimal(18) * Decimal("0.05") + Decimal(19) * Decimal("0.20")) / 1_000_000
-    assert to_decimal_usd(totals.cost) == expected == Decimal("0.0000047")
+    assert totals.cost_pico is not None
+    assert to_decimal_usd(totals.cost_pico) == expected == Decimal("0.0000047")
     record = totals.to_dict()
     assert record["lines"] == {"succeeded": 2, "failed": 1, "malformed": 2, "no_usage": 1}
     assert (record["tokens"]["prompt"], record["tokens"]["candidates"]) == (18, 19)
@@ -151,7 +136,7 @@ def test_meter_a_job_of_several_objects(client: storage.Client, bucket: storage.
     first, second = record["problems"]
     assert first.startswith(f"gs://{bucket.name}/{DIR}/predictions_0001.jsonl row 3: ")
     assert second.startswith(f"gs://{bucket.name}/{DIR}/predictions_0002.jsonl row 2: ")
-    unpriced = meter_objects(client, objects, price=None)
+    unpriced = meter_objects(client, objects, rates=None)
     assert unpriced.cost_pico is None
     assert unpriced.to_dict()["lines"] == record["lines"]
 
@@ -165,7 +150,8 @@ def test_meter_a_larger_object_across_many_chunks(client: storage.Client, bucket
     objects = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
     rates = PricingTable.load(REPO_PRICING).rates_for("gemini-2.5-flash-lite", datetime.now(UTC))
     assert rates is not None
-    totals = meter_objects(client, objects, price=lambda usage: price_row(usage, rates), chunk_bytes=4096)
+    totals = meter_objects(client, objects, rates=rates, chunk_bytes=4096)
     prompt = sum(range(5000))
     assert (totals.succeeded, totals.prompt, totals.candidates) == (5000, prompt, 5000)
-    assert to_decimal_usd(totals.cost) == (Decimal(prompt) * Decimal("0.05") + 5000 * Decimal("0.20")) / 10**6
+    assert totals.cost_pico is not None
+    assert to_decimal_usd(totals.cost_pico) == (Decimal(prompt) * Decimal("0.05") + 5000 * Decimal("0.20")) / 10**6

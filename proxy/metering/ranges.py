@@ -1,0 +1,212 @@
+"""Metering large outputs on every core: byte ranges of the objects, each read and counted by a worker process.
+
+One Python process counts one line at a time on one core, so a big job's output is cut into byte ranges that
+worker processes read (one ranged GET each, pinned to the listed generation) and count; their totals add up
+(`JobTotals.merge`: prices are linear). A range owns the lines that START inside it: it reads from one byte
+before its start (to see whether a line starts there) and, if its last line runs on, past its end until that
+line's newline. Every line is therefore counted by exactly one range, whatever the cut points.
+
+Workers are spawned (never forked: the proxy runs threads) once per `RangeMeter` and reused; they get the media
+URL and the parent's authorization header, never credentials.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import google.auth.transport.requests
+import requests
+from google.cloud import storage
+
+from proxy.metering.outputs import (
+    DEFAULT_CHUNK_BYTES,
+    OutputObject,
+    OutputReadError,
+    media_url,
+    meter_object,
+    stream_bytes,
+)
+from proxy.metering.pricing import Rates
+from proxy.metering.scanner import LineScanner, describe_malformed
+from proxy.metering.totals import MAX_PROBLEMS, JobTotals
+
+DEFAULT_MIN_RANGE_BYTES = 32 * 1024 * 1024
+_RANGES_PER_PROCESS = 4  # smaller ranges than an even split, so that a slow one does not hold up the end
+_TAIL_BYTES = 64 * 1024  # first read past a range's end to finish its last line (doubled until a newline)
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """The lines of `obj` that start in the bytes [start, stop)."""
+
+    obj: OutputObject
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class RangeTask:
+    """What a worker needs to count one range: all plain data, picklable."""
+
+    byte_range: ByteRange
+    url: str
+    headers: dict[str, str]
+    rates: Rates | None
+    chunk_bytes: int
+
+
+@dataclass
+class RangeCount:
+    """A worker's answer: the range's totals, its non-blank lines, and its first malformed ones (row, reason)."""
+
+    totals: JobTotals
+    rows: int
+    malformed_rows: list[tuple[int, str]]
+
+
+def plan_ranges(objects: list[OutputObject], *, parts: int, min_bytes: int) -> list[ByteRange]:
+    """Cut the objects into about `parts` ranges of at least `min_bytes` (an object smaller than that is one range)."""
+    total = sum(obj.size for obj in objects)
+    target = max(min_bytes, math.ceil(total / max(parts, 1)), 1)
+    ranges: list[ByteRange] = []
+    for obj in objects:
+        count = max(1, round(obj.size / target))
+        cuts = [obj.size * index // count for index in range(count + 1)]
+        ranges.extend(ByteRange(obj, start, stop) for start, stop in zip(cuts, cuts[1:], strict=False) if stop > start)
+    return ranges
+
+
+def owned_chunks(read: Callable[[int, int], Iterator[bytes]], byte_range: ByteRange) -> Iterator[bytes]:
+    """The bytes of the lines that start in the range; `read(first, stop)` streams the object's bytes [first, stop)."""
+    start, stop, size = byte_range.start, byte_range.stop, byte_range.obj.size
+    skipping = start > 0  # inside a line that started before the range, up to its newline (at start - 1 or later)
+    ends_with_newline = True
+    for chunk in read(start - 1 if skipping else 0, stop):
+        if skipping:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                continue
+            skipping = False
+            chunk = chunk[newline + 1:]
+            if not chunk:
+                continue
+        yield chunk
+        ends_with_newline = chunk.endswith(b"\n")
+    if skipping or ends_with_newline or stop >= size:
+        return  # no line starts in the range, or its last line ends inside it, or at the object's end
+    at, window = stop, _TAIL_BYTES
+    while at < size:
+        end = min(size, at + window)
+        for chunk in read(at, end):
+            newline = chunk.find(b"\n")
+            if newline >= 0:
+                yield chunk[:newline + 1]
+                return
+            yield chunk
+        at, window = end, window * 2
+
+
+_session: requests.Session | None = None
+
+
+def count_range(task: RangeTask) -> RangeCount:
+    """Count one range (in a worker process): read its lines with ranged GETs and add them up."""
+    global _session
+    if _session is None:
+        _session = requests.Session()  # one per worker, so that its connections are kept alive
+    session = _session
+    obj = task.byte_range.obj
+
+    def read(first: int, stop: int) -> Iterator[bytes]:
+        return stream_bytes(session, task.url, obj, task.chunk_bytes, byte_range=(first, stop))
+
+    session.headers.update(task.headers)
+    totals = JobTotals(task.rates)
+    scanner = LineScanner(totals)
+    for chunk in owned_chunks(read, task.byte_range):
+        scanner.feed(chunk)
+    scanner.close()
+    return RangeCount(totals, scanner.rows, scanner.malformed_rows)
+
+
+def authorization(client: storage.Client, url: str) -> dict[str, str]:
+    """The headers that authorize a GET of `url` with the client's credentials (refreshed if due)."""
+    headers: dict[str, str] = {}
+    credentials = client._credentials  # the client's own credentials (anonymous against an emulator)
+    credentials.before_request(google.auth.transport.requests.Request(), "GET", url, headers)
+    return headers
+
+
+class RangeMeter:
+    """Meters objects in parallel worker processes when their size makes it worth it; else in this process."""
+
+    def __init__(self, *, processes: int | None = None, min_bytes: int = DEFAULT_MIN_RANGE_BYTES) -> None:
+        self.processes = processes if processes is not None else (os.cpu_count() or 1)
+        self.min_bytes = min_bytes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Spawn the workers now (else on the first large job), so that a metering does not wait for them."""
+        if self.processes > 1 and self._pool is None:
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            for future in [self._pool.submit(os.getpid) for _ in range(self.processes)]:
+                future.result()
+
+    def close(self) -> None:
+        """Stop the workers (waiting for none: a metering still running is given up and retried later)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def meter(self, client: storage.Client, objects: list[OutputObject], *, rates: Rates | None,
+              chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> JobTotals:
+        """The totals of every object: large plain objects by range in the workers, the rest here."""
+        rangeable = [obj for obj in objects if "gzip" not in obj.encoding]
+        parallel = self.processes > 1 and sum(obj.size for obj in rangeable) >= 2 * self.min_bytes
+        totals = JobTotals(rates)
+        if not parallel:
+            rangeable = []
+        for obj in objects:
+            if obj not in rangeable:
+                totals.merge(meter_object(client, obj, rates=rates, chunk_bytes=chunk_bytes))
+        if rangeable:
+            totals.merge(self._meter_ranges(client, rangeable, rates=rates, chunk_bytes=chunk_bytes))
+        return totals
+
+    def _meter_ranges(self, client: storage.Client, objects: list[OutputObject], *, rates: Rates | None,
+                      chunk_bytes: int) -> JobTotals:
+        self.start()
+        assert self._pool is not None
+        ranges = plan_ranges(objects, parts=self.processes * _RANGES_PER_PROCESS, min_bytes=self.min_bytes)
+        urls = {obj: media_url(client, obj) for obj in objects}
+        futures: list[Future[RangeCount]] = []
+        try:
+            for byte_range in ranges:
+                url = urls[byte_range.obj]
+                task = RangeTask(byte_range, url, authorization(client, url), rates, chunk_bytes)
+                futures.append(self._pool.submit(count_range, task))
+            counts = [future.result() for future in futures]
+        except BrokenProcessPool as exc:
+            self.close()  # a worker died (killed, out of memory): new ones next time
+            raise OutputReadError(f"a metering worker process died: {exc}") from exc
+        except RuntimeError as exc:  # the pool was shut down under us (the proxy is stopping)
+            raise OutputReadError(f"the metering workers stopped: {exc}") from exc
+        finally:
+            for future in futures:
+                future.cancel()
+        totals = JobTotals(rates)
+        rows_before: dict[OutputObject, int] = {}
+        for byte_range, count in zip(ranges, counts, strict=True):
+            obj = byte_range.obj
+            first_row = rows_before.get(obj, 0) + 1
+            rows_before[obj] = first_row - 1 + count.rows
+            totals.merge(count.totals)
+            problems = describe_malformed(obj.uri, count.malformed_rows, first_row=first_row)
+            totals.problems.extend(problems[:MAX_PROBLEMS - len(totals.problems)])
+        return totals

@@ -1,0 +1,138 @@
+"""The metering's inner loop: split a stream of output bytes into lines and add each line to a job's totals.
+
+It runs on every line of multi-GB outputs, so it is written for speed:
+- lines are found with `bytes.find` and handed to the one row parser (`usage.parse_span`) as spans of their
+  chunk, never copied out (only a line that straddles two chunks is joined);
+- the common row, a plain succeeded Gemini row (see `JobTotals.add_plain`) whose response the parser's fast
+  path decodes (`usage.trailing_response`), is read straight off that decoded response and summed here in
+  local counters, one set per pricing tier, handed to the totals once per chunk; any other row goes through
+  `usage.parse_span` and `JobTotals.add`. The cost is the same exact integer either way: prices are linear in
+  the summed counts.
+Blank and whitespace-only lines are skipped; a CR before the LF is not part of the line; a last line without a
+newline counts once `close()` is called.
+"""
+
+from __future__ import annotations
+
+import math
+
+from proxy.metering.totals import BASE, LONG, MAX_MODEL_VERSIONS, MAX_PROBLEMS, JobTotals
+from proxy.metering.usage import MALFORMED, audio_tokens, parse_span, trailing_response, usage_of
+
+_BLANK = b" \t\r\f\v"  # a line starting with one of these may be blank
+_CR = 13
+
+
+def describe_malformed(place: str, malformed_rows: list[tuple[int, str]], *, first_row: int = 1) -> list[str]:
+    """Malformed lines as `<place> row <n>: <reason>`, the stream's rows numbered from `first_row`."""
+    return [f"{place} row {first_row + row - 1}: {reason}" for row, reason in malformed_rows]
+
+
+class LineScanner:
+    """Feeds the lines of one stream of chunks (an object, or a byte range of one) into `totals`.
+
+    `rows` counts the non-blank lines seen; `malformed_rows` keeps (row number in this stream, reason) of the first
+    malformed ones, for `describe_malformed`.
+    """
+
+    def __init__(self, totals: JobTotals) -> None:
+        self.totals = totals
+        self.rows = 0
+        self.malformed_rows: list[tuple[int, str]] = []
+        self._pending: list[bytes] = []  # the start of a line that continues in the next chunk(s)
+        # Plain rows summed per tier: [rows, prompt, cached, candidates, thoughts, tool_use_prompt].
+        self._sums = [[0] * 6, [0] * 6]
+        self._versions: dict[str, int] = {}
+
+    def feed(self, chunk: bytes) -> None:
+        """Count every line that ends in this chunk; keep the unfinished last one for the next."""
+        pos = 0
+        pending = self._pending
+        if pending:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                pending.append(chunk)  # a line longer than a chunk: memory grows with the line, not the stream
+                return
+            pending.append(chunk[:newline + 1])
+            joined = b"".join(pending)
+            pending.clear()
+            self._scan(joined, 0)
+            pos = newline + 1
+        done = self._scan(chunk, pos)
+        if done < len(chunk):
+            pending.append(chunk[done:])
+        self._flush()
+
+    def close(self) -> None:
+        """The end of the stream: count a last line that had no newline."""
+        if self._pending:
+            joined = b"".join(self._pending) + b"\n"
+            self._pending.clear()
+            self._scan(joined, 0)
+        self._flush()
+
+    def _scan(self, buf: bytes, pos: int) -> int:
+        """Count the lines of `buf` from `pos` up to its last newline; returns where the unfinished rest begins."""
+        totals = self.totals
+        plain = totals.plain_is_linear
+        above = totals.long_context_above
+        threshold = math.inf if above is None else above
+        sums = self._sums
+        versions = self._versions
+        malformed_rows = self.malformed_rows
+        rows = self.rows
+        view = memoryview(buf)
+        find = buf.find
+        while True:
+            newline = find(b"\n", pos)
+            if newline < 0:
+                break
+            end = newline
+            if end > pos and buf[end - 1] == _CR:
+                end -= 1
+            if end > pos and (buf[pos] not in _BLANK or buf[pos:end].strip()):
+                rows += 1
+                response = trailing_response(buf, pos, end, view) if plain else None
+                usage = response.usageMetadata if response is not None else None
+                if usage is not None:
+                    # The plain row, read straight off the decoded response (what `usage_of` would make of it).
+                    prompt = usage.promptTokenCount or 0
+                    cached = usage.cachedContentTokenCount or 0
+                    details = usage.promptTokensDetails
+                    cache_details = usage.cacheTokensDetails
+                    if (prompt >= cached and not (details and audio_tokens(details))
+                            and not (cache_details and audio_tokens(cache_details))):
+                        tier = sums[LONG if prompt > threshold else BASE]
+                        tier[0] += 1
+                        tier[1] += prompt
+                        tier[2] += cached
+                        tier[3] += usage.candidatesTokenCount or 0
+                        tier[4] += usage.thoughtsTokenCount or 0
+                        tier[5] += usage.toolUsePromptTokenCount or 0
+                        version = response.modelVersion  # type: ignore[union-attr]
+                        if version is not None:
+                            if version in versions:
+                                versions[version] += 1
+                            elif len(versions) < MAX_MODEL_VERSIONS:
+                                versions[version] = 1
+                        pos = newline + 1
+                        continue
+                row = usage_of(response) if response is not None else parse_span(buf, pos, end, view)
+                if row.kind == MALFORMED:
+                    totals.malformed += 1
+                    if len(malformed_rows) < MAX_PROBLEMS:
+                        malformed_rows.append((rows, row.error or "malformed"))
+                else:
+                    totals.add(row)
+            pos = newline + 1
+        self.rows = rows
+        return pos
+
+    def _flush(self) -> None:
+        for tier, sums in enumerate(self._sums):
+            if sums[0]:
+                self.totals.add_plain(tier, *sums)
+                sums[:] = [0] * 6
+        if self._versions:
+            self.totals.count_versions(self._versions)
+            self._versions.clear()

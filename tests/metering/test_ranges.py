@@ -1,0 +1,144 @@
+"""Metering by byte range in worker processes: every line counted once, whatever the cuts, against fake-gcs-server."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from proxy.emulator.storage import FakeGcsServer
+from proxy.metering.outputs import OutputMissing, OutputObject, list_output_objects, media_url, meter_objects
+from proxy.metering.pricing import PricingTable, Rates
+from proxy.metering.ranges import ByteRange, RangeMeter, RangeTask, count_range, owned_chunks, plan_ranges
+from proxy.money import to_decimal_usd
+from tests.metering.test_scanner import random_row
+
+DIR = "out/prediction-model-2026-05-18T00:00:00.000000Z"
+ROW = (b'{"status":"","request":{"contents":[{"parts":[{"text":"%s"}]}]},"response":{"modelVersion":"m",'
+       b'"usageMetadata":{"promptTokenCount":%d,"candidatesTokenCount":%d}}}')
+
+
+def rates(model: str) -> Rates:
+    found = PricingTable.load(Path(__file__).resolve().parents[2] / "pricing").rates_for(
+        model, datetime(2026, 6, 1, tzinfo=UTC))
+    assert found is not None
+    return found
+
+
+@pytest.fixture()
+def client(fake_gcs: FakeGcsServer) -> storage.Client:
+    return storage.Client(project="test", credentials=AnonymousCredentials())
+
+
+@pytest.fixture()
+def bucket(client: storage.Client) -> storage.Bucket:
+    return client.create_bucket(f"ranges-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="module")
+def range_meter() -> Iterator[RangeMeter]:
+    meter = RangeMeter(processes=2, min_bytes=2000)
+    meter.start()
+    yield meter
+    meter.close()
+
+
+def put(bucket: storage.Bucket, name: str, data: bytes) -> OutputObject:
+    bucket.blob(name).upload_from_string(data, content_type="application/jsonl")
+    blob = bucket.get_blob(name)
+    assert blob is not None and blob.generation is not None and blob.size is not None
+    return OutputObject(bucket.name, name, int(blob.generation), int(blob.size))
+
+
+def test_every_line_belongs_to_exactly_one_range_wherever_the_cuts_fall() -> None:
+    text = b'{"a":1}\n\n{"bb":22}\r\n{"ccc":333}\n\n\n{"d":4}'  # blank lines, CRLF, no newline at the end
+    obj = OutputObject("b", "o.jsonl", 1, len(text))
+
+    def read(first: int, stop: int) -> Iterator[bytes]:  # the object's bytes, in small pieces like a stream
+        yield from (text[at:min(stop, at + 3)] for at in range(first, stop, 3))
+
+    for first_cut in range(len(text) + 1):
+        for second_cut in range(first_cut, len(text) + 1):
+            cuts = sorted({0, first_cut, second_cut, len(text)})
+            parts = [b"".join(owned_chunks(read, ByteRange(obj, start, stop)))
+                     for start, stop in zip(cuts, cuts[1:], strict=False) if stop > start]
+            assert b"".join(parts) == text, cuts
+            # Each part is whole lines: it starts where a line starts.
+            offsets = [sum(map(len, parts[:index])) for index in range(len(parts))]
+            starts = [at for at, part in zip(offsets, parts, strict=True) if part]
+            assert all(at == 0 or text[at - 1] == ord("\n") for at in starts), cuts
+
+
+def test_plan_ranges_covers_each_object_once() -> None:
+    objects = [OutputObject("b", f"o{n}.jsonl", 1, size) for n, size in enumerate([0, 10, 1000, 5001])]
+    ranges = plan_ranges(objects, parts=8, min_bytes=500)
+    for obj in objects:
+        mine = [(r.start, r.stop) for r in ranges if r.obj == obj]
+        if obj.size == 0:
+            assert mine == []
+            continue
+        assert mine[0][0] == 0 and mine[-1][1] == obj.size
+        assert all(stop == next_start for (_, stop), (next_start, _) in zip(mine, mine[1:], strict=False))
+        assert all(stop - start >= min(500, obj.size) for start, stop in mine)
+    # 6,011 bytes in about 8 parts: ranges of about 752 bytes, so 1 + 1 + round(5001 / 752) = 7 ranges.
+    assert len(ranges) == 1 + 1 + 7
+
+
+def test_ranges_in_worker_processes_meter_what_one_process_meters(
+        client: storage.Client, bucket: storage.Bucket, range_meter: RangeMeter) -> None:
+    rng = random.Random(5)
+    lines = [random_row(rng) for _ in range(1500)]
+    put(bucket, f"{DIR}/predictions_0001.jsonl", b"\n".join(lines[:1000]))
+    put(bucket, f"{DIR}/predictions_0002.jsonl", b"\r\n".join(lines[1000:]) + b"\r\n")
+    objects = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
+    pro = rates("gemini-2.5-pro")
+    whole = meter_objects(client, objects, rates=pro)
+    assert sum(obj.size for obj in objects) > 40 * range_meter.min_bytes  # so many ranges per object
+    by_range = range_meter.meter(client, objects, rates=pro)
+    assert by_range.to_dict() | {"problems": []} == whole.to_dict() | {"problems": []}
+    assert by_range.lines == len(lines)
+    # Malformed lines are reported at their row in the object, as one process would report them.
+    assert sorted(by_range.problems) == sorted(whole.problems)
+    assert len(whole.problems) == 20
+
+
+def test_a_large_object_by_range_to_the_exact_cost(
+        client: storage.Client, bucket: storage.Bucket, range_meter: RangeMeter) -> None:
+    rows = [ROW % (b"x" * (n % 97), n, n % 13) for n in range(4000)]
+    put(bucket, f"{DIR}/predictions.jsonl", b"\n".join(rows) + b"\n")
+    objects = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
+    totals = range_meter.meter(client, objects, rates=rates("gemini-2.5-flash-lite"))
+    prompt, output = sum(range(4000)), sum(n % 13 for n in range(4000))
+    assert (totals.succeeded, totals.prompt, totals.candidates) == (4000, prompt, output)
+    assert to_decimal_usd(totals.cost_pico or 0) == (prompt * Decimal("0.05") + output * Decimal("0.20")) / 10**6
+    assert totals.model_versions == {"m": 4000}
+
+
+def test_a_small_output_is_metered_in_this_process(client: storage.Client, bucket: storage.Bucket) -> None:
+    put(bucket, f"{DIR}/predictions.jsonl", ROW % (b"hi", 3, 4) + b"\n")
+    objects = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
+    meter = RangeMeter(processes=2)  # 32 MiB ranges: far above this output
+    totals = meter.meter(client, objects, rates=rates("gemini-2.5-flash-lite"))
+    assert (totals.succeeded, totals.prompt, totals.candidates) == (1, 3, 4)
+    assert meter._pool is None  # no worker was started for it
+
+
+def test_a_replaced_object_is_missing_in_the_worker_too(client: storage.Client, bucket: storage.Bucket) -> None:
+    obj = put(bucket, f"{DIR}/predictions.jsonl", ROW % (b"a", 1, 1) + b"\n")
+    put(bucket, f"{DIR}/predictions.jsonl", ROW % (b"b", 2, 2) + b"\n")  # a new generation
+    task = RangeTask(ByteRange(obj, 0, obj.size), media_url(client, obj), {}, None, 1024)
+    with pytest.raises(OutputMissing):
+        count_range(task)
+    longer = dataclasses.replace(obj, size=obj.size * 2)
+    current = list_output_objects(client, f"gs://{bucket.name}/{DIR}")[0]
+    task = RangeTask(ByteRange(longer, 0, longer.size), media_url(client, current), {}, None, 1024)
+    with pytest.raises(Exception, match="range|bytes"):
+        count_range(task)  # a range past the object's end is an error, never a silent short count
