@@ -3,8 +3,10 @@
     pricing   PricingTable.load(dir) -> table.rates_for(model, at) -> Rates (integer pUSD per token/character)
     usage     parse_row(line) -> RowUsage (succeeded | failed | no_usage | malformed)
     cost      price_row(usage, rates, batch=True) -> int pUSD
-    totals    JobTotals: line counts, token totals and cost of a job
-    outputs   list_output_objects / fingerprint / iter_lines / meter_objects on Cloud Storage
+    totals    JobTotals: line counts, token totals and billable units per tier of a job, priced once
+    scanner   LineScanner: chunks of output bytes -> lines -> a job's totals (the inner loop)
+    outputs   list_output_objects / fingerprint / iter_chunks / meter_objects on Cloud Storage, in this process
+    ranges    RangeMeter: large outputs by byte range in worker processes
 """
 
 from proxy.metering.cost import price_row
