@@ -145,13 +145,16 @@ def media_url(client: storage.Client, obj: OutputObject) -> str:
 
 
 def stream_bytes(session: requests.Session, url: str, obj: OutputObject, chunk_bytes: int, *,
-                 byte_range: tuple[int, int] | None = None) -> Generator[bytes, None, None]:
+                 byte_range: tuple[int, int] | None = None,
+                 headers: dict[str, str] | None = None) -> Generator[bytes, None, None]:
     """One GET of the object's media through `session`: all of it, or the bytes [first, stop) of `byte_range`.
 
     In the proxy's own process the session is the storage client's authorized one; a worker process passes a
-    plain session carrying the parent's authorization header.
+    plain session and the parent's authorization `headers`.
     """
-    headers = {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"} if byte_range is not None else None
+    headers = dict(headers or {})
+    if byte_range is not None:
+        headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
     where = f"{obj.uri}#{obj.generation}"
     with session.get(url, stream=True, headers=headers, timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT)) as reply:
         if reply.status_code == 404:
@@ -159,7 +162,7 @@ def stream_bytes(session: requests.Session, url: str, obj: OutputObject, chunk_b
         if reply.status_code >= 400:
             raise OutputReadError(f"reading {where}: HTTP {reply.status_code}: {reply.text[:300]}")
         if byte_range is not None and reply.status_code != 206:
-            raise OutputReadError(f"reading {where}: the range {headers} was answered {reply.status_code}")
+            raise OutputReadError(f"reading {where}: the range {headers['Range']} was answered {reply.status_code}")
         transcoded = "gzip" in (reply.headers.get("x-goog-stored-content-encoding", "") +
                                 reply.headers.get("Content-Encoding", ""))
         received = 0

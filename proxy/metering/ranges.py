@@ -124,9 +124,8 @@ def count_range(task: RangeTask) -> RangeCount:
     obj = task.byte_range.obj
 
     def read(first: int, stop: int) -> Iterator[bytes]:
-        return stream_bytes(session, task.url, obj, task.chunk_bytes, byte_range=(first, stop))
+        return stream_bytes(session, task.url, obj, task.chunk_bytes, byte_range=(first, stop), headers=task.headers)
 
-    session.headers.update(task.headers)
     totals = JobTotals(task.rates)
     scanner = LineScanner(totals)
     for chunk in owned_chunks(read, task.byte_range):
