@@ -29,7 +29,7 @@ from proxy.metering.outputs import (
     OutputObject,
     OutputReadError,
     media_url,
-    meter_object,
+    meter_objects,
     stream_bytes,
 )
 from proxy.metering.pricing import Rates
@@ -167,13 +167,10 @@ class RangeMeter:
               chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> JobTotals:
         """The totals of every object: large plain objects by range in the workers, the rest here."""
         rangeable = [obj for obj in objects if "gzip" not in obj.encoding]
-        parallel = self.processes > 1 and sum(obj.size for obj in rangeable) >= 2 * self.min_bytes
-        totals = JobTotals(rates)
-        if not parallel:
-            rangeable = []
-        for obj in objects:
-            if obj not in rangeable:
-                totals.merge(meter_object(client, obj, rates=rates, chunk_bytes=chunk_bytes))
+        if self.processes < 2 or sum(obj.size for obj in rangeable) < 2 * self.min_bytes:
+            rangeable = []  # starting workers would cost more than they save
+        in_process = [obj for obj in objects if obj not in rangeable]
+        totals = meter_objects(client, in_process, rates=rates, chunk_bytes=chunk_bytes)
         if rangeable:
             totals.merge(self._meter_ranges(client, rangeable, rates=rates, chunk_bytes=chunk_bytes))
         return totals
