@@ -1,12 +1,14 @@
 # Vertex Batch Proxy: `vbp serve` in a small, reproducible image.
 # Build: docker build -t vertex-batch-proxy .    Run: see docker-compose.yml and the README ("Production").
 
-# --- build: a wheel of the project and of every dependency ------------------------------------------
+# --- build: a wheel of the project (with its compiled row scanner) and of every dependency -----------
 FROM python:3.11.7-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY proxy ./proxy
-RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres]'
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && python -m pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres]'
 
 # --- runtime: the wheels, the migrations and the pricing table; no compiler, no cache, not root ---------
 FROM python:3.11.7-slim-bookworm

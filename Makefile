@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: test lint typecheck pytest demo bench clean
 
-$(STAMP): pyproject.toml
+# Rebuilt when the dependencies or the compiled row scanner change (pip builds it in place with gcc).
+$(STAMP): pyproject.toml setup.py proxy/metering/_rowscan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -33,4 +34,4 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache vbp.db*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache vbp.db* build proxy/metering/_rowscan.*.so

@@ -1,13 +1,17 @@
 """The metering's inner loop: split a stream of output bytes into lines and add each line to a job's totals.
 
-It runs on every line of multi-GB outputs, so it is written for speed:
-- lines are found with `bytes.find` and handed to the one row parser (`usage.parse_span`) as spans of their
-  chunk, never copied out (only a line that straddles two chunks is joined);
-- the common row, a plain succeeded Gemini row (see `JobTotals.add_plain`) whose response the parser's fast
-  path decodes (`usage.trailing_response`), is read straight off that decoded response and summed here in
-  local counters, one set per pricing tier, handed to the totals once per chunk; any other row goes through
-  `usage.parse_span` and `JobTotals.add`. The cost is the same exact integer either way: prices are linear in
-  the summed counts.
+It runs on every line of multi-GB outputs, so it is written for speed, in three layers:
+- the common row, a plain succeeded Gemini row (see `JobTotals.add_plain`), is claimed in runs by the compiled
+  accelerator `_rowscan.scan_plain` (C, without the GIL): it checks each line as strict JSON and sums its
+  counts per pricing tier, and stops at the first line it cannot vouch for (see the contract atop
+  `_rowscan.c`: anything doubtful is left to Python, never imitated);
+- that line is decided here, by the one row parser (`usage.py`): its fast path (`usage.trailing_response`)
+  decodes only the response; a plain row read off it is summed in local counters, one set per tier;
+- any other row (audio, cached > prompt, failed, embeddings, malformed, no usage) goes through
+  `usage.parse_span` and `JobTotals.add`.
+The per-tier sums are handed to the totals once per chunk. The cost is the same exact integer whichever layer
+read a row: prices are linear in the summed counts. Lines are spans of their chunk, never copied out (only a
+line that straddles two chunks is joined).
 Blank and whitespace-only lines are skipped; a CR before the LF is not part of the line; a last line without a
 newline counts once `close()` is called.
 """
@@ -16,11 +20,13 @@ from __future__ import annotations
 
 import math
 
+from proxy.metering._rowscan import scan_gemini
 from proxy.metering.totals import BASE, LONG, MAX_MODEL_VERSIONS, MAX_PROBLEMS, JobTotals
 from proxy.metering.usage import MALFORMED, audio_tokens, parse_span, trailing_response, usage_of
 
 _BLANK = b" \t\r\f\v"  # a line starting with one of these may be blank
 _CR = 13
+_NO_TIER_LIMIT = 2**64 - 1  # `scan_gemini`'s "above" when the model has no long-context tier
 
 
 def describe_malformed(place: str, malformed_rows: list[tuple[int, str]], *, first_row: int = 1) -> list[str]:
@@ -32,16 +38,20 @@ class LineScanner:
     """Feeds the lines of one stream of chunks (an object, or a byte range of one) into `totals`.
 
     `rows` counts the non-blank lines seen; `malformed_rows` keeps (row number in this stream, reason) of the first
-    malformed ones, for `describe_malformed`.
+    malformed ones, for `describe_malformed`. `native=False` leaves every line to Python (the reference the
+    accelerator is tested against).
     """
 
-    def __init__(self, totals: JobTotals) -> None:
+    def __init__(self, totals: JobTotals, *, native: bool = True) -> None:
         self.totals = totals
+        self.native = native
         self.rows = 0
         self.malformed_rows: list[tuple[int, str]] = []
         self._pending: list[bytes] = []  # the start of a line that continues in the next chunk(s)
         # Plain rows summed per tier: [rows, prompt, cached, candidates, thoughts, tool_use_prompt].
         self._sums = [[0] * 6, [0] * 6]
+        # Rows the accelerator claimed, summed per tier: [rows, 7 tokens (GEMINI_TOKENS), 5 units (UNIT_RATES)].
+        self._blocks = [[0] * 13, [0] * 13]
         self._versions: dict[str, int] = {}
 
     def feed(self, chunk: bytes) -> None:
@@ -77,13 +87,29 @@ class LineScanner:
         plain = totals.plain_is_linear
         above = totals.long_context_above
         threshold = math.inf if above is None else above
+        native = plain and self.native and (above is None or 0 <= above < _NO_TIER_LIMIT)
+        limit = _NO_TIER_LIMIT if above is None else above
         sums = self._sums
+        blocks = self._blocks
         versions = self._versions
         malformed_rows = self.malformed_rows
         rows = self.rows
         view = memoryview(buf)
         find = buf.find
         while True:
+            if native:
+                pos, claimed, base, long_context, found = scan_gemini(buf, pos, limit)
+                if claimed:
+                    rows += claimed
+                    for block, run in ((blocks[BASE], base), (blocks[LONG], long_context)):
+                        if run[0]:
+                            for index, value in enumerate(run):
+                                block[index] += value
+                    for name, count in found:
+                        if name in versions:
+                            versions[name] += count
+                        elif len(versions) < MAX_MODEL_VERSIONS:
+                            versions[name] = count
             newline = find(b"\n", pos)
             if newline < 0:
                 break
@@ -133,6 +159,10 @@ class LineScanner:
             if sums[0]:
                 self.totals.add_plain(tier, *sums)
                 sums[:] = [0] * 6
+        for tier, block in enumerate(self._blocks):
+            if block[0]:
+                self.totals.add_gemini_block(tier, block[0], block[1:8], block[8:])
+                block[:] = [0] * 13
         if self._versions:
             self.totals.count_versions(self._versions)
             self._versions.clear()

@@ -7,6 +7,7 @@ row's price, at a fraction of the work, and totals of separate parts of a job si
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,8 @@ MAX_PROBLEMS = 20  # malformed lines reported by place and reason; the rest are 
 MAX_MODEL_VERSIONS = 20  # distinct modelVersion values remembered (a job normally has one)
 TOKEN_FIELDS = ("prompt", "cached", "candidates", "thoughts", "tool_use_prompt", "audio_prompt", "audio_cached",
                 "embedding_tokens", "embedding_characters")
+# The tokens a Gemini row reports, as the scanner's blocks sum them (`add_gemini_block`).
+GEMINI_TOKENS = ("prompt", "cached", "candidates", "thoughts", "tool_use_prompt", "audio_prompt", "audio_cached")
 BASE, LONG = 0, 1  # tiers
 
 
@@ -117,18 +120,21 @@ class JobTotals:
         prompt - cached + tool-use tokens as input, cached as cached input, candidates + thoughts as output, so
         the block's units are those of its sums. Only valid when `plain_is_linear`.
         """
+        self.add_gemini_block(tier, rows, (prompt, cached, candidates, thoughts, tool_use_prompt, 0, 0),
+                              (prompt - cached + tool_use_prompt, 0, cached, 0, candidates + thoughts))
+
+    def add_gemini_block(self, tier: int, rows: int, tokens: Sequence[int], units: Sequence[int]) -> None:
+        """Count a block of succeeded Gemini rows of one tier at once: their summed tokens (GEMINI_TOKENS order)
+        and the sum of the units each bills (`cost.row_units`, in UNIT_RATES order). Only valid when
+        `plain_is_linear`."""
         if not self.plain_is_linear:
-            raise ValueError("plain Gemini rows are not priced linearly by embedding rates")
+            raise ValueError("Gemini rows are not priced linearly by embedding rates")
         self.succeeded += rows
-        self.prompt += prompt
-        self.cached += cached
-        self.candidates += candidates
-        self.thoughts += thoughts
-        self.tool_use_prompt += tool_use_prompt
-        units = self.units[tier]
-        units[0] += prompt - cached + tool_use_prompt
-        units[2] += cached
-        units[4] += candidates + thoughts
+        for name, count in zip(GEMINI_TOKENS, tokens, strict=True):
+            setattr(self, name, getattr(self, name) + count)
+        mine = self.units[tier]
+        for index, count in enumerate(units):
+            mine[index] += count
 
     def count_versions(self, versions: dict[str, int]) -> None:
         """Add rows per modelVersion (at most MAX_MODEL_VERSIONS distinct values are remembered)."""

@@ -27,9 +27,9 @@ def rates(model: str) -> Rates:
     return found
 
 
-def scan(chunks: list[bytes], table: Rates | None) -> tuple[JobTotals, LineScanner]:
+def scan(chunks: list[bytes], table: Rates | None, *, native: bool = True) -> tuple[JobTotals, LineScanner]:
     totals = JobTotals(table)
-    scanner = LineScanner(totals)
+    scanner = LineScanner(totals, native=native)
     for chunk in chunks:
         scanner.feed(chunk)
     scanner.close()
@@ -57,12 +57,13 @@ SPLIT_TEXT = b"".join([
 ])
 
 
-def test_every_chunk_boundary_gives_the_same_totals() -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["accelerated", "python"])
+def test_every_chunk_boundary_gives_the_same_totals(native: bool) -> None:
     lite = rates("gemini-2.5-flash-lite")
     # Independently: 116 prompt tokens at 0.05 and 61 output tokens at 0.20 per 1M (batch).
     expected_usd = (116 * Decimal("0.05") + 61 * Decimal("0.20")) / 1_000_000
     for size in range(1, len(SPLIT_TEXT) + 1):
-        totals, scanner = scan(cut(SPLIT_TEXT, size), lite)
+        totals, scanner = scan(cut(SPLIT_TEXT, size), lite, native=native)
         assert totals.to_dict()["lines"] == {"succeeded": 3, "failed": 1, "malformed": 1, "no_usage": 0}, size
         assert (totals.prompt, totals.candidates) == (116, 61), size
         assert to_decimal_usd(totals.cost_pico or 0) == expected_usd, size
@@ -127,8 +128,9 @@ def random_row(rng: random.Random) -> bytes:
     return json.dumps(row, ensure_ascii=rng.random() < 0.5).encode()
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["accelerated", "python"])
 @pytest.mark.parametrize("model", ["gemini-2.5-pro", "gemini-2.5-flash", "text-embedding-005", None])
-def test_the_scanner_agrees_with_pricing_each_row_alone(model: str | None) -> None:
+def test_the_scanner_agrees_with_pricing_each_row_alone(model: str | None, native: bool) -> None:
     rng = random.Random(f"scanner-{model}")
     table = rates(model) if model else None
     lines = [random_row(rng) for _ in range(3000)]
@@ -137,7 +139,7 @@ def test_the_scanner_agrees_with_pricing_each_row_alone(model: str | None) -> No
     for line in lines:
         reference.add(parse_row(line))
     for size in (1 << 20, 4096, 997, 64):
-        totals, scanner = scan(cut(text, size), table)
+        totals, scanner = scan(cut(text, size), table, native=native)
         assert totals.to_dict() | {"problems": []} == reference.to_dict() | {"problems": []}, size
         assert scanner.rows == len(lines)
         assert len(scanner.malformed_rows) == min(20, reference.malformed)

@@ -50,7 +50,7 @@ def test_the_image_steps_work_in_a_clean_venv(tmp_path: Path) -> None:
                 target = build_dir / source
                 (shutil.copytree if (REPO / source).is_dir() else shutil.copy)(REPO / source, target)
     [wheel_step] = [a for i, a in _instructions(0) if i == "RUN"]
-    assert "pip wheel" in wheel_step
+    assert "pip wheel" in wheel_step and "gcc" in wheel_step  # the row scanner is compiled in the build stage
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(wheels), ".[postgres]"],
                    cwd=build_dir, check=True, timeout=900)
 
@@ -86,6 +86,8 @@ def test_the_image_steps_work_in_a_clean_venv(tmp_path: Path) -> None:
                 assert server.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.3)
+            # The installed wheel carries the compiled row scanner, beside no source tree.
+            subprocess.run([str(python), "-c", "import proxy.metering._rowscan"], cwd=app, check=True)
             # Migrations ran on start from the copied folder, into the image's database path.
             assert (data / "vbp.db").exists()
             ready = subprocess.run([str(python), "-c", f"import urllib.request; print(urllib.request.urlopen("

@@ -1,0 +1,574 @@
+/* The plain-row accelerator of the metering scanner (proxy/metering/scanner.py calls it; this is its contract).
+
+   `scan_gemini(buf, pos, above)` reads the lines of `buf` from `pos` and claims every line that is, beyond
+   doubt, a succeeded Gemini row: one strictly valid JSON object whose single top-level `response` carries a
+   `usageMetadata` of plain non-negative integer counts. Per pricing tier (the row's prompt above `above` or
+   not) it sums the rows, their token counts and the units they bill, by the rules of `cost.row_units`
+   (audio shares clamped the same way). It stops at the first line it cannot vouch for and returns where that
+   line starts; the Python row parser (proxy/metering/usage.py) then decides that line, so it stays the one
+   definition of a row's meaning, and the tests hold this code to it line for line.
+
+   Why "beyond doubt" is narrower than JSON: this code only has to agree with the Python parser on the lines
+   it claims, so anything where the two could differ is left to Python rather than imitated here: escapes in
+   the keys we match or in the strings we read, duplicate keys among them, nulls, numbers that are not plain
+   digit strings of at most 15 digits, non-ASCII in modelVersion or modality, nesting deeper than 64, and
+   lines that do not start with `{` and end with `}`. Everything else on the line is still checked as JSON
+   (the grammar of RFC 8259; UTF-8 is not validated, as msgspec does not either), so a claimed line is one the
+   Python parser would accept too.
+
+   The scan runs without the GIL: the buffer is an immutable bytes object held for the call. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+enum {
+    MAX_DEPTH = 64,
+    MAX_DIGITS = 15,    /* < 10^15 per count, so a run's sums cannot overflow before the guard below */
+    MAX_VERSIONS = 16,  /* distinct modelVersions per call; the 17th ends the call (Python continues) */
+    /* per tier: rows; the tokens prompt, cached, candidates, thoughts, tool-use prompt, audio prompt, audio
+       cached (JobTotals' order); the units billed as input, audio input, cached input, cached audio input,
+       output (cost.UNIT_RATES' order) */
+    SUMS = 13,
+};
+static const uint64_t SUM_GUARD = (uint64_t)1 << 62;  /* end the call once a sum passes this */
+static const uint64_t ROW_GUARD = (uint64_t)1 << 53;  /* a row's audio sum above this goes to Python */
+
+typedef const unsigned char *ptr;
+
+/* 1 for the bytes that end a run of plain string content: the quote, the backslash, control characters. */
+static unsigned char string_stop[256];
+static unsigned char hex_value[256];  /* 0..15, or 16 for a non-hex byte */
+static unsigned char simple_escape[256];  /* 1 for the byte after a `\\` of a one-character escape */
+
+typedef struct {
+    ptr p;
+    ptr end;  /* the line's end (its '\n', or the '\r' before it) */
+    int depth;
+} Cursor;
+
+typedef struct {
+    uint64_t prompt, cached, candidates, thoughts, tool_use, audio_prompt, audio_cached;
+    ptr version;  /* modelVersion's bytes in the buffer, or NULL when the response has none */
+    Py_ssize_t version_len;
+} Row;
+
+static inline void skip_ws(Cursor *c) {
+    /* JSON whitespace; a line holds no '\n', and '\r' only before its '\n' (already cut off). */
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r')) c->p++;
+}
+
+/* At the byte after a `\`: one escape. */
+static int skip_escape(Cursor *c) {
+    ptr p = c->p;
+    if (p >= c->end) return -1;
+    switch (*p) {
+    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+        c->p = p + 1;
+        return 0;
+    case 'u': break;
+    default: return -1;
+    }
+    if (c->end - p < 5) return -1;
+    unsigned int unit = 0;
+    for (int i = 1; i <= 4; i++) {
+        unsigned char nibble = hex_value[p[i]];
+        if (nibble > 15) return -1;
+        unit = unit << 4 | nibble;
+    }
+    p += 5;
+    if (unit >= 0xDC00 && unit <= 0xDFFF) return -1;  /* a lone low surrogate */
+    if (unit >= 0xD800 && unit <= 0xDBFF) {           /* a high surrogate must be followed by a low one */
+        if (c->end - p < 6 || p[0] != '\\' || p[1] != 'u') return -1;
+        unsigned int low = 0;
+        for (int i = 2; i <= 5; i++) {
+            unsigned char nibble = hex_value[p[i]];
+            if (nibble > 15) return -1;
+            low = low << 4 | nibble;
+        }
+        if (low < 0xDC00 || low > 0xDFFF) return -1;
+        p += 6;
+    }
+    c->p = p;
+    return 0;
+}
+
+/* The first byte in [p, end) that ends a run of plain string content, or `end`. The string content of a line
+   is most of its bytes, so this is the scanner's hot loop: 16 bytes at a time where SSE2 is there. */
+static inline ptr find_string_stop(ptr p, ptr end) {
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
+    while (end - p >= 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+        __m128i stops = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, quote), _mm_cmpeq_epi8(bytes, backslash)),
+                                     _mm_cmpeq_epi8(_mm_min_epu8(bytes, control), bytes));  /* bytes <= 0x1F */
+        int mask = _mm_movemask_epi8(stops);
+        if (mask) return p + __builtin_ctz((unsigned int)mask);
+        p += 16;
+    }
+#endif
+    while (p < end && !string_stop[*p]) p++;
+    return p;
+}
+
+/* At a '"': a whole string. `escaped` tells whether it held any escape. */
+static int skip_string(Cursor *c, int *escaped) {
+    ptr p = c->p + 1;
+    ptr end = c->end;
+    *escaped = 0;
+    for (;;) {
+        p = find_string_stop(p, end);
+        if (p >= end) return -1;
+        if (*p == '"') {
+            c->p = p + 1;
+            return 0;
+        }
+        if (*p != '\\') return -1;  /* a raw control character */
+        *escaped = 1;
+        if (end - p >= 2 && simple_escape[p[1]]) {  /* the common escapes, without a call */
+            p += 2;
+            continue;
+        }
+        c->p = p + 1;
+        if (skip_escape(c) < 0) return -1;
+        p = c->p;
+    }
+}
+
+static inline int is_digit(unsigned char b) { return b >= '0' && b <= '9'; }
+
+/* A number by the JSON grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int skip_number(Cursor *c) {
+    ptr p = c->p, end = c->end;
+    if (p < end && *p == '-') p++;
+    if (p >= end || !is_digit(*p)) return -1;
+    if (*p == '0') p++;
+    else while (p < end && is_digit(*p)) p++;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !is_digit(*p)) return -1;
+        while (p < end && is_digit(*p)) p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || !is_digit(*p)) return -1;
+        while (p < end && is_digit(*p)) p++;
+    }
+    c->p = p;
+    return 0;
+}
+
+static int skip_literal(Cursor *c, const char *word, size_t size) {
+    if ((size_t)(c->end - c->p) < size || memcmp(c->p, word, size) != 0) return -1;
+    c->p += size;
+    return 0;
+}
+
+static int skip_value(Cursor *c);
+
+/* After an object's '{' or an array's '['. */
+static int enter(Cursor *c) {
+    if (++c->depth > MAX_DEPTH) return -1;
+    c->p++;
+    skip_ws(c);
+    return 0;
+}
+
+static int skip_object(Cursor *c) {
+    int escaped;
+    if (enter(c) < 0) return -1;
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        c->depth--;
+        return 0;
+    }
+    for (;;) {
+        if (c->p >= c->end || *c->p != '"' || skip_string(c, &escaped) < 0) return -1;
+        skip_ws(c);
+        if (c->p >= c->end || *c->p != ':') return -1;
+        c->p++;
+        skip_ws(c);
+        if (skip_value(c) < 0) return -1;
+        skip_ws(c);
+        if (c->p >= c->end) return -1;
+        if (*c->p == ',') {
+            c->p++;
+            skip_ws(c);
+            continue;
+        }
+        if (*c->p != '}') return -1;
+        c->p++;
+        c->depth--;
+        return 0;
+    }
+}
+
+static int skip_array(Cursor *c) {
+    if (enter(c) < 0) return -1;
+    if (c->p < c->end && *c->p == ']') {
+        c->p++;
+        c->depth--;
+        return 0;
+    }
+    for (;;) {
+        if (skip_value(c) < 0) return -1;
+        skip_ws(c);
+        if (c->p >= c->end) return -1;
+        if (*c->p == ',') {
+            c->p++;
+            skip_ws(c);
+            continue;
+        }
+        if (*c->p != ']') return -1;
+        c->p++;
+        c->depth--;
+        return 0;
+    }
+}
+
+static int skip_value(Cursor *c) {
+    int escaped;
+    if (c->p >= c->end) return -1;
+    switch (*c->p) {
+    case '{': return skip_object(c);
+    case '[': return skip_array(c);
+    case '"': return skip_string(c, &escaped);
+    case 't': return skip_literal(c, "true", 4);
+    case 'f': return skip_literal(c, "false", 5);
+    case 'n': return skip_literal(c, "null", 4);
+    default: return skip_number(c);
+    }
+}
+
+/* At a '"': a key we may match, then the ':' and the whitespace after it. Keys with escapes are refused: they
+   could spell a field we read. */
+static int read_key(Cursor *c, ptr *key, Py_ssize_t *size) {
+    int escaped;
+    ptr start = c->p;
+    if (c->p >= c->end || *c->p != '"' || skip_string(c, &escaped) < 0 || escaped) return -1;
+    *key = start + 1;
+    *size = c->p - start - 2;
+    skip_ws(c);
+    if (c->p >= c->end || *c->p != ':') return -1;
+    c->p++;
+    skip_ws(c);
+    return 0;
+}
+
+#define KEY_IS(key, size, literal) ((size) == (Py_ssize_t)sizeof(literal) - 1 && memcmp((key), (literal), (size)) == 0)
+
+/* After a member's value: ',' (returns 1, at the next key) or the closing byte (returns 0, past it). */
+static int next_member(Cursor *c, unsigned char close) {
+    skip_ws(c);
+    if (c->p >= c->end) return -1;
+    if (*c->p == ',') {
+        c->p++;
+        skip_ws(c);
+        return 1;
+    }
+    if (*c->p != close) return -1;
+    c->p++;
+    c->depth--;
+    return 0;
+}
+
+/* A count: a plain digit string (no sign, fraction, exponent or null) of at most MAX_DIGITS digits. */
+static int read_count(Cursor *c, uint64_t *out) {
+    ptr p = c->p, end = c->end;
+    uint64_t value = 0;
+    int digits = 0;
+    if (p >= end || !is_digit(*p)) return -1;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && is_digit(*p)) {
+            if (++digits > MAX_DIGITS) return -1;
+            value = value * 10 + (uint64_t)(*p++ - '0');
+        }
+    }
+    if (p < end && (*p == '.' || *p == 'e' || *p == 'E' || is_digit(*p))) return -1;
+    *out = value;
+    c->p = p;
+    return 0;
+}
+
+/* A string of printable ASCII without escapes (modelVersion, modality). */
+static int read_ascii(Cursor *c, ptr *text, Py_ssize_t *size) {
+    ptr p = c->p, end = c->end;
+    if (p >= end || *p != '"') return -1;
+    ptr start = ++p;
+    while (p < end && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') p++;
+    if (p >= end || *p != '"') return -1;
+    *text = start;
+    *size = p - start;
+    c->p = p + 1;
+    return 0;
+}
+
+/* promptTokensDetails / cacheTokensDetails: an array of objects with an optional string modality and an
+   optional count tokenCount; `audio` gets the sum of the AUDIO entries' counts (as `usage.audio_tokens`). */
+static int read_details(Cursor *c, uint64_t *audio) {
+    *audio = 0;
+    if (c->p >= c->end || *c->p != '[' || enter(c) < 0) return -1;
+    if (c->p < c->end && *c->p == ']') {
+        c->p++;
+        c->depth--;
+        return 0;
+    }
+    for (;;) {
+        if (c->p >= c->end || *c->p != '{' || enter(c) < 0) return -1;
+        if (c->p < c->end && *c->p == '}') {
+            c->p++;
+            c->depth--;
+        } else {
+            int seen_modality = 0, seen_count = 0, is_audio = 0, more;
+            uint64_t count = 0;
+            do {
+                ptr key, text;
+                Py_ssize_t size, text_size;
+                if (read_key(c, &key, &size) < 0) return -1;
+                if (KEY_IS(key, size, "modality")) {
+                    if (seen_modality++ || read_ascii(c, &text, &text_size) < 0) return -1;
+                    is_audio = KEY_IS(text, text_size, "AUDIO");
+                } else if (KEY_IS(key, size, "tokenCount")) {
+                    if (seen_count++ || read_count(c, &count) < 0) return -1;
+                } else if (skip_value(c) < 0) {
+                    return -1;
+                }
+            } while ((more = next_member(c, '}')) == 1);
+            if (more < 0) return -1;
+            if (is_audio) {
+                *audio += count;
+                if (*audio > ROW_GUARD) return -1;
+            }
+        }
+        int more = next_member(c, ']');
+        if (more <= 0) return more;
+    }
+}
+
+static int read_usage(Cursor *c, Row *row) {
+    if (c->p >= c->end || *c->p != '{' || enter(c) < 0) return -1;
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        c->depth--;
+        return 0;
+    }
+    unsigned int seen = 0;  /* one bit per field read: a repeated one is refused */
+    int more;
+    do {
+        ptr key;
+        Py_ssize_t size;
+        uint64_t *count = NULL, *audio = NULL;
+        unsigned int bit = 0;
+        if (read_key(c, &key, &size) < 0) return -1;
+        if (KEY_IS(key, size, "promptTokenCount")) count = &row->prompt, bit = 1;
+        else if (KEY_IS(key, size, "cachedContentTokenCount")) count = &row->cached, bit = 2;
+        else if (KEY_IS(key, size, "candidatesTokenCount")) count = &row->candidates, bit = 4;
+        else if (KEY_IS(key, size, "thoughtsTokenCount")) count = &row->thoughts, bit = 8;
+        else if (KEY_IS(key, size, "toolUsePromptTokenCount")) count = &row->tool_use, bit = 16;
+        else if (KEY_IS(key, size, "promptTokensDetails")) audio = &row->audio_prompt, bit = 32;
+        else if (KEY_IS(key, size, "cacheTokensDetails")) audio = &row->audio_cached, bit = 64;
+        if (bit) {
+            if (seen & bit) return -1;
+            seen |= bit;
+        }
+        if (count != NULL) {
+            if (read_count(c, count) < 0) return -1;
+        } else if (audio != NULL) {
+            if (read_details(c, audio) < 0) return -1;
+        } else if (skip_value(c) < 0) {
+            return -1;
+        }
+    } while ((more = next_member(c, '}')) == 1);
+    return more;
+}
+
+static int read_response(Cursor *c, Row *row) {
+    if (c->p >= c->end || *c->p != '{' || enter(c) < 0) return -1;
+    int seen_version = 0, seen_usage = 0, more;
+    if (c->p < c->end && *c->p == '}') return -1;  /* no usageMetadata */
+    do {
+        ptr key;
+        Py_ssize_t size;
+        if (read_key(c, &key, &size) < 0) return -1;
+        if (KEY_IS(key, size, "modelVersion")) {
+            if (seen_version++ || read_ascii(c, &row->version, &row->version_len) < 0) return -1;
+        } else if (KEY_IS(key, size, "usageMetadata")) {
+            if (seen_usage++ || read_usage(c, row) < 0) return -1;
+        } else if (skip_value(c) < 0) {
+            return -1;
+        }
+    } while ((more = next_member(c, '}')) == 1);
+    return more < 0 || !seen_usage ? -1 : 0;
+}
+
+/* One line [p, end): 0 with `row` filled when it is a plain succeeded row, -1 when Python must decide it. */
+static int read_row(ptr p, ptr end, Row *row) {
+    Cursor c = {p, end, 0};
+    int seen_response = 0, more;
+    memset(row, 0, sizeof *row);
+    if (end - p < 2 || *p != '{' || end[-1] != '}' || enter(&c) < 0) return -1;
+    if (c.p < c.end && *c.p == '}') return -1;
+    do {
+        ptr key;
+        Py_ssize_t size;
+        if (read_key(&c, &key, &size) < 0) return -1;
+        if (KEY_IS(key, size, "response")) {
+            if (seen_response++ || read_response(&c, row) < 0) return -1;
+        } else if (skip_value(&c) < 0) {
+            return -1;
+        }
+    } while ((more = next_member(&c, '}')) == 1);
+    return more < 0 || !seen_response || c.p != end ? -1 : 0;
+}
+
+/* The units a succeeded Gemini row bills (the rules, clamps included, of `cost.row_units`). */
+static void row_units(const Row *row, uint64_t units[5]) {
+    uint64_t cached = row->cached, audio_prompt = row->audio_prompt, audio_cached = row->audio_cached;
+    uint64_t uncached = row->prompt > cached ? row->prompt - cached : 0;
+    uint64_t other_input = row->tool_use;
+    units[4] = row->candidates + row->thoughts;
+    if (!audio_prompt && !audio_cached) {
+        units[0] = uncached + other_input, units[1] = 0, units[2] = cached, units[3] = 0;
+        return;
+    }
+    if (audio_cached > cached) audio_cached = cached;
+    uint64_t audio_uncached = audio_prompt > audio_cached ? audio_prompt - audio_cached : 0;
+    if (audio_uncached > uncached) audio_uncached = uncached;
+    units[0] = uncached - audio_uncached + other_input;
+    units[1] = audio_uncached;
+    units[2] = cached - audio_cached;
+    units[3] = audio_cached;
+}
+
+typedef struct {
+    ptr text;
+    Py_ssize_t size;
+    Py_ssize_t rows;
+} Version;
+
+static PyObject *sums_tuple(const uint64_t *sums) {
+    PyObject *tuple = PyTuple_New(SUMS);
+    for (int i = 0; tuple != NULL && i < SUMS; i++) {
+        PyObject *value = PyLong_FromUnsignedLongLong(sums[i]);
+        if (value == NULL) Py_CLEAR(tuple);
+        else PyTuple_SET_ITEM(tuple, i, value);
+    }
+    return tuple;
+}
+
+static PyObject *scan_gemini(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer view;
+    Py_ssize_t pos;
+    unsigned long long above;
+    if (!PyArg_ParseTuple(args, "y*nK", &view, &pos, &above)) return NULL;
+    if (pos < 0 || pos > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "pos is outside the buffer");
+        return NULL;
+    }
+    ptr buf = (ptr)view.buf;
+    Py_ssize_t size = view.len, claimed = 0;
+    uint64_t tiers[2][SUMS] = {{0}};
+    Version versions[MAX_VERSIONS];
+    int distinct = 0, last = -1;
+
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        ptr start = buf + pos;
+        ptr newline = memchr(start, '\n', (size_t)(size - pos));
+        if (newline == NULL) break;
+        ptr end = newline;
+        if (end > start && end[-1] == '\r') end--;
+        Row row;
+        if (read_row(start, end, &row) < 0) break;
+        int index = -1;
+        if (row.version != NULL) {
+            if (last >= 0 && versions[last].size == row.version_len &&
+                memcmp(versions[last].text, row.version, (size_t)row.version_len) == 0) {
+                index = last;
+            } else {
+                for (int i = 0; i < distinct; i++) {
+                    if (versions[i].size == row.version_len &&
+                        memcmp(versions[i].text, row.version, (size_t)row.version_len) == 0) {
+                        index = i;
+                        break;
+                    }
+                }
+                if (index < 0) {
+                    if (distinct == MAX_VERSIONS) break;  /* Python takes this line and calls again */
+                    index = distinct++;
+                    versions[index] = (Version){row.version, row.version_len, 0};
+                }
+            }
+            versions[index].rows++;
+            last = index;
+        }
+        uint64_t *sums = tiers[row.prompt > above ? 1 : 0];
+        uint64_t units[5];
+        row_units(&row, units);
+        sums[0] += 1;
+        sums[1] += row.prompt;
+        sums[2] += row.cached;
+        sums[3] += row.candidates;
+        sums[4] += row.thoughts;
+        sums[5] += row.tool_use;
+        sums[6] += row.audio_prompt;
+        sums[7] += row.audio_cached;
+        int full = 0;
+        for (int i = 0; i < 5; i++) {
+            sums[8 + i] += units[i];
+            full |= sums[8 + i] > SUM_GUARD;
+        }
+        for (int i = 1; i < 8; i++) full |= sums[i] > SUM_GUARD;
+        claimed++;
+        pos = newline + 1 - buf;
+        if (full) break;  /* every value added is below 2^54, so no sum has wrapped; Python takes them now */
+    }
+    Py_END_ALLOW_THREADS
+
+    PyObject *found = PyList_New(distinct);
+    for (int i = 0; found != NULL && i < distinct; i++) {
+        /* printable ASCII, so this decode cannot fail on the text itself */
+        PyObject *item = Py_BuildValue("(s#n)", (const char *)versions[i].text, versions[i].size, versions[i].rows);
+        if (item == NULL) Py_CLEAR(found);
+        else PyList_SET_ITEM(found, i, item);
+    }
+    PyObject *base = sums_tuple(tiers[0]), *long_context = sums_tuple(tiers[1]), *result = NULL;
+    if (found != NULL && base != NULL && long_context != NULL)
+        result = Py_BuildValue("(nnOOO)", pos, claimed, base, long_context, found);
+    Py_XDECREF(found);
+    Py_XDECREF(base);
+    Py_XDECREF(long_context);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan_gemini", scan_gemini, METH_VARARGS,
+     "scan_gemini(buf, pos, above) -> (pos, rows, base_sums, long_context_sums, [(modelVersion, rows), ...])\n\n"
+     "Claim the succeeded Gemini rows of `buf` from `pos`; stop at the first line Python must decide."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_rowscan", "The plain-row accelerator of the metering scanner.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__rowscan(void) {
+    for (int b = 0; b < 256; b++) {
+        string_stop[b] = b == '"' || b == '\\' || b < 0x20;
+        simple_escape[b] = b != 0 && strchr("\"\\/bfnrt", b) != NULL;
+        hex_value[b] = b >= '0' && b <= '9' ? b - '0' : b >= 'a' && b <= 'f' ? b - 'a' + 10
+                     : b >= 'A' && b <= 'F' ? b - 'A' + 10 : 16;
+    }
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,8 @@
+# The compiled accelerator of proxy/metering/scanner.py (source and contract: _rowscan.c).
+# rows; tokens: prompt, cached, candidates, thoughts, tool-use prompt, audio prompt, audio cached;
+# units: input, audio input, cached input, cached audio input, output
+TierSums = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int]
+
+def scan_gemini(
+    buf: bytes, pos: int, above: int, /
+) -> tuple[int, int, TierSums, TierSums, list[tuple[str, int]]]: ...
