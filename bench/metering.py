@@ -1,6 +1,6 @@
 """Metering throughput against fake-gcs-server: raw download rate vs list + read + parse + price + totals.
 
-    PYTHONPATH=. .venv/bin/python -m bench.metering [--mb 1024] [--row-bytes 5400] [--chunk-mb 8]
+    PYTHONPATH=. .venv/bin/python -m bench.metering [--mb 1024] [--row-bytes 5400] [--chunk-mb 2]
 
 The object is a realistic predictions file (rows shaped like the samples, with varied usageMetadata: cached,
 thinking, audio and tool-use counts, some failed rows). The default mean row size, ~5.4 KB, is that of the
@@ -30,7 +30,7 @@ from google.cloud import storage
 
 from proxy.emulator.storage import FakeGcsServer
 from proxy.metering.cost import price_row
-from proxy.metering.outputs import OutputObject, iter_chunks
+from proxy.metering.outputs import DEFAULT_CHUNK_BYTES, OutputObject, iter_chunks
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.scanner import LineScanner
 from proxy.metering.totals import JobTotals
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.metering", description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=1024, help="size of the predictions object in MB (default 1024)")
     parser.add_argument("--row-bytes", type=int, default=5400, help="mean row size in bytes (default 5400)")
-    parser.add_argument("--chunk-mb", type=int, default=8, help="read chunk size in MiB (default 8)")
+    parser.add_argument("--chunk-mb", type=int, default=DEFAULT_CHUNK_BYTES >> 20,
+                        help=f"read chunk size in MiB (default {DEFAULT_CHUNK_BYTES >> 20}, as the proxy)")
     parser.add_argument("--processes", type=int, default=None,
                         help="metering worker processes (default: one per CPU, as VBP_METER_PROCESSES)")
     parser.add_argument("--seed", type=int, default=7)

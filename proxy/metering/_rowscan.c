@@ -2,7 +2,8 @@
 
    `scan_gemini(buf, pos, above)` reads the lines of `buf` from `pos` and claims every line that is, beyond
    doubt, a succeeded Gemini row: one strictly valid JSON object whose single top-level `response` carries a
-   `usageMetadata` of plain non-negative integer counts. Per pricing tier (the row's prompt above `above` or
+   `usageMetadata` of plain non-negative integer counts; or a failed row: no response, no predictions, and a
+   non-empty ASCII `status` (it counts those). Per pricing tier (the row's prompt above `above` or
    not) it sums the rows, their token counts and the units they bill, by the rules of `cost.row_units`
    (audio shares clamped the same way). It stops at the first line it cannot vouch for and returns where that
    line starts; the Python row parser (proxy/metering/usage.py) then decides that line, so it stays the one
@@ -12,7 +13,7 @@
    it claims, so anything where the two could differ is left to Python rather than imitated here: escapes in
    the keys we match or in the strings we read, duplicate keys among them, nulls, numbers that are not plain
    digit strings of at most 15 digits, non-ASCII in modelVersion or modality, nesting deeper than 64, and
-   lines that do not start with `{` and end with `}`. Everything else on the line is still checked as JSON
+   lines that are not exactly `{...}` then LF or CRLF. Everything else on the line is still checked as JSON
    (the grammar of RFC 8259; UTF-8 is not validated, as msgspec does not either), so a claimed line is one the
    Python parser would accept too.
 
@@ -47,7 +48,7 @@ static unsigned char simple_escape[256];  /* 1 for the byte after a `\\` of a on
 
 typedef struct {
     ptr p;
-    ptr end;  /* the line's end (its '\n', or the '\r' before it) */
+    ptr end;  /* where reading must stop: the end of the buffer */
     int depth;
 } Cursor;
 
@@ -58,7 +59,7 @@ typedef struct {
 } Row;
 
 static inline void skip_ws(Cursor *c) {
-    /* JSON whitespace; a line holds no '\n', and '\r' only before its '\n' (already cut off). */
+    /* JSON whitespace but '\n', which ends the line (a valid row holds none before its last '}'). */
     while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r')) c->p++;
 }
 
@@ -97,31 +98,83 @@ static int skip_escape(Cursor *c) {
     return 0;
 }
 
-/* The first byte in [p, end) that ends a run of plain string content, or `end`. The string content of a line
-   is most of its bytes, so this is the scanner's hot loop: 16 bytes at a time where SSE2 is there. */
-static inline ptr find_string_stop(ptr p, ptr end) {
 #ifdef __SSE2__
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
-    while (end - p >= 16) {
-        __m128i bytes = _mm_loadu_si128((const __m128i *)p);
-        __m128i stops = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, quote), _mm_cmpeq_epi8(bytes, backslash)),
-                                     _mm_cmpeq_epi8(_mm_min_epu8(bytes, control), bytes));  /* bytes <= 0x1F */
-        int mask = _mm_movemask_epi8(stops);
-        if (mask) return p + __builtin_ctz((unsigned int)mask);
-        p += 16;
-    }
-#endif
-    while (p < end && !string_stop[*p]) p++;
-    return p;
+typedef struct {
+    uint32_t quotes, backslashes, controls;  /* one bit per byte of a 32-byte block */
+} Stops;
+
+static inline uint32_t mask_of(__m128i low, __m128i high) {
+    return (uint32_t)_mm_movemask_epi8(low) | (uint32_t)_mm_movemask_epi8(high) << 16;
 }
 
-/* At a '"': a whole string. `escaped` tells whether it held any escape. */
+static inline Stops string_stops(ptr p) {
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
+    __m128i low = _mm_loadu_si128((const __m128i *)p), high = _mm_loadu_si128((const __m128i *)(p + 16));
+    Stops stops;
+    stops.quotes = mask_of(_mm_cmpeq_epi8(low, quote), _mm_cmpeq_epi8(high, quote));
+    stops.backslashes = mask_of(_mm_cmpeq_epi8(low, backslash), _mm_cmpeq_epi8(high, backslash));
+    stops.controls = mask_of(_mm_cmpeq_epi8(_mm_min_epu8(low, control), low),  /* bytes <= 0x1F */
+                             _mm_cmpeq_epi8(_mm_min_epu8(high, control), high));
+    return stops;
+}
+#endif
+
+/* At a '"': a whole string. `escaped` tells whether it held any escape.
+
+   The string content of a line is most of its bytes, so this is the scanner's hot loop. Where SSE2 is there
+   it takes 32 bytes at a time: when every backslash before the block's first unescaped quote stands alone
+   (no `\\`) and escapes a one-character escape, the escaped bytes are simply the bytes after backslashes, and
+   the string ends at the first quote that is not one of them, with no branch per escape. Any other block (a
+   `\\`, a \u escape, an escape cut by the block's end, a control character) is taken stop by stop. */
 static int skip_string(Cursor *c, int *escaped) {
     ptr p = c->p + 1;
     ptr end = c->end;
     *escaped = 0;
+#ifdef __SSE2__
+    while (end - p >= 32) {
+        Stops stops = string_stops(p);
+        uint32_t after_backslash = stops.backslashes << 1;
+        uint32_t quotes = stops.quotes & ~after_backslash;
+        uint32_t inside = quotes ? (quotes & (0u - quotes)) - 1 : 0xFFFFFFFFu;  /* before the first quote */
+        uint32_t doubt = (stops.controls | (stops.backslashes & after_backslash)) & inside;
+        if (!quotes) doubt |= stops.backslashes & 0x80000000u;
+        for (uint32_t escapes = after_backslash & inside; escapes && !doubt; escapes &= escapes - 1)
+            doubt = !simple_escape[p[__builtin_ctz(escapes)]];
+        if (!doubt) {
+            *escaped |= (stops.backslashes & inside) != 0;
+            if (quotes) {
+                c->p = p + __builtin_ctz(quotes) + 1;
+                return 0;
+            }
+            p += 32;
+            continue;
+        }
+        /* Stop by stop, up to the end of this block (or of the escape that crosses it). */
+        uint32_t pending = stops.quotes | stops.backslashes | stops.controls;
+        ptr next = p + 32;
+        while (pending) {
+            int at = __builtin_ctz(pending);
+            ptr stop = p + at;
+            if (*stop == '"') {
+                c->p = stop + 1;
+                return 0;
+            }
+            if (*stop != '\\') return -1;  /* a raw control character */
+            *escaped = 1;
+            if (at < 31 && simple_escape[stop[1]]) {
+                pending &= ~(3u << at);  /* the backslash and the byte it escapes */
+                continue;
+            }
+            c->p = stop + 1;  /* a \u escape, an escape cut by the block's end, or a bad one */
+            if (skip_escape(c) < 0) return -1;
+            next = c->p;
+            break;
+        }
+        p = next;
+    }
+#endif
     for (;;) {
-        p = find_string_stop(p, end);
+        while (p < end && !string_stop[*p]) p++;
         if (p >= end) return -1;
         if (*p == '"') {
             c->p = p + 1;
@@ -129,10 +182,6 @@ static int skip_string(Cursor *c, int *escaped) {
         }
         if (*p != '\\') return -1;  /* a raw control character */
         *escaped = 1;
-        if (end - p >= 2 && simple_escape[p[1]]) {  /* the common escapes, without a call */
-            p += 2;
-            continue;
-        }
         c->p = p + 1;
         if (skip_escape(c) < 0) return -1;
         p = c->p;
@@ -408,12 +457,30 @@ static int read_response(Cursor *c, Row *row) {
     return more < 0 || !seen_usage ? -1 : 0;
 }
 
-/* One line [p, end): 0 with `row` filled when it is a plain succeeded row, -1 when Python must decide it. */
-static int read_row(ptr p, ptr end, Row *row) {
+enum { SUCCEEDED_ROW = 0, FAILED_ROW = 1 };
+
+/* A status that makes a row without response `failed` in Python: a non-empty string (of ASCII, so that it
+   decodes whatever its escapes; other text is left to Python, which checks its UTF-8). */
+static int read_failed_status(Cursor *c, int *failed) {
+    int escaped;
+    ptr start = c->p;
+    if (c->p >= c->end || *c->p != '"') return skip_value(c);  /* not a string: only a response may save it */
+    if (skip_string(c, &escaped) < 0) return -1;
+    for (ptr byte = start + 1; byte < c->p - 1; byte++)
+        if (*byte >= 0x80) return 0;
+    *failed = c->p - start > 2;
+    return 0;
+}
+
+/* The line at p, in a buffer that ends at `end`, with `newline` set at its '\n': SUCCEEDED_ROW (with `row`
+   filled) or FAILED_ROW (a non-empty status and neither response nor predictions) when it is such a row beyond
+   doubt, -1 when Python must decide it. The line's end is not looked for first: a valid row is `{...}` then
+   '\n' or "\r\n", and a '\n' met anywhere before its last '}' makes the line invalid here. */
+static int read_row(ptr p, ptr end, Row *row, ptr *newline) {
     Cursor c = {p, end, 0};
-    int seen_response = 0, more;
+    int seen_response = 0, seen_status = 0, failed = 0, more;
     memset(row, 0, sizeof *row);
-    if (end - p < 2 || *p != '{' || end[-1] != '}' || enter(&c) < 0) return -1;
+    if (p >= end || *p != '{' || enter(&c) < 0) return -1;
     if (c.p < c.end && *c.p == '}') return -1;
     do {
         ptr key;
@@ -421,11 +488,19 @@ static int read_row(ptr p, ptr end, Row *row) {
         if (read_key(&c, &key, &size) < 0) return -1;
         if (KEY_IS(key, size, "response")) {
             if (seen_response++ || read_response(&c, row) < 0) return -1;
+        } else if (KEY_IS(key, size, "status")) {
+            if (seen_status++ || read_failed_status(&c, &failed) < 0) return -1;
+        } else if (KEY_IS(key, size, "predictions")) {
+            return -1;  /* an embedding row */
         } else if (skip_value(&c) < 0) {
             return -1;
         }
     } while ((more = next_member(&c, '}')) == 1);
-    return more < 0 || !seen_response || c.p != end ? -1 : 0;
+    if (more < 0 || !(seen_response || failed)) return -1;
+    if (c.p < end && *c.p == '\n') *newline = c.p;
+    else if (end - c.p >= 2 && c.p[0] == '\r' && c.p[1] == '\n') *newline = c.p + 1;
+    else return -1;
+    return seen_response ? SUCCEEDED_ROW : FAILED_ROW;
 }
 
 /* The units a succeeded Gemini row bills (the rules, clamps included, of `cost.row_units`). */
@@ -475,20 +550,23 @@ static PyObject *scan_gemini(PyObject *module, PyObject *args) {
         return NULL;
     }
     ptr buf = (ptr)view.buf;
-    Py_ssize_t size = view.len, claimed = 0;
+    Py_ssize_t size = view.len, claimed = 0, failed = 0;
     uint64_t tiers[2][SUMS] = {{0}};
     Version versions[MAX_VERSIONS];
     int distinct = 0, last = -1;
 
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
-        ptr start = buf + pos;
-        ptr newline = memchr(start, '\n', (size_t)(size - pos));
-        if (newline == NULL) break;
-        ptr end = newline;
-        if (end > start && end[-1] == '\r') end--;
+        ptr newline;
         Row row;
-        if (read_row(start, end, &row) < 0) break;
+        int kind = read_row(buf + pos, buf + size, &row, &newline);
+        if (kind < 0) break;
+        if (kind == FAILED_ROW) {
+            failed++;
+            claimed++;
+            pos = newline + 1 - buf;
+            continue;
+        }
         int index = -1;
         if (row.version != NULL) {
             if (last >= 0 && versions[last].size == row.version_len &&
@@ -543,7 +621,7 @@ static PyObject *scan_gemini(PyObject *module, PyObject *args) {
     }
     PyObject *base = sums_tuple(tiers[0]), *long_context = sums_tuple(tiers[1]), *result = NULL;
     if (found != NULL && base != NULL && long_context != NULL)
-        result = Py_BuildValue("(nnOOO)", pos, claimed, base, long_context, found);
+        result = Py_BuildValue("(nnnOOO)", pos, claimed, failed, base, long_context, found);
     Py_XDECREF(found);
     Py_XDECREF(base);
     Py_XDECREF(long_context);
@@ -553,8 +631,9 @@ static PyObject *scan_gemini(PyObject *module, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"scan_gemini", scan_gemini, METH_VARARGS,
-     "scan_gemini(buf, pos, above) -> (pos, rows, base_sums, long_context_sums, [(modelVersion, rows), ...])\n\n"
-     "Claim the succeeded Gemini rows of `buf` from `pos`; stop at the first line Python must decide."},
+     "scan_gemini(buf, pos, above) -> (pos, rows, failed_rows, base_sums, long_context_sums, [(modelVersion, rows)])\n\n"
+     "Claim the succeeded Gemini rows and the failed rows of `buf` from `pos`; stop at the first line Python must\n"
+     "decide. `rows` counts both kinds; the sums are those of the succeeded rows."},
     {NULL, NULL, 0, NULL},
 };
 

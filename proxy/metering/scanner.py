@@ -98,9 +98,10 @@ class LineScanner:
         find = buf.find
         while True:
             if native:
-                pos, claimed, base, long_context, found = scan_gemini(buf, pos, limit)
+                pos, claimed, failed, base, long_context, found = scan_gemini(buf, pos, limit)
                 if claimed:
                     rows += claimed
+                    totals.failed += failed
                     for block, run in ((blocks[BASE], base), (blocks[LONG], long_context)):
                         if run[0]:
                             for index, value in enumerate(run):

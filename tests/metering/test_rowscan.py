@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from proxy.metering._rowscan import scan_gemini
 from proxy.metering.cost import row_units
 from proxy.metering.pricing import PricingTable
-from proxy.metering.usage import SUCCEEDED, parse_row
+from proxy.metering.usage import FAILED, SUCCEEDED, parse_row
 
 NO_LIMIT = 2**64 - 1
 SAMPLE_LINES = (Path(__file__).parent / "data" / "vertex-predictions.jsonl").read_bytes().splitlines()
@@ -30,22 +30,31 @@ GEMINI = PricingTable.load(Path(__file__).resolve().parents[2] / "pricing").rate
 assert GEMINI is not None
 
 
-def claim(line: bytes, above: int = NO_LIMIT) -> tuple[int, tuple[int, ...], str | None] | None:
-    """(tier, rows + tokens + units, modelVersion) of the one line the scanner claims, or None if it refuses it."""
-    pos, claimed, base, long_context, found = scan_gemini(line + b"\n", 0, above)
+Reading = tuple[int, tuple[int, ...], str | None] | str | None
+
+
+def claim(line: bytes, above: int = NO_LIMIT) -> Reading:
+    """What the scanner makes of one line: (tier, rows + tokens + units, modelVersion) of a succeeded row,
+    FAILED for a failed row, None when it refuses the line."""
+    pos, claimed, failed, base, long_context, found = scan_gemini(line + b"\n", 0, above)
     if claimed == 0:
-        assert pos == 0 and base == long_context == (0,) * 13 and found == []
+        assert pos == 0 and failed == 0 and base == long_context == (0,) * 13 and found == []
         return None
     assert (claimed, pos) == (1, len(line) + 1)
+    if failed:
+        assert failed == 1 and base == long_context == (0,) * 13 and found == []
+        return FAILED
     tier, sums = (0, base) if base[0] else (1, long_context)
     assert (base if tier else long_context) == (0,) * 13
     assert len(found) <= 1 and all(count == 1 for _, count in found)
     return tier, sums, found[0][0] if found else None
 
 
-def python_reading(line: bytes, above: int = NO_LIMIT) -> tuple[int, tuple[int, ...], str | None] | None:
-    """The same figures from the Python parser, or None when it does not read a succeeded Gemini row."""
+def python_reading(line: bytes, above: int = NO_LIMIT) -> Reading:
+    """The same from the Python parser; None when it reads neither a succeeded Gemini row nor a failed row."""
     usage = parse_row(line)
+    if usage.kind == FAILED:
+        return FAILED
     if usage.kind != SUCCEEDED or usage.embedding_tokens or usage.embedding_characters:
         return None
     tokens = (usage.prompt, usage.cached, usage.candidates, usage.thoughts, usage.tool_use_prompt,
@@ -73,11 +82,11 @@ def row(usage: Any = None, *, response: Any = None, **members: Any) -> bytes:
     return dumps({"status": "", "request": {"contents": []}, **members, "response": response})
 
 
-def test_the_real_sample_rows_are_claimed_and_the_failed_one_is_not() -> None:
+def test_the_real_sample_rows_are_claimed() -> None:
     first, second, failed = SAMPLE_LINES
     assert claim(first) == (0, (1, 9, 0, 10, 0, 0, 0, 0, 9, 0, 0, 0, 10), "gemini-2.5-flash-lite")
     assert agrees(second)
-    assert claim(failed) is None
+    assert claim(failed) == FAILED
 
 
 AUDIO = {"promptTokenCount": 1000, "cachedContentTokenCount": 400, "candidatesTokenCount": 5,
@@ -106,12 +115,26 @@ CLAIMED = [
     b'{"request":{"contents":[{"parts":[{"functionResponse":{"response":{"usageMetadata":{"promptTokenCount":9}}}}]}]}'
     b',"response":{"usageMetadata":{"promptTokenCount":4}}}',  # a nested "response" is not the row's
     b'{"response":{"usageMetadata":{"promptTokenCount":4}}}\r',  # the CR of a CRLF
+    b'{"status":"Bad Request: {\\"error\\": 400}","processed_time":"x","request":{"contents":[]}}',  # failed
+    b'{"request":{},"status":"\\u0000"}',  # failed: one character, spelled with an escape
+    b'{"status":"x","response":{"usageMetadata":{}}}',  # a response: the status does not count
+    b'{"status":"","response":{"usageMetadata":{}},"instance":{"content":"abc"}}',
 ]
 
 # Lines the scanner must refuse: Python reads them as something other than a succeeded Gemini row, or as one
 # in a way the scanner leaves to it (escapes in read keys or strings, duplicates, nulls, non-integer counts).
 REFUSED = [
-    SAMPLE_LINES[2],  # failed
+    b'{"status":"","request":{}}',  # no_usage: an empty status
+    b'{"status":null,"request":{}}',
+    b'{"status":3,"request":{}}',
+    b'{"status":["x"]}',
+    b'{"request":{}}',
+    b'{"status":"caf\xc3\xa9"}',  # failed in Python, whose UTF-8 check the scanner leaves to it
+    b'{"status":"\xff"}',  # malformed in Python (not UTF-8)
+    b'{"status":"x","status":"y"}',
+    b'{"status":"x","predictions":[]}',  # an embedding row
+    b'{"predictions":[{"embeddings":{"statistics":{"token_count":3}}}],"status":""}',
+    b'{"status":"x","response":null}',
     row(response={"modelVersion": "m"}),  # no usageMetadata: no_usage
     row(response={"usageMetadata": None}),
     b'{"status":"","response":null}',
@@ -187,6 +210,22 @@ def test_refused_lines_are_left_to_python(line: bytes) -> None:
     assert claim(line) is None
 
 
+VALID_ESCAPES = [b'\\"', b"\\\\", b"\\n", b"\\/", b"\\u00e9", b"\\ud83d\\ude00", b"\\\\\\\"", b"\xc3\xa9"]
+BROKEN_ESCAPES = [b'"', b"\\", b"\t", b"\n", b"\\x", b"\\u12", b"\\ud83d", b"\\\\\\"]
+
+
+@pytest.mark.parametrize("escape", VALID_ESCAPES + BROKEN_ESCAPES, ids=range(16))
+def test_escapes_at_every_offset_of_long_strings(escape: bytes) -> None:
+    """Strings are read many bytes at a time: put each escape (and each broken one, which makes the line invalid
+    JSON) at every offset of a long string, the row itself shifted by every amount, in a key and in a value."""
+    for shift in range(0, 33, 4):
+        for at in range(0, 71):
+            text = b"a" * at + escape + b"z" * (70 - at)
+            line = (b'{"pad":"' + b"p" * shift + b'","request":{"t":"' + text + b'","' + text
+                    + b'":[1]},"response":{"usageMetadata":{"promptTokenCount":7}}}')
+            assert agrees(line) == (escape in VALID_ESCAPES), (escape, shift, at)
+
+
 def test_the_tier_is_decided_per_line() -> None:
     line = row({"promptTokenCount": 200_001, "cachedContentTokenCount": 1})
     assert claim(line, 200_000)[0] == 1  # type: ignore[index]
@@ -196,13 +235,14 @@ def test_the_tier_is_decided_per_line() -> None:
 
 def test_a_run_stops_at_the_first_refused_line_and_at_an_unfinished_one() -> None:
     good = row({"promptTokenCount": 5, "candidatesTokenCount": 2})
-    text = good + b"\n" + good + b"\r\n" + SAMPLE_LINES[2] + b"\n" + good + b"\n" + good
-    pos, claimed, base, _, found = scan_gemini(text, 0, NO_LIMIT)
-    assert (claimed, pos) == (2, 2 * len(good) + 3)
+    embedding = b'{"predictions":[{"embeddings":{"statistics":{"token_count":3}}}],"status":""}'
+    text = b"\n".join([good, SAMPLE_LINES[2], good + b"\r", embedding, good, good])  # the last has no newline
+    pos, claimed, failed, base, _, found = scan_gemini(text, 0, NO_LIMIT)
+    assert (claimed, failed, pos) == (3, 1, text.index(embedding))
     assert base[:4] == (2, 10, 0, 4) and found == [("m-1", 2)]
     after = text.index(b"\n", pos) + 1
-    pos, claimed, _, _, _ = scan_gemini(text, after, NO_LIMIT)
-    assert (claimed, pos) == (1, after + len(good) + 1)  # the last line has no newline yet: not claimed
+    pos, claimed, failed, _, _, _ = scan_gemini(text, after, NO_LIMIT)
+    assert (claimed, failed, pos) == (1, 0, after + len(good) + 1)
     with pytest.raises(ValueError):
         scan_gemini(text, len(text) + 1, NO_LIMIT)
 
@@ -212,7 +252,7 @@ def test_sums_never_wrap_a_run_ends_before() -> None:
     text = (big + b"\n") * 10_000  # 10^19 tokens in all: more than 64 bits hold
     pos, total, rows = 0, 0, 0
     while pos < len(text):
-        pos, claimed, base, _, _ = scan_gemini(text, pos, NO_LIMIT)
+        pos, claimed, _, base, _, _ = scan_gemini(text, pos, NO_LIMIT)
         assert claimed > 0 and base[1] < 2**63
         rows += claimed
         total += base[1]
@@ -226,7 +266,7 @@ def test_many_model_versions_end_a_run_without_losing_a_row() -> None:
     counts: dict[str, int] = {}
     pos = rows = 0
     while pos < len(text):
-        pos, claimed, _, _, found = scan_gemini(text, pos, NO_LIMIT)
+        pos, claimed, _, _, _, found = scan_gemini(text, pos, NO_LIMIT)
         assert claimed > 0 and len(found) <= 16
         rows += claimed
         for version, count in found:
@@ -271,3 +311,4 @@ def test_a_mutated_line_is_refused_or_read_as_python_reads_it(line: bytes, edits
 def test_the_valid_rows_are_all_claimed() -> None:
     """So that the agreement above is not vacuous: the scanner does claim the rows it is meant for."""
     assert all(agrees(line) for line in VALID_ROWS)
+    assert claim(SAMPLE_LINES[2]) == FAILED
