@@ -100,21 +100,28 @@ static int skip_escape(Cursor *c) {
 
 #ifdef __SSE2__
 typedef struct {
-    uint32_t quotes, backslashes, controls;  /* one bit per byte of a 32-byte block */
+    uint64_t quotes, backslashes, controls;  /* one bit per byte of a 64-byte block */
 } Stops;
 
-static inline uint32_t mask_of(__m128i low, __m128i high) {
-    return (uint32_t)_mm_movemask_epi8(low) | (uint32_t)_mm_movemask_epi8(high) << 16;
+static inline uint64_t mask_of(__m128i a, __m128i b, __m128i c, __m128i d) {
+    return (uint64_t)(uint32_t)_mm_movemask_epi8(a) | (uint64_t)(uint32_t)_mm_movemask_epi8(b) << 16 |
+           (uint64_t)(uint32_t)_mm_movemask_epi8(c) << 32 | (uint64_t)(uint32_t)_mm_movemask_epi8(d) << 48;
+}
+
+static inline __m128i controls_of(__m128i bytes) {
+    return _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1F)), bytes);  /* bytes <= 0x1F */
 }
 
 static inline Stops string_stops(ptr p) {
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1F);
-    __m128i low = _mm_loadu_si128((const __m128i *)p), high = _mm_loadu_si128((const __m128i *)(p + 16));
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+    __m128i a = _mm_loadu_si128((const __m128i *)p), b = _mm_loadu_si128((const __m128i *)(p + 16));
+    __m128i c = _mm_loadu_si128((const __m128i *)(p + 32)), d = _mm_loadu_si128((const __m128i *)(p + 48));
     Stops stops;
-    stops.quotes = mask_of(_mm_cmpeq_epi8(low, quote), _mm_cmpeq_epi8(high, quote));
-    stops.backslashes = mask_of(_mm_cmpeq_epi8(low, backslash), _mm_cmpeq_epi8(high, backslash));
-    stops.controls = mask_of(_mm_cmpeq_epi8(_mm_min_epu8(low, control), low),  /* bytes <= 0x1F */
-                             _mm_cmpeq_epi8(_mm_min_epu8(high, control), high));
+    stops.quotes = mask_of(_mm_cmpeq_epi8(a, quote), _mm_cmpeq_epi8(b, quote), _mm_cmpeq_epi8(c, quote),
+                           _mm_cmpeq_epi8(d, quote));
+    stops.backslashes = mask_of(_mm_cmpeq_epi8(a, backslash), _mm_cmpeq_epi8(b, backslash),
+                                _mm_cmpeq_epi8(c, backslash), _mm_cmpeq_epi8(d, backslash));
+    stops.controls = mask_of(controls_of(a), controls_of(b), controls_of(c), controls_of(d));
     return stops;
 }
 #endif
@@ -122,7 +129,7 @@ static inline Stops string_stops(ptr p) {
 /* At a '"': a whole string. `escaped` tells whether it held any escape.
 
    The string content of a line is most of its bytes, so this is the scanner's hot loop. Where SSE2 is there
-   it takes 32 bytes at a time: when every backslash before the block's first unescaped quote stands alone
+   it takes 64 bytes at a time: when every backslash before the block's first unescaped quote stands alone
    (no `\\`) and escapes a one-character escape, the escaped bytes are simply the bytes after backslashes, and
    the string ends at the first quote that is not one of them, with no branch per escape. Any other block (a
    `\\`, a \u escape, an escape cut by the block's end, a control character) is taken stop by stop. */
@@ -131,29 +138,29 @@ static int skip_string(Cursor *c, int *escaped) {
     ptr end = c->end;
     *escaped = 0;
 #ifdef __SSE2__
-    while (end - p >= 32) {
+    while (end - p >= 64) {
         Stops stops = string_stops(p);
-        uint32_t after_backslash = stops.backslashes << 1;
-        uint32_t quotes = stops.quotes & ~after_backslash;
-        uint32_t inside = quotes ? (quotes & (0u - quotes)) - 1 : 0xFFFFFFFFu;  /* before the first quote */
-        uint32_t doubt = (stops.controls | (stops.backslashes & after_backslash)) & inside;
-        if (!quotes) doubt |= stops.backslashes & 0x80000000u;
-        for (uint32_t escapes = after_backslash & inside; escapes && !doubt; escapes &= escapes - 1)
-            doubt = !simple_escape[p[__builtin_ctz(escapes)]];
+        uint64_t after_backslash = stops.backslashes << 1;
+        uint64_t quotes = stops.quotes & ~after_backslash;
+        uint64_t inside = quotes ? (quotes & ((uint64_t)0 - quotes)) - 1 : ~(uint64_t)0;  /* before the first quote */
+        uint64_t doubt = (stops.controls | (stops.backslashes & after_backslash)) & inside;
+        if (!quotes) doubt |= stops.backslashes >> 63;
+        for (uint64_t escapes = after_backslash & inside; escapes && !doubt; escapes &= escapes - 1)
+            doubt = !simple_escape[p[__builtin_ctzll(escapes)]];
         if (!doubt) {
             *escaped |= (stops.backslashes & inside) != 0;
             if (quotes) {
-                c->p = p + __builtin_ctz(quotes) + 1;
+                c->p = p + __builtin_ctzll(quotes) + 1;
                 return 0;
             }
-            p += 32;
+            p += 64;
             continue;
         }
         /* Stop by stop, up to the end of this block (or of the escape that crosses it). */
-        uint32_t pending = stops.quotes | stops.backslashes | stops.controls;
-        ptr next = p + 32;
+        uint64_t pending = stops.quotes | stops.backslashes | stops.controls;
+        ptr next = p + 64;
         while (pending) {
-            int at = __builtin_ctz(pending);
+            int at = __builtin_ctzll(pending);
             ptr stop = p + at;
             if (*stop == '"') {
                 c->p = stop + 1;
@@ -161,8 +168,8 @@ static int skip_string(Cursor *c, int *escaped) {
             }
             if (*stop != '\\') return -1;  /* a raw control character */
             *escaped = 1;
-            if (at < 31 && simple_escape[stop[1]]) {
-                pending &= ~(3u << at);  /* the backslash and the byte it escapes */
+            if (at < 63 && simple_escape[stop[1]]) {
+                pending &= ~((uint64_t)3 << at);  /* the backslash and the byte it escapes */
                 continue;
             }
             c->p = stop + 1;  /* a \u escape, an escape cut by the block's end, or a bad one */

@@ -219,8 +219,8 @@ def test_escapes_at_every_offset_of_long_strings(escape: bytes) -> None:
     """Strings are read many bytes at a time: put each escape (and each broken one, which makes the line invalid
     JSON) at every offset of a long string, the row itself shifted by every amount, in a key and in a value."""
     for shift in range(0, 33, 4):
-        for at in range(0, 71):
-            text = b"a" * at + escape + b"z" * (70 - at)
+        for at in range(0, 141):
+            text = b"a" * at + escape + b"z" * (140 - at)
             line = (b'{"pad":"' + b"p" * shift + b'","request":{"t":"' + text + b'","' + text
                     + b'":[1]},"response":{"usageMetadata":{"promptTokenCount":7}}}')
             assert agrees(line) == (escape in VALID_ESCAPES), (escape, shift, at)
