@@ -5,6 +5,7 @@
     cost      price_row(usage, rates, batch=True) -> int pUSD
     totals    JobTotals: line counts, token totals and billable units per tier of a job, priced once
     scanner   LineScanner: chunks of output bytes -> lines -> a job's totals (the inner loop)
+    _rowscan  scan_gemini: the scanner's compiled part (C), which claims the common rows in runs
     outputs   list_output_objects / fingerprint / iter_chunks / meter_objects on Cloud Storage, in this process
     ranges    RangeMeter: large outputs by byte range in worker processes
 """
