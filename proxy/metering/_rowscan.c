@@ -227,64 +227,56 @@ static int skip_literal(Cursor *c, const char *word, size_t size) {
 
 static int skip_value(Cursor *c);
 
-/* After an object's '{' or an array's '['. */
-static int enter(Cursor *c) {
-    if (++c->depth > MAX_DEPTH) return -1;
+/* After a member's value: ',' (returns 1, at the next key) or the closing byte (returns 0, past it). */
+static int next_member(Cursor *c, unsigned char close) {
+    skip_ws(c);
+    if (c->p >= c->end) return -1;
+    if (*c->p == ',') {
+        c->p++;
+        skip_ws(c);
+        return 1;
+    }
+    if (*c->p != close) return -1;
+    c->p++;
+    c->depth--;
+    return 0;
+}
+
+/* At a container's `open` byte ('{' or '['), past it and the whitespace after: 1 when the container is empty
+   (and then past its `close` too), 0 when members follow, -1 when it is not there or too deep. */
+static int enter(Cursor *c, unsigned char open, unsigned char close) {
+    if (c->p >= c->end || *c->p != open || ++c->depth > MAX_DEPTH) return -1;
     c->p++;
     skip_ws(c);
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        c->depth--;
+        return 1;
+    }
     return 0;
 }
 
 static int skip_object(Cursor *c) {
-    int escaped;
-    if (enter(c) < 0) return -1;
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
-        c->depth--;
-        return 0;
-    }
-    for (;;) {
+    int escaped, more = enter(c, '{', '}');
+    if (more != 0) return more > 0 ? 0 : -1;
+    do {
         if (c->p >= c->end || *c->p != '"' || skip_string(c, &escaped) < 0) return -1;
         skip_ws(c);
         if (c->p >= c->end || *c->p != ':') return -1;
         c->p++;
         skip_ws(c);
         if (skip_value(c) < 0) return -1;
-        skip_ws(c);
-        if (c->p >= c->end) return -1;
-        if (*c->p == ',') {
-            c->p++;
-            skip_ws(c);
-            continue;
-        }
-        if (*c->p != '}') return -1;
-        c->p++;
-        c->depth--;
-        return 0;
-    }
+    } while ((more = next_member(c, '}')) == 1);
+    return more;
 }
 
 static int skip_array(Cursor *c) {
-    if (enter(c) < 0) return -1;
-    if (c->p < c->end && *c->p == ']') {
-        c->p++;
-        c->depth--;
-        return 0;
-    }
-    for (;;) {
+    int more = enter(c, '[', ']');
+    if (more != 0) return more > 0 ? 0 : -1;
+    do {
         if (skip_value(c) < 0) return -1;
-        skip_ws(c);
-        if (c->p >= c->end) return -1;
-        if (*c->p == ',') {
-            c->p++;
-            skip_ws(c);
-            continue;
-        }
-        if (*c->p != ']') return -1;
-        c->p++;
-        c->depth--;
-        return 0;
-    }
+    } while ((more = next_member(c, ']')) == 1);
+    return more;
 }
 
 static int skip_value(Cursor *c) {
@@ -317,21 +309,6 @@ static int read_key(Cursor *c, ptr *key, Py_ssize_t *size) {
 }
 
 #define KEY_IS(key, size, literal) ((size) == (Py_ssize_t)sizeof(literal) - 1 && memcmp((key), (literal), (size)) == 0)
-
-/* After a member's value: ',' (returns 1, at the next key) or the closing byte (returns 0, past it). */
-static int next_member(Cursor *c, unsigned char close) {
-    skip_ws(c);
-    if (c->p >= c->end) return -1;
-    if (*c->p == ',') {
-        c->p++;
-        skip_ws(c);
-        return 1;
-    }
-    if (*c->p != close) return -1;
-    c->p++;
-    c->depth--;
-    return 0;
-}
 
 /* A count: a plain digit string (no sign, fraction, exponent or null) of at most MAX_DIGITS digits. */
 static int read_count(Cursor *c, uint64_t *out) {
@@ -370,19 +347,13 @@ static int read_ascii(Cursor *c, ptr *text, Py_ssize_t *size) {
    optional count tokenCount; `audio` gets the sum of the AUDIO entries' counts (as `usage.audio_tokens`). */
 static int read_details(Cursor *c, uint64_t *audio) {
     *audio = 0;
-    if (c->p >= c->end || *c->p != '[' || enter(c) < 0) return -1;
-    if (c->p < c->end && *c->p == ']') {
-        c->p++;
-        c->depth--;
-        return 0;
-    }
+    int more = enter(c, '[', ']');
+    if (more != 0) return more > 0 ? 0 : -1;
     for (;;) {
-        if (c->p >= c->end || *c->p != '{' || enter(c) < 0) return -1;
-        if (c->p < c->end && *c->p == '}') {
-            c->p++;
-            c->depth--;
-        } else {
-            int seen_modality = 0, seen_count = 0, is_audio = 0, more;
+        int empty = enter(c, '{', '}');
+        if (empty < 0) return -1;
+        if (!empty) {
+            int seen_modality = 0, seen_count = 0, is_audio = 0;
             uint64_t count = 0;
             do {
                 ptr key, text;
@@ -403,20 +374,15 @@ static int read_details(Cursor *c, uint64_t *audio) {
                 if (*audio > ROW_GUARD) return -1;
             }
         }
-        int more = next_member(c, ']');
+        more = next_member(c, ']');
         if (more <= 0) return more;
     }
 }
 
 static int read_usage(Cursor *c, Row *row) {
-    if (c->p >= c->end || *c->p != '{' || enter(c) < 0) return -1;
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
-        c->depth--;
-        return 0;
-    }
+    int more = enter(c, '{', '}');
+    if (more != 0) return more > 0 ? 0 : -1;
     unsigned int seen = 0;  /* one bit per field read: a repeated one is refused */
-    int more;
     do {
         ptr key;
         Py_ssize_t size;
@@ -446,9 +412,8 @@ static int read_usage(Cursor *c, Row *row) {
 }
 
 static int read_response(Cursor *c, Row *row) {
-    if (c->p >= c->end || *c->p != '{' || enter(c) < 0) return -1;
     int seen_version = 0, seen_usage = 0, more;
-    if (c->p < c->end && *c->p == '}') return -1;  /* no usageMetadata */
+    if (enter(c, '{', '}') != 0) return -1;  /* not an object, or an empty one: no usageMetadata */
     do {
         ptr key;
         Py_ssize_t size;
@@ -487,8 +452,7 @@ static int read_row(ptr p, ptr end, Row *row, ptr *newline) {
     Cursor c = {p, end, 0};
     int seen_response = 0, seen_status = 0, failed = 0, more;
     memset(row, 0, sizeof *row);
-    if (p >= end || *p != '{' || enter(&c) < 0) return -1;
-    if (c.p < c.end && *c.p == '}') return -1;
+    if (enter(&c, '{', '}') != 0) return -1;  /* not an object, or an empty one */
     do {
         ptr key;
         Py_ssize_t size;
