@@ -1,10 +1,11 @@
 """The metering's inner loop: split a stream of output bytes into lines and add each line to a job's totals.
 
 It runs on every line of multi-GB outputs, so it is written for speed, in three layers:
-- the common row, a plain succeeded Gemini row (see `JobTotals.add_plain`), is claimed in runs by the compiled
-  accelerator `_rowscan.scan_plain` (C, without the GIL): it checks each line as strict JSON and sums its
-  counts per pricing tier, and stops at the first line it cannot vouch for (see the contract atop
-  `_rowscan.c`: anything doubtful is left to Python, never imitated);
+- the common rows, succeeded Gemini rows and failed rows, are claimed in runs by the compiled accelerator
+  `_rowscan.scan_gemini` (C, without the GIL): it checks each line as strict JSON, sums the tokens and billed
+  units of succeeded rows per pricing tier (as `cost.row_units`) and counts failed ones, and stops at the
+  first line it cannot vouch for (see the contract atop `_rowscan.c`: anything doubtful is left to Python,
+  never imitated);
 - that line is decided here, by the one row parser (`usage.py`): its fast path (`usage.trailing_response`)
   decodes only the response; a plain row read off it is summed in local counters, one set per tier;
 - any other row (audio, cached > prompt, failed, embeddings, malformed, no usage) goes through

@@ -18,10 +18,9 @@ from proxy.money import format_usd
 
 MAX_PROBLEMS = 20  # malformed lines reported by place and reason; the rest are only counted
 MAX_MODEL_VERSIONS = 20  # distinct modelVersion values remembered (a job normally has one)
-TOKEN_FIELDS = ("prompt", "cached", "candidates", "thoughts", "tool_use_prompt", "audio_prompt", "audio_cached",
-                "embedding_tokens", "embedding_characters")
 # The tokens a Gemini row reports, as the scanner's blocks sum them (`add_gemini_block`).
 GEMINI_TOKENS = ("prompt", "cached", "candidates", "thoughts", "tool_use_prompt", "audio_prompt", "audio_cached")
+TOKEN_FIELDS = (*GEMINI_TOKENS, "embedding_tokens", "embedding_characters")
 BASE, LONG = 0, 1  # tiers
 
 
