@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": pythonpath, "VBP_DATABASE_URL": f"sqlite:///{work / 'vbp.db'}",
                "VBP_VERTEX_BASE_URL": stub_url, "VBP_POLLER": "false", "VBP_LOG_LEVEL": "warning",
+               "VBP_TEAM_GCS_PREFIXES": "gs://bench-bucket/{team}/",
                "GOOGLE_APPLICATION_CREDENTIALS": str(work / "service-account.json")}
         created = subprocess.run([str(VBP), "keys", "create", "--team", "bench", "--json"], env=env, cwd=ROOT,
                                  capture_output=True, text=True, check=True)
@@ -399,9 +400,9 @@ def main(argv: list[str] | None = None) -> int:
                 _process([str(VBP), "serve", "--port", str(proxy_port)], env, f"{proxy_url}/healthz",
                          work / "proxy.log") as proxy:
             body = json.dumps({"displayName": "bench", "model": MODEL,
-                               "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://b/in.jsonl"]}},
+                               "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://bench-bucket/bench/in.jsonl"]}},
                                "outputConfig": {"predictionsFormat": "jsonl",
-                                                "gcsDestination": {"outputUriPrefix": "gs://b/out/"}}}).encode()
+                                                "gcsDestination": {"outputUriPrefix": "gs://bench-bucket/bench/out/"}}}).encode()
             create_url = f"{proxy_url}/v1/projects/{PROJECT}/locations/{LOCATION}/batchPredictionJobs"
             status, reply = _call("POST", create_url, key, body)
             if status != 200:

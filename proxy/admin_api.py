@@ -39,12 +39,18 @@ _CREATE_FIELDS = {"team", "name", "projects", "locations", "models", "operations
 Handler = Callable[[Request, Principal, Services], Awaitable[Response]]
 
 
+def admin_endpoint(services: Callable[[], Services | None], route: str,
+                   handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that only admin keys may call, answering in Google's envelope and logged as `route`."""
+    async def endpoint(request: Request) -> Response:
+        return await _serve(request, route, handler, services())
+    return endpoint
+
+
 def key_routes(services: Callable[[], Services | None]) -> list[Route]:
     """The routes, for `create_app` to list; `services` gives the running services (set by the lifespan)."""
     def guarded(route: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            return await _serve(request, route, handler, services())
-        return endpoint
+        return admin_endpoint(services, route, handler)
 
     return [
         Route("/v1/keys", guarded("keys.list", _list), methods=["GET"]),
@@ -65,7 +71,7 @@ async def _serve(request: Request, route: str, handler: Handler, services: Servi
         principal = await authenticate(services, request.headers.items())
         record["key_id"], record["team"] = principal.key_id, principal.team
         if not principal.admin:
-            raise PermissionDenied("Managing keys needs an admin key.")
+            raise PermissionDenied("This call needs an admin key.")
         response = await handler(request, principal, services)
     except ApiError as exc:
         record["error"] = exc.status
@@ -80,7 +86,7 @@ async def _serve(request: Request, route: str, handler: Handler, services: Servi
     return response
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def read_body(request: Request) -> dict[str, Any]:
     raw = b""
     async for chunk in request.stream():
         raw += chunk
@@ -117,7 +123,7 @@ def _expiry(value: object) -> datetime | None:
 
 
 async def _create(request: Request, principal: Principal, services: Services) -> Response:
-    body = await _body(request)
+    body = await read_body(request)
     unknown = sorted(set(body) - _CREATE_FIELDS)
     if unknown:
         raise InvalidArgument(f"Unknown field(s): {', '.join(unknown)}.")
@@ -167,7 +173,7 @@ async def _action(request: Request, principal: Principal, services: Services) ->
     key_id, _, action = request.path_params["target"].partition(":")
     if action not in ("revoke", "rotate"):
         raise NotFound(f"The requested URL {request.url.path} was not found on this server.")
-    body = await _body(request)
+    body = await read_body(request)
     if action == "revoke":
         if body:
             raise InvalidArgument("revoke takes no fields.")

@@ -25,6 +25,7 @@ from proxy.reports.http import report_routes
 from proxy.routing import is_passthrough_path
 from proxy.services import Services, close_services, open_meter, open_services
 from proxy.settings import Settings
+from proxy.team_api import team_routes
 from proxy.upstream import Upstream
 
 log = logging.getLogger("proxy")
@@ -44,6 +45,7 @@ class ProxyApp:
             Route("/readyz", self.readyz),
             Route("/metrics", self.metrics),
             *key_routes(lambda: self.services),
+            *team_routes(lambda: self.services),
             *report_routes(lambda: self.services),
         ], lifespan=self.lifespan, exception_handlers={404: self.not_found, 405: self.not_found})
 

@@ -175,6 +175,99 @@ def keys_events(key_id: str | None, as_json: bool) -> None:
                    + (f"  {json.dumps(r['detail'], sort_keys=True)}" if r["detail"] else ""))
 
 
+@cli.group()
+def teams() -> None:
+    """Team data policies: the Cloud Storage prefixes, BigQuery datasets and extra create fields a team may use."""
+
+
+@teams.command("set")
+@click.argument("team")
+@click.option("--gcs-prefix", "gcs_prefixes", multiple=True,
+              help="A gs://bucket/prefix/ the team may read and write, besides VBP_TEAM_GCS_PREFIXES; repeat.")
+@click.option("--bq-dataset", "bq_datasets", multiple=True,
+              help="A BigQuery PROJECT.DATASET the team's jobs may read from or write to; repeat.")
+@click.option("--allow-field", "allowed_fields", multiple=True,
+              help="A create-body field refused by default (e.g. serviceAccount), in either spelling; repeat.")
+@click.option("--clear-gcs-prefixes", is_flag=True, help="Remove the team's own prefixes.")
+@click.option("--clear-bq-datasets", is_flag=True, help="Remove the team's datasets.")
+@click.option("--clear-allowed-fields", is_flag=True, help="Remove the team's allowed fields.")
+@click.option("--json", "as_json", is_flag=True, help="Print the team's policy as JSON.")
+def teams_set(team: str, gcs_prefixes: tuple[str, ...], bq_datasets: tuple[str, ...],
+              allowed_fields: tuple[str, ...], clear_gcs_prefixes: bool, clear_bq_datasets: bool,
+              clear_allowed_fields: bool, as_json: bool) -> None:
+    """Set a team's own lists: each option given replaces that list; lists not named stay as they are.
+
+    Running replicas apply the change within VBP_TEAM_CACHE_SECONDS (at most 60 s).
+    """
+    from proxy.key_admin import cli_actor
+    from proxy.team_admin import set_team, team_view
+
+    def chosen(values: tuple[str, ...], clear: bool) -> list[str] | None:
+        if clear and values:
+            raise click.UsageError("give a list or clear it, not both")
+        return [] if clear else (list(values) if values else None)
+
+    templates = _settings().team_gcs_prefixes
+    try:
+        with _sessions().begin() as session:
+            row = set_team(session, actor=cli_actor(), team=team,
+                           gcs_prefixes=chosen(gcs_prefixes, clear_gcs_prefixes),
+                           bq_datasets=chosen(bq_datasets, clear_bq_datasets),
+                           allowed_fields=chosen(allowed_fields, clear_allowed_fields))
+            view = team_view(team, row, templates)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _print_team(view, as_json)
+
+
+@teams.command("show")
+@click.argument("team")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
+def teams_show(team: str, as_json: bool) -> None:
+    """A team's policy: its own lists and the Cloud Storage prefixes it may use in all (templates included)."""
+    from proxy.team_admin import show_team
+
+    try:
+        with _sessions()() as session:
+            view = show_team(session, team=team, templates=_settings().team_gcs_prefixes)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _print_team(view, as_json)
+
+
+@teams.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def teams_list(as_json: bool) -> None:
+    """Every team with keys or a policy, and where each may read and write."""
+    from proxy.team_admin import list_teams
+
+    with _sessions()() as session:
+        rows = list_teams(session, templates=_settings().team_gcs_prefixes)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'TEAM':<20} {'DATASETS':<8} {'FIELDS':<6} CLOUD STORAGE")
+    for r in rows:
+        click.echo(f"{r['team']:<20} {len(r['bq_datasets']):<8} {len(r['allowed_fields']):<6} "
+                   + (", ".join(r["effective_gcs_prefixes"]) or "(none: no gs:// location allowed)"))
+
+
+def _print_team(view: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+        return
+
+    def listed(key: str) -> str:
+        values = view[key]
+        return ", ".join(values) if isinstance(values, list) and values else "(none)"
+
+    click.echo(f"team:            {view['team']}\n"
+               f"cloud storage:   {listed('effective_gcs_prefixes')}\n"
+               f"  own prefixes:  {listed('gcs_prefixes')}\n"
+               f"bigquery:        {listed('bq_datasets')}\n"
+               f"allowed fields:  {listed('allowed_fields')}")
+
+
 @cli.command()
 @click.option("--by", "by", default="team,model", show_default=True,
               help="Group by any of job,team,key,model,project,location,day,week,month,state (comma-separated).")

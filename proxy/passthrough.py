@@ -19,6 +19,7 @@ from proxy import ledger
 from proxy.access import check_model, check_scope, model_place
 from proxy.auth import authenticate
 from proxy.create_body import body_model, prepare_create_body
+from proxy.data_boundaries import check_job_locations
 from proxy.errors import ApiError, Internal, InvalidArgument, NotFound, PayloadTooLarge
 from proxy.headers import request_headers, response_headers
 from proxy.job_index import JobRef
@@ -27,6 +28,8 @@ from proxy.project_names import ProjectNames
 from proxy.routing import JobRoute, match
 from proxy.services import Services
 from proxy.team_filter import team_query
+from proxy.team_policy import TeamPolicy
+from proxy.vertex.job_fields import normalise_job
 from proxy.vertex.resources import google_base_url, model_id
 from proxy.vertex.states import advances, parse_state
 
@@ -94,14 +97,16 @@ class Passthrough:
         body: bytes | AsyncIterator[bytes] | None = None
         create_body: dict[str, Any] | None = None
         if route.operation == "create":
-            create_body = prepare_create_body(await self._read_json(receive), principal=principal,
-                                              aliases=self.services.settings.project_aliases)
+            policy = await self._team_policy(principal.team)
+            job = normalise_job(await self._read_json(receive), allowed=policy.allowed_fields)
+            create_body = prepare_create_body(job, principal=principal, aliases=self.services.settings.project_aliases)
             model_path = body_model(create_body) or ""
             model_project, model_location = model_place(model_path)
             check_model(principal, model=model_id(model_path),
                         model_projects=await self._project_names(model_project)
                         if model_project and principal.projects else (),
                         model_location=model_location)
+            check_job_locations(create_body, policy)
             body = json.dumps(create_body).encode()
 
         owned: JobRef | None = None
@@ -152,6 +157,11 @@ class Passthrough:
 
     async def _authenticate(self, headers: list[tuple[str, str]]) -> Principal:
         return await authenticate(self.services, headers)
+
+    async def _team_policy(self, team: str) -> TeamPolicy:
+        teams = self.services.teams
+        policy = teams.cached(team)
+        return policy if policy is not None else await to_thread.run_sync(teams.load, team)
 
     async def _project_names(self, project: str) -> tuple[str, ...]:
         names = self.project_names.cached(project)

@@ -16,6 +16,7 @@ from proxy.keys import KeyStore
 from proxy.metrics import Metrics
 from proxy.request_log import RequestLogWriter
 from proxy.settings import Settings
+from proxy.team_policy import TeamPolicies
 from proxy.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class Services:
     jobs: JobIndex
     upstream: Upstream
     request_log: RequestLogWriter
+    teams: TeamPolicies
     metrics: Metrics = field(default_factory=Metrics)
 
     @staticmethod
@@ -64,7 +66,9 @@ def open_services(settings: Settings, *, upstream: Upstream | None = None) -> Se
     request_log.start()
     return Services(settings=settings, engine=engine, sessions=sessions,
                     keys=KeyStore(sessions, ttl=settings.key_cache_seconds), jobs=JobIndex(sessions),
-                    upstream=upstream or default_upstream(settings), request_log=request_log)
+                    upstream=upstream or default_upstream(settings), request_log=request_log,
+                    teams=TeamPolicies(sessions, templates=settings.team_gcs_prefixes,
+                                       ttl=settings.team_cache_seconds))
 
 
 async def close_services(services: Services) -> None:

@@ -61,6 +61,20 @@ def parse_project_locations(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _team_templates(text: str) -> tuple[str, ...]:
+    from proxy.team_policy import parse_templates
+
+    return parse_templates(text)
+
+
+def _cache_seconds(text: str) -> float:
+    """0-60 seconds: the promise that a team policy change reaches every replica within a minute."""
+    seconds = float(text)
+    if not 0 <= seconds <= 60:
+        raise ValueError(f"must be between 0 and 60 seconds, not {text}")
+    return seconds
+
+
 def _optional_str(text: str) -> str | None:
     return text.strip() or None
 
@@ -84,6 +98,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_PROJECT_ALIASES", "project_aliases", "", _aliases,
             "Comma-separated `alias=project` pairs rewritten in paths and request bodies, "
             "e.g. `your-project=my-real-project`."),
+    Setting("VBP_TEAM_GCS_PREFIXES", "team_gcs_prefixes", "", _team_templates,
+            "Comma-separated `gs://bucket/prefix/` templates every team may read and write, `{team}` standing for "
+            "the team's name, e.g. `gs://batch-data/{team}/`; a template without `{team}` gives every team that "
+            "whole location. Unset: no gs:// location is allowed except a team's own (`vbp teams set`)."),
+    Setting("VBP_TEAM_CACHE_SECONDS", "team_cache_seconds", "30", _cache_seconds,
+            "How long one process trusts a team's data policy (0-60): a `vbp teams set` reaches every replica "
+            "within this many seconds."),
     Setting("VBP_POLL_INTERVAL", "poll_interval", "30", float,
             "Seconds between completion checks of unfinished jobs (young jobs are checked at this pace, "
             "older ones less often)."),
@@ -142,6 +163,8 @@ class Settings:
     database_url: str = "sqlite:///vbp.db"
     vertex_base_url: str | None = None
     project_aliases: dict[str, str] = field(default_factory=dict)
+    team_gcs_prefixes: tuple[str, ...] = ()
+    team_cache_seconds: float = 30.0
     poll_interval: float = 30.0
     max_body_bytes: int = 1048576
     upstream_timeout: float = 60.0

@@ -223,6 +223,21 @@ class KeyEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class Team(Base):
+    """A team's data policy: the Cloud Storage prefixes and BigQuery datasets its jobs may name (besides the
+    VBP_TEAM_GCS_PREFIXES templates every team gets), and the create-body fields it may use beyond a Gemini
+    batch job's. A team without a row has only the templates."""
+
+    __tablename__ = "teams"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gcs_prefixes: Mapped[list[Any]] = mapped_column(default=list)
+    bq_datasets: Mapped[list[Any]] = mapped_column(default=list)
+    allowed_fields: Mapped[list[Any]] = mapped_column(default=list)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
 Index("ix_jobs_team_create_time", Job.team, Job.create_time)
 
 

@@ -21,9 +21,19 @@ OUTPUT_FIELDS = frozenset({
     "modelMonitoringStatus", "satisfiesPzs", "satisfiesPzi",
 })
 JOB_FIELDS = INPUT_FIELDS | OUTPUT_FIELDS
-# Maps whose keys are data, not field names: never re-cased.
-_OPAQUE = frozenset({"labels", "modelParameters", "instanceConfig", "explanationSpec"})
+# The nested messages whose field names are checked too; maps (labels) and other messages are taken as given.
+_NESTED: dict[str, frozenset[str]] = {
+    "inputConfig": frozenset({"instancesFormat", "gcsSource", "bigquerySource"}),
+    "gcsSource": frozenset({"uris"}),
+    "bigquerySource": frozenset({"inputUri"}),
+    "outputConfig": frozenset({"predictionsFormat", "gcsDestination", "bigqueryDestination"}),
+    "gcsDestination": frozenset({"outputUriPrefix"}),
+    "bigqueryDestination": frozenset({"outputUri"}),
+}
 _LABEL_RE = re.compile(r"[\w-]{0,64}")
+# Proto JSON takes a field by its lowerCamelCase name or its proto name, nothing looser: `labels_` is neither.
+_CAMEL_NAME = re.compile(r"[a-z][A-Za-z0-9]*")
+_PROTO_NAME = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 
 
 def camel(name: str) -> str:
@@ -32,22 +42,39 @@ def camel(name: str) -> str:
     return head + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
-def _recase(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {camel(k): (v if camel(k) in _OPAQUE else _recase(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_recase(item) for item in value]
-    return value
+def _json_name(name: str) -> str | None:
+    if _CAMEL_NAME.fullmatch(name):
+        return name
+    if _PROTO_NAME.fullmatch(name):
+        return camel(name)
+    return None
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), name)
+
+
+def _recase(value: Mapping[str, Any], known: frozenset[str], path: str) -> dict[str, Any]:
+    """A message in camelCase; unknown names and a field given in both spellings are refused as Vertex does."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _json_name(key) if isinstance(key, str) else None
+        if name is None or name not in known:
+            where = "" if path == "batch_prediction_job" else f" at '{path}'"
+            raise InvalidArgument(f'Invalid JSON payload received. Unknown name "{key}"{where}: Cannot find field.')
+        if name in out:
+            raise InvalidArgument(f"Invalid JSON payload received. Duplicate field '{path}.{_snake(name)}'.")
+        if name in _NESTED and isinstance(item, Mapping):
+            item = _recase(item, _NESTED[name], f"{path}.{_snake(name)}")
+        out[name] = item
+    return out
 
 
 def validate_create(body: Any, *, models: Collection[str]) -> tuple[dict[str, Any], str]:
     """The client fields of a valid create body (camelCase) and its bare model id; else InvalidArgument/NotFound."""
     if not isinstance(body, Mapping):
         raise InvalidArgument("Invalid JSON payload received. The body must be a BatchPredictionJob object.")
-    job = _recase(body)
-    unknown = sorted(set(job) - JOB_FIELDS)
-    if unknown:
-        raise InvalidArgument(f'Invalid JSON payload received. Unknown name "{unknown[0]}": Cannot find field.')
+    job = _recase(body, JOB_FIELDS, "batch_prediction_job")
     spec = {key: value for key, value in job.items() if key in INPUT_FIELDS}
     if not isinstance(spec.get("displayName"), str) or not spec["displayName"].strip():
         raise InvalidArgument("BatchPredictionJob.display_name is required.")

@@ -48,7 +48,8 @@ def replicas(postgres_server: LocalPostgres, tmp_path: Path) -> Iterator[tuple[E
     url = postgres_server.create_database(f"replicas_{os.getpid()}_{time.monotonic_ns()}")
     upgrade(url)
     stack = EmulatorStack(job_seconds=1.0).start()
-    env = {**os.environ, **stack.env, "VBP_DATABASE_URL": url, "VBP_POLL_INTERVAL": "0.3"}
+    env = {**os.environ, **stack.env, "VBP_DATABASE_URL": url, "VBP_POLL_INTERVAL": "0.3",
+           "VBP_TEAM_GCS_PREFIXES": "gs://replicas/"}
     ports = [free_port(), free_port()]
     processes: list[subprocess.Popen[bytes]] = []
     try:

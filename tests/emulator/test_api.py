@@ -256,3 +256,31 @@ def test_list_pages_filters_and_masks(http: httpx.Client, bucket: storage.Bucket
 ])
 def test_bad_list_queries_are_400(http: httpx.Client, params: dict[str, str]) -> None:
     envelope(http.get(COLLECTION, params=params), 400, "INVALID_ARGUMENT")
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"labels_": {"vbp-team": "someone-else"}}, 'Unknown name "labels_": Cannot find field.'),
+    ({"model_": "publishers/google/models/gemini-2.5-pro"}, 'Unknown name "model_": Cannot find field.'),
+    ({"Labels": {"a": "b"}}, 'Unknown name "Labels": Cannot find field.'),
+    ({"display__name": "x"}, 'Unknown name "display__name": Cannot find field.'),
+    ({"display_name": "second"}, "Duplicate field 'batch_prediction_job.display_name'."),
+])
+def test_field_names_are_read_as_proto_json(http: httpx.Client, bucket: storage.Bucket, input_uri: str,
+                                            extra: dict[str, Any], message: str) -> None:
+    """Only a field's camelCase or proto name is a field: looser spellings would let a second value slip past a
+    reader that checks the first (a label that names the owner, the model a key is scoped to)."""
+    reply = http.post(COLLECTION, json=job_body(input_uri, bucket, **extra))
+    assert envelope(reply, 400, "INVALID_ARGUMENT") == f"Invalid JSON payload received. {message}"
+
+
+def test_nested_field_names_are_checked_too(http: httpx.Client, bucket: storage.Bucket, input_uri: str) -> None:
+    body = job_body(input_uri, bucket)
+    body["inputConfig"]["gcs_source_"] = {"uris": ["gs://elsewhere/x.jsonl"]}
+    assert envelope(http.post(COLLECTION, json=body), 400, "INVALID_ARGUMENT") == (
+        "Invalid JSON payload received. Unknown name \"gcs_source_\" at 'batch_prediction_job.input_config': "
+        "Cannot find field.")
+    body = job_body(input_uri, bucket)
+    body["outputConfig"]["gcsDestination"]["output_uri_prefix"] = "gs://elsewhere/"
+    assert envelope(http.post(COLLECTION, json=body), 400, "INVALID_ARGUMENT") == (
+        "Invalid JSON payload received. Duplicate field "
+        "'batch_prediction_job.output_config.gcs_destination.output_uri_prefix'.")

@@ -24,6 +24,8 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SAMPLES = SHARED / "samples"
 ALIAS, REAL_PROJECT = "your-project", "my-real-project"
 LOCATION = "us-central1"
+# The buckets these tests use, open to every team: data boundaries have tests of their own (tests/tenancy).
+TEST_PREFIXES = ("gs://my-bucket/", "gs://sdk-bucket/", "gs://metering/", "gs://faults/", "gs://bad-input/")
 
 
 @dataclass
@@ -59,7 +61,7 @@ def start_proxied(tmp: Path, *, job_seconds: float = 0.6, extra_models: tuple[st
     upgrade(url)
     options: dict[str, object] = {"database_url": url, "vertex_base_url": stack.base_url,
                                   "project_aliases": {ALIAS: REAL_PROJECT}, "poller_enabled": False,
-                                  "retry_max_seconds": 3, **overrides}
+                                  "retry_max_seconds": 3, "team_gcs_prefixes": TEST_PREFIXES, **overrides}
     try:
         proxy = ProxyServer(Settings(**options)).start()  # type: ignore[arg-type]
     except BaseException:

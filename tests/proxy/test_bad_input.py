@@ -15,9 +15,9 @@ from tests.support.raw_http import raw_request
 P = "your-project"
 JOBS = f"/v1/projects/{P}/locations/{LOCATION}/batchPredictionJobs"
 GOOD_BODY = json.dumps({"displayName": "x", "model": "publishers/google/models/gemini-2.5-flash",
-                        "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://b/i.jsonl"]}},
+                        "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://bad-input/i.jsonl"]}},
                         "outputConfig": {"predictionsFormat": "jsonl",
-                                         "gcsDestination": {"outputUriPrefix": "gs://b/o/"}}}).encode()
+                                         "gcsDestination": {"outputUriPrefix": "gs://bad-input/o/"}}}).encode()
 
 # (case, method, target, body, expected HTTP status, expected Google status)
 CASES = [

@@ -90,7 +90,7 @@ def test_upstream_down_is_503(tmp_path: Path, slow: Proxied) -> None:
     with sessions.begin() as session:
         secret = create_key(session, team="t")[1]
     settings = Settings(database_url=url, vertex_base_url=f"http://127.0.0.1:{free_port()}", poller_enabled=False,
-                        retry_attempts=2, retry_max_seconds=1)
+                        retry_attempts=2, retry_max_seconds=1, team_gcs_prefixes=("gs://faults/",))
     proxy = ProxyServer(settings).start()
     try:
         reply = httpx.get(proxy.url + JOBS, headers={"Authorization": f"Bearer {secret}"}, timeout=30)

@@ -59,7 +59,8 @@ class Tenancy:
     def settings(self, **overrides: Any) -> Settings:
         options: dict[str, Any] = {"database_url": self.database_url, "vertex_base_url": self.stack.base_url,
                                    "project_aliases": {ALIAS: REAL_PROJECT}, "poller_enabled": False,
-                                   "retry_max_seconds": 3, "reconcile_interval": 0.0, **overrides}
+                                   "retry_max_seconds": 3, "reconcile_interval": 0.0,
+                                   "team_gcs_prefixes": (f"gs://{BUCKET}/",), **overrides}
         return Settings(**options)
 
     def replica(self, **overrides: Any) -> ProxyServer:
