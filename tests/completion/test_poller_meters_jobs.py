@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from proxy.keys import create_key
+from proxy.team_admin import set_team
 from tests.completion.conftest import JOBS, history, submit, text_line, wait_metered
 from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
@@ -108,10 +111,14 @@ def test_a_model_without_a_price_is_unpriced_not_free(metering: Proxied) -> None
 
 def test_bigquery_output_is_recorded_as_not_meterable_never_as_zero(metering: Proxied) -> None:
     body = {"displayName": "bq", "model": "publishers/google/models/gemini-2.5-flash",
-            "inputConfig": {"instancesFormat": "bigquery", "bigquerySource": {"inputUri": "bq://p.dataset.input"}},
+            "inputConfig": {"instancesFormat": "bigquery",
+                            "bigquerySource": {"inputUri": "bq://bq-project.dataset.input"}},
             "outputConfig": {"predictionsFormat": "bigquery",
-                             "bigqueryDestination": {"outputUri": "bq://p.dataset"}}}
-    with metering.client() as client:
+                             "bigqueryDestination": {"outputUri": "bq://bq-project.dataset"}}}
+    with metering.sessions.begin() as session:  # a team's jobs may use only the BigQuery datasets it was given
+        secret = create_key(session, team="bq-team")[1]
+        set_team(session, actor="test", team="bq-team", bq_datasets=["bq-project.dataset"])
+    with httpx.Client(base_url=metering.proxy.url, headers={"Authorization": f"Bearer {secret}"}) as client:
         reply = client.post(JOBS, json=body)
     assert reply.status_code == 200, reply.text
     job = wait_metered(metering, reply.json()["name"])

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from proxy.db.models import Job
 from proxy.keys import create_key
 from proxy.money import format_usd
+from proxy.team_admin import set_team
 from tests.completion.conftest import JOBS, submit, text_line, wait_metered
 from tests.proxy.conftest import LOCATION, Proxied, start_proxied
 from tests.support.expected import expected_for, output_rows
@@ -87,8 +88,9 @@ def _figures(facts: JobFacts, rows: list[dict[str, Any]]) -> None:
 
 def _bigquery_body(name: str) -> dict[str, Any]:
     return {"displayName": name, "model": "publishers/google/models/gemini-2.5-flash",
-            "inputConfig": {"instancesFormat": "bigquery", "bigquerySource": {"inputUri": "bq://p.d.in"}},
-            "outputConfig": {"predictionsFormat": "bigquery", "bigqueryDestination": {"outputUri": "bq://p.d"}}}
+            "inputConfig": {"instancesFormat": "bigquery", "bigquerySource": {"inputUri": "bq://bq-project.d.in"}},
+            "outputConfig": {"predictionsFormat": "bigquery",
+                             "bigqueryDestination": {"outputUri": "bq://bq-project.d"}}}
 
 
 # (who, model, lines, faults, state, cost status, create time): chosen around ISO-week, month and year edges.
@@ -129,6 +131,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
             for who, team in TEAM_OF.items():
                 key, secret = create_key(session, team=team, name=who, admin=who == "admin")
                 env.keys[who], env.key_ids[who] = secret, key.id
+            set_team(session, actor="test", team="team-a", bq_datasets=["bq-project.d"])
         names = []
         for who, model, lines, faults, *_ in PLAN:
             if model == "bigquery":
