@@ -26,17 +26,22 @@ def trusted_peer(scope: Mapping[str, Any], trusted: Iterable[Network]) -> bool:
     return any(address in network for network in trusted)
 
 
-def request_scheme(scope: Mapping[str, Any], headers: Mapping[str, str], trusted: Iterable[Network]) -> str:
+def _last_value(scope: Mapping[str, Any], name: bytes) -> str:
+    """The last comma-separated entry of the last `name` header line ('' without one)."""
+    values = [value for key, value in scope.get("headers", ()) if key.lower() == name]
+    return values[-1].decode("latin-1").split(",")[-1].strip().lower() if values else ""
+
+
+def request_scheme(scope: Mapping[str, Any], trusted: Iterable[Network]) -> str:
     """`https` when the request came over TLS, directly or as a trusted proxy says; `http` otherwise."""
     if scope.get("scheme") == "https":
         return "https"
-    forwarded = headers.get("x-forwarded-proto")
-    # Each proxy appends its own: the last entry is what the nearest one, the trusted one, saw.
-    if forwarded and forwarded.split(",")[-1].strip().lower() == "https" and trusted_peer(scope, trusted):
+    # Each proxy appends its own (to the line, or as a line): the last entry is what the nearest, trusted one saw.
+    if _last_value(scope, b"x-forwarded-proto") == "https" and trusted_peer(scope, trusted):
         return "https"
     return "http"
 
 
-def request_origin(scope: Mapping[str, Any], headers: Mapping[str, str], trusted: Iterable[Network]) -> str:
+def request_origin(scope: Mapping[str, Any], trusted: Iterable[Network]) -> str:
     """`scheme://host[:port]` of the site as this request addressed it (the `Origin` a same-site form sends)."""
-    return f"{request_scheme(scope, headers, trusted)}://{headers.get('host', '').lower()}"
+    return f"{request_scheme(scope, trusted)}://{_last_value(scope, b'host')}"

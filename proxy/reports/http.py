@@ -182,7 +182,7 @@ class ReportEndpoints:
         """A 403 page for a form posted from another site; None for a post from this one (or from no browser)."""
         fetch_site = request.headers.get("sec-fetch-site")
         origin = request.headers.get("origin")
-        own = request_origin(request.scope, request.headers, self.services.settings.trusted_proxies)
+        own = request_origin(request.scope, self.services.settings.trusted_proxies)
         if fetch_site is not None and fetch_site not in ("same-origin", "none"):
             reason = f"the browser says it comes from another site (Sec-Fetch-Site: {fetch_site})"
         # `Origin: null` is what a browser sends for this very page too (its Referrer-Policy is no-referrer): it
@@ -196,7 +196,7 @@ class ReportEndpoints:
         return HTMLResponse(error_page(f"This form was refused: {reason}."), status_code=403, headers=_PAGE_HEADERS)
 
     def _secure(self, request: Request) -> bool:
-        return request_scheme(request.scope, request.headers, self.services.settings.trusted_proxies) == "https"
+        return request_scheme(request.scope, self.services.settings.trusted_proxies) == "https"
 
     async def login(self, request: Request) -> Response:
         """POST /dashboard/login: check the key, set the session cookie, go to the page."""

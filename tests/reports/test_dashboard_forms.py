@@ -107,7 +107,8 @@ def test_behind_a_trusted_tls_terminator_the_cookie_is_secure(behind_tls: Proxie
 
 
 def test_behind_a_trusted_terminator_plain_http_is_not_secure(behind_tls: Proxied) -> None:
-    for headers in ({}, {"X-Forwarded-Proto": "http"}, {"X-Forwarded-Proto": "https, http"}):
+    for headers in ({}, {"X-Forwarded-Proto": "http"}, {"X-Forwarded-Proto": "https, http"},
+                    {"X-Forwarded-Proto": "https", "x-forwarded-proto": "http"}):  # two lines: the last one counts
         reply = post(behind_tls, "/dashboard/login", headers)
         assert reply.status == 303 and "secure" not in cookie_attributes(reply), headers
     # the site's origin is then https: an http Origin is refused
