@@ -4,8 +4,8 @@ Only the parameters Vertex defines for an operation cross the proxy; Google's sy
 `access_token`, `quotaUser`, `userProject`, `fields`, `callback`, ...) would let a caller act as someone else,
 bill someone else or reshape a reply the proxy reads, so they are refused, and so is anything unknown or
 spelled differently (`Filter`, `$filter`, `filter%00`, `filter ` ...). Rules:
-- names and values are percent-decoded once, `+` being a space (as Google reads them); a malformed escape or
-  bytes that are not UTF-8 are refused;
+- the raw query must be ASCII; names and values are percent-decoded once, `+` being a space (as Google reads
+  them); a malformed escape or bytes that are not UTF-8 are refused;
 - every name must be one the operation accepts, exactly; a parameter given twice is refused (which copy would
   Vertex take?);
 - `$alt` (sent by google-cloud-aiplatform on every call) may only ask for JSON: `json` or `json;enum-encoding=int`;
@@ -46,8 +46,12 @@ def _shown(name: str) -> str:
     return json.dumps(name[:_SHOWN_CHARS] + ("..." if len(name) > _SHOWN_CHARS else ""))
 
 
-def parse_query(raw: str, *, operation: str) -> dict[str, str]:
+def parse_query(query_string: bytes, *, operation: str) -> dict[str, str]:
     """The query's parameters, decoded, in the order given; InvalidArgument naming whatever is not allowed."""
+    try:
+        raw = query_string.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidArgument("The query string must be ASCII (percent-encode anything else).") from None
     allowed = PARAMETERS[operation]
     params: dict[str, str] = {}
     unknown: list[str] = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.errors import InvalidArgument
+from proxy.query_string import parse_query
 from tests.proxy.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 
@@ -116,3 +118,9 @@ def test_every_operation_takes_the_alt_the_aiplatform_client_sends(proxied: Prox
     reply = call(proxied, operation, "$alt=json;enum-encoding=int", who="admin")
     assert reply.status == 404  # the job does not exist: Vertex says so, so the call went through
     assert proxied.emulator_calls()[-1]["query"] == "$alt=json;enum-encoding=int"
+
+
+def test_raw_bytes_beyond_ascii_are_refused() -> None:
+    # uvicorn's parser already refuses them on the wire; the parser holds the rule whatever server runs it
+    with pytest.raises(InvalidArgument, match="must be ASCII"):
+        parse_query(b"pageToken=\xe9", operation="list")
