@@ -7,13 +7,14 @@
     POST /v1/keys/{id}:revoke     -> the key's view
     POST /v1/keys/{id}:rotate     {grace_seconds?} -> the key's view plus `key`, the new secret
 
-No key -> 401 UNAUTHENTICATED; a team key -> 403 PERMISSION_DENIED; a bad body -> 400; an unknown key -> 404.
+No key -> 401 UNAUTHENTICATED; a team key -> 403 PERMISSION_DENIED; a bad body or a value out of range -> 400;
+an unknown key -> 404; anything unexpected -> 500, logged with its traceback.
 Every change is audited with the admin key's id as the actor; every call goes to the request log.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,10 +31,14 @@ from proxy.auth import authenticate
 from proxy.clock import utcnow
 from proxy.db.models import ApiKey
 from proxy.errors import ApiError, Internal, InvalidArgument, NotFound, PermissionDenied
+from proxy.json_body import parse_json_body
 from proxy.keys import Principal, list_keys
 from proxy.services import Services
 
+log = logging.getLogger("proxy.admin_api")
+
 _MAX_BODY = 64 * 1024
+_MAX_LIST, _MAX_ITEM = 100, 200  # scope lists: entries, and characters per entry
 _CREATE_FIELDS = {"team", "name", "projects", "locations", "models", "operations", "admin", "expires_in"}
 
 Handler = Callable[[Request, Principal, Services], Awaitable[Response]]
@@ -77,6 +82,7 @@ async def _serve(request: Request, route: str, handler: Handler, services: Servi
         record["error"] = exc.status
         response = JSONResponse(exc.envelope(), status_code=exc.http_status, headers=exc.headers)
     except Exception:
+        log.exception("request %s (%s) failed", request_id, route)
         record["error"] = "INTERNAL"
         error = Internal("The proxy failed to handle this request.")
         response = JSONResponse(error.envelope(), status_code=error.http_status)
@@ -92,44 +98,47 @@ async def read_body(request: Request) -> dict[str, Any]:
         raw += chunk
         if len(raw) > _MAX_BODY:
             raise InvalidArgument(f"The request body is larger than {_MAX_BODY} bytes.")
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"Invalid JSON payload received: {exc}.") from None
+    body = parse_json_body(raw, empty={})
     if not isinstance(body, dict):
         raise InvalidArgument("The request body must be a JSON object.")
     return body
+
+
+def _short(text: str) -> str:
+    """A caller's string as an error message may quote it: 40 characters at most."""
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _strings(body: dict[str, Any], field: str) -> list[str]:
     value = body.get(field, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise InvalidArgument(f"{field} must be a list of strings.")
+    if len(value) > _MAX_LIST or any(len(item) > _MAX_ITEM for item in value):
+        raise InvalidArgument(f"{field} may hold at most {_MAX_LIST} entries of at most {_MAX_ITEM} characters.")
     return value
 
 
 def _expiry(value: object) -> datetime | None:
-    """`expires_in`: a duration such as "30d", or a number of seconds."""
+    """`expires_in`: a duration such as "30d", or a whole number of seconds, up to ten years."""
     if value is None:
         return None
     try:
-        if isinstance(value, str):
-            return utcnow() + key_admin.parse_duration(value)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return utcnow() + timedelta(seconds=value)
+        return utcnow() + key_admin.bounded_duration(value, field="expires_in", least=timedelta(seconds=1),
+                                                     most=key_admin.MAX_LIFETIME)
     except ValueError as exc:
-        raise InvalidArgument(f"expires_in: {exc}") from None
-    raise InvalidArgument("expires_in must be a duration such as \"30d\" or a positive number of seconds.")
+        raise InvalidArgument(f"{exc}.") from None
 
 
 async def _create(request: Request, principal: Principal, services: Services) -> Response:
     body = await read_body(request)
     unknown = sorted(set(body) - _CREATE_FIELDS)
     if unknown:
-        raise InvalidArgument(f"Unknown field(s): {', '.join(unknown)}.")
+        raise InvalidArgument(f"Unknown field(s): {', '.join(_short(field) for field in unknown[:10])}.")
     team, name, admin = body.get("team"), body.get("name", ""), body.get("admin", False)
     if not isinstance(team, str) or not isinstance(name, str) or not isinstance(admin, bool):
         raise InvalidArgument("team (a string) is required; name must be a string and admin a boolean.")
+    if len(team) > _MAX_ITEM:
+        raise InvalidArgument(f"team {_short(team)!r} is longer than {_MAX_ITEM} characters.")
     fields = {field: _strings(body, field) for field in ("projects", "locations", "models", "operations")}
     expires_at = _expiry(body.get("expires_in"))
 
@@ -189,12 +198,17 @@ async def _action(request: Request, principal: Principal, services: Services) ->
         return JSONResponse(view)
 
     grace = body.get("grace_seconds", key_admin.DEFAULT_GRACE_SECONDS)
-    if set(body) - {"grace_seconds"} or not isinstance(grace, int | float) or isinstance(grace, bool) or grace < 0:
-        raise InvalidArgument("rotate takes one optional field: grace_seconds, a number >= 0.")
+    if set(body) - {"grace_seconds"} or not isinstance(grace, int) or isinstance(grace, bool):
+        raise InvalidArgument("rotate takes one optional field: grace_seconds, a whole number of seconds.")
+    try:
+        grace_seconds = key_admin.bounded_duration(grace, field="grace_seconds", least=timedelta(0),
+                                                   most=key_admin.MAX_GRACE).total_seconds()
+    except ValueError as exc:
+        raise InvalidArgument(f"{exc}.") from None
 
     def rotate() -> dict[str, Any] | None:
         with services.sessions.begin() as session:
-            rotated = key_admin.rotate(session, actor=principal.key_id, key_id=key_id, grace_seconds=float(grace))
+            rotated = key_admin.rotate(session, actor=principal.key_id, key_id=key_id, grace_seconds=grace_seconds)
             return {**key_admin.key_view(rotated[0]), "key": rotated[1]} if rotated is not None else None
 
     view = await to_thread.run_sync(rotate)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,13 +12,15 @@ from typing import Any
 import anyio
 from anyio import to_thread
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from proxy.admin_api import key_routes
+from proxy.auth import bearer_token
 from proxy.db.engine import current_revision, head_revision
-from proxy.errors import ApiError, NotFound
+from proxy.errors import ApiError, NotFound, Unauthenticated
 from proxy.metrics import TimedUpstream
 from proxy.passthrough import Passthrough
 from proxy.poller import Poller
@@ -26,6 +30,7 @@ from proxy.routing import is_passthrough_path
 from proxy.services import Services, close_services, open_meter, open_services
 from proxy.settings import Settings
 from proxy.team_api import team_routes
+from proxy.unexpected_errors import UnexpectedErrors
 from proxy.upstream import Upstream
 
 log = logging.getLogger("proxy")
@@ -47,7 +52,10 @@ class ProxyApp:
             *key_routes(lambda: self.services),
             *team_routes(lambda: self.services),
             *report_routes(lambda: self.services),
-        ], lifespan=self.lifespan, exception_handlers={404: self.not_found, 405: self.not_found})
+        ], middleware=[Middleware(UnexpectedErrors)], lifespan=self.lifespan,
+            exception_handlers={404: self.not_found, 405: self.not_found})
+        # `/v1/keys/` must be a 404, not a redirect to `/v1/keys` built from the Host header the caller sent.
+        self.site.router.redirect_slashes = False
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and is_passthrough_path(scope.get("raw_path") or scope["path"].encode()):
@@ -91,8 +99,14 @@ class ProxyApp:
                                 status_code=503)
         return JSONResponse({"status": "ok", "revision": revision})
 
-    async def metrics(self, _request: Request) -> Response:
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus metrics; with VBP_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`."""
         assert self.services is not None
+        token = self.settings.metrics_token
+        if token is not None and not _same_secret(bearer_token(request.headers.get("authorization")), token):
+            error = Unauthenticated("/metrics needs its bearer token (VBP_METRICS_TOKEN).",
+                                    headers={"www-authenticate": 'Bearer realm="metrics"'})
+            return JSONResponse(error.envelope(), status_code=error.http_status, headers=error.headers)
         self.services.metrics.watch_ledger(self.services.sessions)
         return PlainTextResponse(await to_thread.run_sync(self.services.metrics.render),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -100,6 +114,12 @@ class ProxyApp:
     async def not_found(self, request: Request, _exc: Exception) -> Response:
         error: ApiError = NotFound(f"The requested URL {request.url.path} was not found on this server.")
         return JSONResponse(error.envelope(), status_code=error.http_status)
+
+
+def _same_secret(given: str | None, expected: str) -> bool:
+    """Compared in constant time, over digests so that not even the length shows."""
+    digest = hashlib.sha256((given or "").encode()).digest()
+    return given is not None and hmac.compare_digest(digest, hashlib.sha256(expected.encode()).digest())
 
 
 def create_app(settings: Settings, *, upstream: Upstream | None = None) -> ProxyApp:

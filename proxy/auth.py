@@ -12,14 +12,20 @@ if TYPE_CHECKING:
     from proxy.services import Services
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` value; None for any other scheme, or none."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def key_from(headers: Iterable[tuple[str, str]]) -> str | None:
     """The caller's key, if it sent one (Bearer first, then x-goog-api-key, as they come)."""
     for name, value in headers:
         name = name.lower()
         if name == "authorization":
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+            token = bearer_token(value)
+            if token:
+                return token
         elif name == "x-goog-api-key" and value.strip():
             return value.strip()
     return None

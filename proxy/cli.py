@@ -16,12 +16,13 @@ if TYPE_CHECKING:
 
 
 
-def parse_duration(text: str) -> timedelta:
-    """`90s`, `15m`, `12h`, `30d`, `2w` (or a sum like `1d12h`), as a click parameter error when it is not."""
-    from proxy.key_admin import parse_duration as parse
+def parse_duration(text: str, *, option: str = "duration", most: timedelta = timedelta.max,
+                   least: timedelta = timedelta(0)) -> timedelta:
+    """`90s`, `15m`, `12h`, `30d`, `2w` (or a sum like `1d12h`) within bounds, as a click parameter error if not."""
+    from proxy.key_admin import bounded_duration
 
     try:
-        return parse(text)
+        return bounded_duration(text, field=option, least=least, most=most)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -93,9 +94,11 @@ def keys_create(team: str, name: str, projects: tuple[str, ...], locations: tupl
                 models: tuple[str, ...], ops: str, admin: bool, expires_in: str | None, as_json: bool) -> None:
     """Create a key and print it once: only its hash is stored. The creation is audited (`vbp keys events`)."""
     from proxy.clock import utcnow
-    from proxy.key_admin import cli_actor, issue_key
+    from proxy.key_admin import MAX_LIFETIME, cli_actor, issue_key
 
-    expires_at = utcnow() + parse_duration(expires_in) if expires_in else None
+    lifetime = parse_duration(expires_in, option="--expires-in", least=timedelta(seconds=1), most=MAX_LIFETIME) \
+        if expires_in else None
+    expires_at = utcnow() + lifetime if lifetime else None
     operations = [op.strip() for op in ops.split(",") if op.strip()]
     try:
         with _sessions().begin() as session:
@@ -148,11 +151,11 @@ def keys_revoke(key_id: str) -> None:
 @click.option("--grace", default="24h", show_default=True, help="How long the old secret keeps working.")
 def keys_rotate(key_id: str, grace: str) -> None:
     """Give a key a new secret (same id); the old secret works for the grace period, then is refused."""
-    from proxy.key_admin import cli_actor, rotate
+    from proxy.key_admin import MAX_GRACE, cli_actor, rotate
 
+    grace_seconds = parse_duration(grace, option="--grace", most=MAX_GRACE).total_seconds()
     with _sessions().begin() as session:
-        rotated = rotate(session, actor=cli_actor(), key_id=key_id,
-                         grace_seconds=parse_duration(grace).total_seconds())
+        rotated = rotate(session, actor=cli_actor(), key_id=key_id, grace_seconds=grace_seconds)
         if rotated is None:
             raise click.ClickException(f"no active key {key_id} (unknown, revoked or expired)")
         click.echo(f"id:  {key_id}\nkey: {rotated[1]}\n(shown once; the old secret works for {grace})")

@@ -30,16 +30,41 @@ from proxy.db.models import ApiKey, KeyEvent
 from proxy.keys import create_key, revoke_key, rotate_key
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
+MAX_LIFETIME = timedelta(days=3650)  # `expires_in`: ten years at most
+MAX_GRACE = timedelta(days=30)  # a rotated-out secret lives a month at most
+MAX_NAME = 200  # the column's width
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_LONGEST_TEXT = 32
 
 
 def parse_duration(text: str) -> timedelta:
     """`90s`, `15m`, `12h`, `30d`, `2w` or a sum such as `1d12h`; ValueError otherwise."""
-    parts = _DURATION.findall(text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise ValueError(f"{text!r} is not a duration like 30d, 12h or 90m")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+    value = text.strip()
+    parts = _DURATION.findall(value) if len(value) <= _LONGEST_TEXT else []
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise ValueError(f"{text[:_LONGEST_TEXT]!r} is not a duration like 30d, 12h or 90m")
+    seconds = sum(int(n) * _UNITS[u] for n, u in parts)
+    if seconds > timedelta.max.total_seconds():
+        raise ValueError(f"{value!r} is longer than any date can hold")
+    return timedelta(seconds=seconds)
+
+
+def bounded_duration(value: object, *, field: str, least: timedelta, most: timedelta) -> timedelta:
+    """A duration given as text (`30d`) or a whole number of seconds, from `least` to `most`; ValueError naming
+    `field` otherwise (a float, a bool, NaN, a negative or a huge number included)."""
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value).total_seconds()
+        except ValueError as exc:
+            raise ValueError(f"{field}: {exc}") from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        raise ValueError(f"{field} must be a duration such as \"30d\" or a whole number of seconds")
+    if not least.total_seconds() <= seconds <= most.total_seconds():  # compared before any timedelta is built
+        raise ValueError(f"{field} must be from {least.total_seconds():.0f} seconds to {most.days} days")
+    return timedelta(seconds=seconds)
 
 
 def cli_actor() -> str:
@@ -87,6 +112,8 @@ def issue_key(session: Session, *, actor: str, team: str, name: str = "", admin:
               projects: Sequence[str] = (), locations: Sequence[str] = (), models: Sequence[str] = (),
               operations: Sequence[str] = (), expires_at: datetime | None = None) -> tuple[ApiKey, str]:
     """Create a key (ValueError for bad scopes) and audit it; returns the key and its secret, shown once."""
+    if len(name) > MAX_NAME:
+        raise ValueError(f"name must be at most {MAX_NAME} characters")
     key, secret = create_key(session, team=team, name=name, admin=admin, projects=projects, locations=locations,
                              models=models, operations=operations, expires_at=expires_at)
     view = key_view(key)
@@ -109,6 +136,8 @@ def revoke(session: Session, *, actor: str, key_id: str) -> ApiKey | None:
 def rotate(session: Session, *, actor: str, key_id: str,
            grace_seconds: float = DEFAULT_GRACE_SECONDS) -> tuple[ApiKey, str] | None:
     """Give a live key a new secret and audit it; None for an unknown, revoked or expired key."""
+    if not 0 <= grace_seconds <= MAX_GRACE.total_seconds():  # NaN fails this too
+        raise ValueError(f"the grace period must be from 0 seconds to {MAX_GRACE.days} days")
     rotated = rotate_key(session, key_id=key_id, grace_seconds=grace_seconds)
     if rotated is None:
         return None

@@ -23,11 +23,13 @@ from proxy.data_boundaries import check_job_locations
 from proxy.errors import ApiError, Internal, InvalidArgument, NotFound, PayloadTooLarge
 from proxy.headers import request_headers, response_headers
 from proxy.job_index import JobRef
+from proxy.json_body import parse_json_body
 from proxy.keys import Principal
 from proxy.project_names import ProjectNames
+from proxy.query_string import encode_query, parse_query
 from proxy.routing import JobRoute, match
 from proxy.services import Services
-from proxy.team_filter import team_query
+from proxy.team_filter import team_filter
 from proxy.team_policy import TeamPolicy
 from proxy.vertex.job_fields import normalise_job
 from proxy.vertex.resources import google_base_url, model_id
@@ -109,15 +111,17 @@ class Passthrough:
             check_job_locations(create_body, policy)
             body = json.dumps(create_body).encode()
 
+        # Before ownership, so that a refused parameter is refused alike whoever's job (if any) the call names.
+        params = parse_query(scope.get("query_string", b""), operation=route.operation)
+        if route.operation == "list" and not principal.admin:
+            params["filter"] = team_filter(params.get("filter"), principal.team)
+        query = encode_query(params)
         owned: JobRef | None = None
         if route.job_id is not None:
             owned = await self._owned_job(route, principal, projects)
             record["job_name"] = owned.name if owned else None
-        query = scope.get("query_string", b"").decode("latin-1")
-        if route.operation == "list" and not principal.admin:
-            query = team_query(query, principal.team)
         if route.operation == "cancel":
-            body = _stream(receive)
+            body = await self._read_cancel_body(receive)
 
         base = self.services.settings.vertex_base_url or google_base_url(route.location)
         url = base.rstrip("/") + route.upstream_path(real_project) + (f"?{query}" if query else "")
@@ -173,8 +177,8 @@ class Passthrough:
         """The ledger's job behind a get/cancel/delete; another team's job answers exactly like a missing one."""
         assert route.job_id is not None
         index = self.services.jobs
-        ref = index.cached(location=route.location, job_id=route.job_id)
-        if ref is None or not ref.addressed_by(projects):
+        known, ref = index.cached_for(location=route.location, job_id=route.job_id, projects=projects)
+        if not known:  # misses are cached too, so a missing job and another team's are answered alike
             ref = await to_thread.run_sync(
                 lambda: index.load(location=route.location, job_id=route.job_id or "", projects=projects))
         if principal.admin:
@@ -183,7 +187,7 @@ class Passthrough:
             raise NotFound(f"The BatchPredictionJob {route.job_id} does not exist.")
         return ref
 
-    async def _read_json(self, receive: Any) -> object:
+    async def _read_body(self, receive: Any) -> bytes:
         limit = self.services.settings.max_body_bytes
         chunks: list[bytes] = []
         size = 0
@@ -192,10 +196,17 @@ class Passthrough:
             if size > limit:
                 raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
             chunks.append(chunk)
-        try:
-            return json.loads(b"".join(chunks) or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidArgument(f"Invalid JSON payload received: {exc}.") from None
+        return b"".join(chunks)
+
+    async def _read_json(self, receive: Any) -> object:
+        return parse_json_body(await self._read_body(receive))
+
+    async def _read_cancel_body(self, receive: Any) -> bytes:
+        """Vertex's cancel takes an empty body or `{}`; anything else is refused rather than passed on."""
+        data = await self._read_body(receive)
+        if parse_json_body(data, empty={}) != {}:
+            raise InvalidArgument("The cancel request body must be empty or {}.")
+        return b"{}" if data.strip() else b""
 
     async def _record_create(self, data: bytes, request: dict[str, Any], principal: Principal, route: JobRoute,
                              project: str) -> str | None:

@@ -74,7 +74,7 @@ def match(method: str, raw_path: bytes) -> JobRoute:
     if len(parts) == 7:
         job_id, _, tail = parts[6].partition(":")
         action = tail if _ else None
-        if action not in (None, "cancel"):
+        if action not in (None, "cancel") or not job_id:  # `.../batchPredictionJobs/` names nothing
             raise NotFound(f"The requested path {path!r} was not found.")
     if not valid_project(project):
         raise InvalidArgument(f"Invalid project {project!r}.")

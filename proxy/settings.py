@@ -6,6 +6,7 @@ here without being documented, nor documented after it is gone.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,16 @@ def _cache_seconds(text: str) -> float:
     if not 0 <= seconds <= 60:
         raise ValueError(f"must be between 0 and 60 seconds, not {text}")
     return seconds
+def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`10.0.0.0/8, 192.168.1.7, ::1` -> the networks (a bare address is a network of one); ValueError if not."""
+    networks = []
+    for part in (p.strip() for p in text.split(",")):
+        if part:
+            try:
+                networks.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
 
 
 def _optional_str(text: str) -> str | None:
@@ -109,7 +120,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between completion checks of unfinished jobs (young jobs are checked at this pace, "
             "older ones less often)."),
     Setting("VBP_MAX_BODY_BYTES", "max_body_bytes", "1048576", int,
-            "Largest create body accepted; a larger one is refused with 413 before it reaches Vertex."),
+            "Largest create (or cancel) body accepted; a larger one is refused with 413 before it reaches Vertex."),
     Setting("VBP_UPSTREAM_TIMEOUT", "upstream_timeout", "60", float,
             "Seconds to wait for Vertex's reply before answering 504 DEADLINE_EXCEEDED."),
     Setting("VBP_UPSTREAM_CONNECT_TIMEOUT", "upstream_connect_timeout", "10", float,
@@ -151,6 +162,13 @@ SETTINGS: tuple[Setting, ...] = (
             "end on restart and do not carry across replicas: set the same value on every replica."),
     Setting("VBP_SESSION_SECONDS", "session_seconds", "43200", float,
             "How long a dashboard sign-in lasts, in seconds."),
+    Setting("VBP_TRUSTED_PROXIES", "trusted_proxies", "", parse_networks,
+            "Comma-separated IP addresses or CIDR networks of the TLS terminators / load balancers in front of the "
+            "proxy: only from these is `X-Forwarded-Proto: https` believed (the dashboard's cookie is then `Secure` "
+            "and its origin `https://`). Empty: trust none."),
+    Setting("VBP_METRICS_TOKEN", "metrics_token", None, _optional_str,
+            "Set: `/metrics` answers only requests with `Authorization: Bearer <this token>` (401 otherwise). "
+            "Unset: `/metrics` is open."),
     Setting("VBP_LOG_LEVEL", "log_level", "info", str,
             "Python logging level of the proxy: debug, info, warning, error."),
 )
@@ -184,6 +202,8 @@ class Settings:
     migrations_dir: str | None = None
     session_secret: str | None = field(default=None, repr=False)
     session_seconds: float = 43200.0
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    metrics_token: str | None = field(default=None, repr=False)
     log_level: str = "info"
 
     @classmethod

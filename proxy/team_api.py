@@ -27,6 +27,7 @@ from proxy.keys import Principal
 from proxy.services import Services
 
 _LISTS = ("gcs_prefixes", "bq_datasets", "allowed_fields")
+_MAX_ENTRIES, _MAX_CHARS = 100, 1100  # a gs:// URI of the longest bucket and a long folder fits
 
 
 def team_routes(services: Callable[[], Services | None]) -> list[Route]:
@@ -68,6 +69,8 @@ async def _set(request: Request, principal: Principal, services: Services) -> Re
         value = body.get(name, [] if request.method == "PUT" else None)
         if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
             raise InvalidArgument(f"{name} must be a list of strings.")
+        if value is not None and (len(value) > _MAX_ENTRIES or any(len(v) > _MAX_CHARS for v in value)):
+            raise InvalidArgument(f"{name} takes at most {_MAX_ENTRIES} entries of at most {_MAX_CHARS} characters.")
         lists[name] = value
     team = request.path_params["team"]
 

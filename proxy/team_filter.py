@@ -1,12 +1,11 @@
-"""Keeping a team's list call inside its own jobs: a team clause ANDed onto whatever filter the caller sent.
+"""Keeping a team's list call inside its own jobs: a team clause ANDed onto whatever filter the caller sent
+(the query string itself is parsed, one `filter` at most, by proxy/query_string.py).
 
 The caller's filter is parsed and re-rendered fully parenthesised, so no text of theirs (OR, NOT, quotes,
 parentheses) can widen the clause; a filter that does not parse is refused rather than passed on.
 """
 
 from __future__ import annotations
-
-from urllib.parse import quote, unquote_plus
 
 from proxy.create_body import TEAM_LABEL, label_value
 from proxy.errors import InvalidArgument
@@ -35,18 +34,3 @@ def team_filter(caller_filter: str | None, team: str) -> str:
         raise InvalidArgument("Invalid filter: too complex to restrict to your team's jobs safely; simplify it.")
     return rendered
 
-
-def team_query(query: str, team: str) -> str:
-    """Rewrite a raw query string so that its `filter` holds the team clause; other parameters stay byte for byte."""
-    kept: list[str] = []
-    caller: str | None = None
-    for item in query.split("&") if query else []:
-        name, _, value = item.partition("=")
-        if unquote_plus(name) == "filter":
-            if caller is not None:
-                raise InvalidArgument("Only one filter parameter is allowed.")
-            caller = unquote_plus(value)
-        elif item:
-            kept.append(item)
-    kept.append("filter=" + quote(team_filter(caller, team), safe=""))
-    return "&".join(kept)

@@ -8,6 +8,12 @@
 
 A team key sees only its own team (asking for another team is 403); an admin key sees every team. Errors on
 `/v1/costs` use Google's envelope.
+
+The two form posts refuse to be sent from another site (403): a browser says where a post comes from in
+`Sec-Fetch-Site` (only `same-origin` and `none` pass) and `Origin` (it must be this site's own origin), and either
+naming another site is enough; a client that sends neither is no browser, and has no cookie to abuse. The session
+cookie is HttpOnly, SameSite=Lax, and Secure whenever the request came over TLS (directly, or as a trusted proxy
+says).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from starlette.routing import Route
 from proxy.auth import authenticate
 from proxy.clock import utcnow
 from proxy.errors import ApiError, InvalidArgument, PermissionDenied, Unauthenticated
+from proxy.forwarded import request_origin, request_scheme
 from proxy.keys import Principal, hash_secret
 from proxy.reports.dashboard import dashboard_page, default_range, error_page, gather, login_page
 from proxy.reports.query import Report, ReportError, ReportFilter, parse_by, parse_moment, run_report
@@ -34,6 +41,8 @@ from proxy.reports.session_cookie import COOKIE_NAME, SessionSigner
 from proxy.services import Services
 
 DEFAULT_BY = "team,model"
+MAX_VALUES = 100  # `team` and `model` may each be given this many times: each is a bound parameter of the query
+MAX_DASHBOARD_DAYS = 3660  # the page draws one slot per day, week or month: ten years of them at most
 _LOGIN_BODY_LIMIT = 8192
 # The pages hold spend figures: never cached, never framed, no script and nothing from elsewhere.
 _PAGE_HEADERS = {
@@ -64,12 +73,15 @@ def report_params(query: QueryParams, principal: Principal) -> tuple[tuple[str, 
     try:
         by = parse_by(query.getlist("by") or DEFAULT_BY)
         teams = tuple(t for t in query.getlist("team") if t)
+        models = tuple(m for m in query.getlist("model") if m)
+        if len(teams) > MAX_VALUES or len(models) > MAX_VALUES:
+            raise InvalidArgument(f"team and model may each be given at most {MAX_VALUES} times.")
         if not principal.admin:
             if any(t != principal.team for t in teams):
                 raise PermissionDenied(f"This key sees only the costs of team {principal.team!r}.")
             teams = (principal.team,)
         return by, ReportFilter(since=parse_moment(query.get("since")), until=parse_moment(query.get("until")),
-                                teams=teams, models=tuple(m for m in query.getlist("model") if m))
+                                teams=teams, models=models)
     except ReportError as exc:
         raise InvalidArgument(str(exc)) from None
 
@@ -154,8 +166,10 @@ class ReportEndpoints:
             until = date.fromisoformat(query["until"]) if query.get("until") else until
             if since >= until:
                 raise ValueError("the range is empty: 'from' must come before 'until'")
+            if (until - since).days > MAX_DASHBOARD_DAYS:
+                raise ValueError(f"the page shows at most {MAX_DASHBOARD_DAYS} days at once")
         except ValueError as exc:
-            return HTMLResponse(error_page(f"Bad range: {exc}."), status_code=400, headers=_PAGE_HEADERS)
+            return HTMLResponse(error_page(f"Bad range: {str(exc)[:200]}."), status_code=400, headers=_PAGE_HEADERS)
         team = request.query_params.get("team") or None
 
         def build() -> str:
@@ -164,8 +178,31 @@ class ReportEndpoints:
             return dashboard_page(view)
         return HTMLResponse(await to_thread.run_sync(build), headers=_PAGE_HEADERS)
 
+    def _cross_site(self, request: Request) -> Response | None:
+        """A 403 page for a form posted from another site; None for a post from this one (or from no browser)."""
+        fetch_site = request.headers.get("sec-fetch-site")
+        origin = request.headers.get("origin")
+        own = request_origin(request.scope, self.services.settings.trusted_proxies)
+        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+            reason = f"the browser says it comes from another site (Sec-Fetch-Site: {fetch_site})"
+        # `Origin: null` is what a browser sends for this very page too (its Referrer-Policy is no-referrer): it
+        # stands only where Sec-Fetch-Site, which a page cannot forge, vouches for the post.
+        elif origin is not None and origin.lower() != own and not (origin == "null" and fetch_site is not None):
+            reason = "its Origin is not this site" + (
+                " (behind a TLS terminator, list it in VBP_TRUSTED_PROXIES)"
+                if origin.lower().startswith("https://") and own.startswith("http://") else "")
+        else:
+            return None
+        return HTMLResponse(error_page(f"This form was refused: {reason}."), status_code=403, headers=_PAGE_HEADERS)
+
+    def _secure(self, request: Request) -> bool:
+        return request_scheme(request.scope, self.services.settings.trusted_proxies) == "https"
+
     async def login(self, request: Request) -> Response:
         """POST /dashboard/login: check the key, set the session cookie, go to the page."""
+        refused = self._cross_site(request)
+        if refused is not None:
+            return refused
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -181,14 +218,17 @@ class ReportEndpoints:
         response = RedirectResponse("/dashboard", status_code=303, headers=_PAGE_HEADERS)
         response.set_cookie(COOKIE_NAME, self.signer.issue(principal.key_id, hash_secret(secret)),
                             max_age=int(self.signer.max_age), path="/dashboard", httponly=True, samesite="lax",
-                            secure=request.url.scheme == "https")
+                            secure=self._secure(request))
         return response
 
     async def logout(self, request: Request) -> Response:
         """POST /dashboard/logout: forget the session cookie."""
+        refused = self._cross_site(request)
+        if refused is not None:
+            return refused
         response = RedirectResponse("/dashboard", status_code=303, headers=_PAGE_HEADERS)
         response.delete_cookie(COOKIE_NAME, path="/dashboard", httponly=True, samesite="lax",
-                               secure=request.url.scheme == "https")
+                               secure=self._secure(request))
         return response
 
     async def dashboard_csv(self, request: Request) -> Response:

@@ -110,9 +110,9 @@ def parse_by(text: str | Sequence[str] | None) -> tuple[str, ...]:
     """`team,model` (or a list of such parts) -> ('team', 'model'); unknown or repeated keys are refused."""
     parts = [text] if isinstance(text, str) else list(text or [])
     keys = [p.strip() for part in parts for p in part.split(",") if p.strip()]
-    unknown = [k for k in keys if k not in GROUP_KEYS]
+    unknown = [k if len(k) <= 40 else k[:40] + "..." for k in keys if k not in GROUP_KEYS]
     if unknown:
-        raise ReportError(f"unknown grouping {', '.join(unknown)!s}: use any of {','.join(GROUP_KEYS)}")
+        raise ReportError(f"unknown grouping {', '.join(unknown[:5])!s}: use any of {','.join(GROUP_KEYS)}")
     if len(set(keys)) != len(keys):
         raise ReportError(f"a grouping key is repeated in {','.join(keys)}")
     return tuple(keys)
@@ -123,13 +123,16 @@ def parse_moment(text: str | None) -> datetime | None:
     if text is None or not text.strip():
         return None
     value = text.strip()
+    shown = value if len(value) <= 40 else value[:40] + "..."
     try:
         if _DATE.fullmatch(value):
             return datetime.combine(date.fromisoformat(value), time(), UTC)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError:
-        raise ReportError(f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        raise ReportError(f"{shown!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    except OverflowError:  # 0001-01-01T00:00+01:00 is a moment before the first one a datetime can hold in UTC
+        raise ReportError(f"{shown!r} is out of the range of dates in UTC") from None
 
 
 def _job_day(dialect: str) -> Any:

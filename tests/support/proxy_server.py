@@ -19,7 +19,8 @@ class ProxyServer:
         self.port = free_port()
         self.app: ProxyApp = create_app(settings, upstream=upstream)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, http=StrictHttpToolsProtocol,
-                                loop="asyncio", lifespan="on", access_log=False, log_level="warning")
+                                loop="asyncio", lifespan="on", access_log=False, log_level="warning",
+                                proxy_headers=False)  # as `vbp serve`: X-Forwarded-* is the app's to judge
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="vbp-test-proxy", daemon=True)
 

@@ -19,9 +19,9 @@ class RawReply:
 
 
 def raw_request(port: int, method: str, target: str, *, headers: dict[str, str] | None = None,
-                body: bytes = b"") -> RawReply:
+                body: bytes = b"", host: str = "127.0.0.1") -> RawReply:
     """Send exactly `method target HTTP/1.1` and read the whole reply (the connection is closed after it)."""
-    lines = [f"{method} {target} HTTP/1.1", "Host: 127.0.0.1", "Connection: close",
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", "Connection: close",
              f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -300,7 +300,9 @@ def test_teams_api_is_for_admins(tenancy: Tenancy, bounded: ProxyServer) -> None
                            ({"gcs_prefixes": "gs://a-bucket/"}, "gcs_prefixes must be a list of strings"),
                            ({"bq_datasets": ["just-a-project"]}, "is not PROJECT.DATASET"),
                            ({"allowed_fields": ["labels_"]}, "is not a field a team can be allowed"),
-                           ({"owner": "x"}, "Unknown field(s): owner")]:
+                           ({"owner": "x"}, "Unknown field(s): owner"),
+                           ({"gcs_prefixes": [f"gs://b{i:03d}-bucket/" for i in range(101)]}, "at most 100 entries"),
+                           ({"bq_datasets": ["p" * 2000]}, "at most 1100 characters")]:
         reply = admin.patch(f"/v1/teams/{team}", json=payload)
         assert reply.status_code == 400, (payload, reply.text)
         assert words in envelope(reply)["message"], (payload, reply.text)

@@ -14,6 +14,7 @@ from sqlalchemy import select, text
 
 from proxy.cli import cli
 from proxy.db.models import Job
+from proxy.project_names import MISS_SECONDS
 from tests.tenancy.conftest import ALIAS, COLLECTION, LOCATION, REAL_PROJECT, Tenancy, envelope, job_body, unique
 
 REFUSAL = "the ledger refuses writes (test)"
@@ -75,8 +76,18 @@ def test_a_job_the_ledger_missed_is_adopted_by_vbp_reconcile(tenancy: Tenancy) -
         assert row.input_uris == ["gs://tenancy-bucket/input.jsonl"] and row.state == "JOB_STATE_PENDING"
         assert row.events[0].source == "reconcile"
 
-    # Adopted, it is team-a's job like any other, and still nobody else's.
-    got = tenancy.client("team-a").get(f"{COLLECTION}/{job_id}")
+    # Adopted, it is team-a's job like any other, and still nobody else's. This process asked for it before the
+    # adoption (another process) and holds that miss for MISS_SECONDS; a process that had not asked sees it at once.
+    fresh = tenancy.replica()
+    try:
+        got = tenancy.client_for(tenancy.keys["team-a"], proxy=fresh).get(f"{COLLECTION}/{job_id}")
+        assert got.status_code == 200 and got.json()["name"] == name
+    finally:
+        fresh.stop()
+    deadline = time.monotonic() + MISS_SECONDS + 2
+    while (got := tenancy.client("team-a").get(f"{COLLECTION}/{job_id}")).status_code == 404:
+        assert time.monotonic() < deadline, "the adopted job stayed missing past MISS_SECONDS"
+        time.sleep(0.2)
     assert got.status_code == 200 and got.json()["name"] == name
     before = len(tenancy.emulator_calls())
     assert tenancy.client("team-b").get(f"{COLLECTION}/{job_id}").status_code == 404
