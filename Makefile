@@ -27,7 +27,7 @@ pytest: $(STAMP)
 
 ## make demo: the whole flow on this machine with no Google account
 demo: $(STAMP)
-	$(BIN)/python -m proxy.demo
+	$(BIN)/python -m proxy.emulator.demo
 
 ## make bench: the benchmarks (they print figures; they do not fail on them)
 bench: $(STAMP)

@@ -32,12 +32,12 @@ from google.cloud import storage
 
 from proxy.emulator.storage import FakeGcsServer
 from proxy.metering.cost import price_row
-from proxy.metering.outputs import DEFAULT_CHUNK_BYTES, OutputObject, iter_chunks
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.scanner import LineScanner
 from proxy.metering.totals import JobTotals
-from proxy.metering.usage import FAILED, SUCCEEDED, RowUsage
 from proxy.money import format_usd
+from proxy.providers.vertex.outputs import DEFAULT_CHUNK_BYTES, OutputObject, iter_chunks
+from proxy.providers.vertex.usage import FAILED, SUCCEEDED, RowUsage
 
 MODEL = "gemini-2.5-flash"
 BUCKET = "bench-metering"
@@ -174,8 +174,8 @@ def child(chunk_bytes: int, processes: int | None) -> None:
     As in `vbp serve`, the worker processes are started before the metering (the proxy starts them once and
     keeps them); the time that takes is printed apart. Memory is that of this process AND its workers.
     """
-    from proxy.metering.outputs import list_output_objects
     from proxy.metering.ranges import RangeMeter
+    from proxy.providers.vertex.outputs import list_output_objects
 
     client = storage.Client(project="bench", credentials=AnonymousCredentials())
     rates = PricingTable.load().rates_for(MODEL, datetime.now(UTC))

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from proxy.db.engine import make_engine, make_sessionmaker, migrations_dir, upgrade
+from proxy.ledger.engine import make_engine, make_sessionmaker, migrations_dir, upgrade
 from proxy.money import format_usd
 from proxy.reports.query import ReportFilter, parse_by, run_report
 from proxy.reports.render import render

@@ -6,8 +6,8 @@ import os
 
 from alembic import context
 
-from proxy.db.engine import make_engine
-from proxy.db.models import Base
+from proxy.ledger.engine import make_engine
+from proxy.ledger.models import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or os.environ.get("VBP_DATABASE_URL", "sqlite:///vbp.db")

@@ -17,20 +17,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from proxy.admin_api import key_routes
-from proxy.auth import bearer_token
-from proxy.db.engine import current_revision, head_revision
 from proxy.errors import ApiError, NotFound, Unauthenticated
-from proxy.metrics import TimedUpstream
-from proxy.passthrough import Passthrough
-from proxy.poller import Poller
-from proxy.reconcile import Reconciler
+from proxy.gateway.unexpected_errors import UnexpectedErrors
+from proxy.ledger.engine import current_revision, head_revision
+from proxy.ledger.reconcile import Reconciler
+from proxy.metering.poller import Poller
+from proxy.providers.vertex.passthrough import Passthrough
+from proxy.providers.vertex.paths import is_passthrough_path
 from proxy.reports.http import report_routes
-from proxy.routing import is_passthrough_path
+from proxy.reports.metrics import TimedUpstream
 from proxy.services import Services, close_services, open_meter, open_services
 from proxy.settings import Settings
-from proxy.team_api import team_routes
-from proxy.unexpected_errors import UnexpectedErrors
+from proxy.tenancy.auth import bearer_token
+from proxy.tenancy.key_api import key_routes
+from proxy.tenancy.team_api import team_routes
 from proxy.upstream import Upstream
 
 log = logging.getLogger("proxy")

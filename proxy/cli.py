@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def parse_duration(text: str, *, option: str = "duration", most: timedelta = timedelta.max,
                    least: timedelta = timedelta(0)) -> timedelta:
     """`90s`, `15m`, `12h`, `30d`, `2w` (or a sum like `1d12h`) within bounds, as a click parameter error if not."""
-    from proxy.key_admin import bounded_duration
+    from proxy.tenancy.key_admin import bounded_duration
 
     try:
         return bounded_duration(text, field=option, least=least, most=most)
@@ -44,7 +44,7 @@ def _settings() -> Settings:
 
 
 def _sessions() -> sessionmaker[Session]:
-    from proxy.db.engine import make_engine, make_sessionmaker, upgrade
+    from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
 
     settings = _settings()
     upgrade(settings.database_url)
@@ -69,7 +69,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply every migration to the database at VBP_DATABASE_URL."""
-    from proxy.db.engine import upgrade
+    from proxy.ledger.engine import upgrade
 
     upgrade(_settings().database_url)
     click.echo("database is at the newest revision")
@@ -94,7 +94,7 @@ def keys_create(team: str, name: str, projects: tuple[str, ...], locations: tupl
                 models: tuple[str, ...], ops: str, admin: bool, expires_in: str | None, as_json: bool) -> None:
     """Create a key and print it once: only its hash is stored. The creation is audited (`vbp keys events`)."""
     from proxy.clock import utcnow
-    from proxy.key_admin import MAX_LIFETIME, cli_actor, issue_key
+    from proxy.tenancy.key_admin import MAX_LIFETIME, cli_actor, issue_key
 
     lifetime = parse_duration(expires_in, option="--expires-in", least=timedelta(seconds=1), most=MAX_LIFETIME) \
         if expires_in else None
@@ -119,8 +119,8 @@ def keys_create(team: str, name: str, projects: tuple[str, ...], locations: tupl
 def keys_list(as_json: bool) -> None:
     """List keys (id, team, display prefix, scopes, state); secrets are never shown."""
     from proxy.clock import utcnow
-    from proxy.key_admin import key_view
-    from proxy.keys import list_keys
+    from proxy.tenancy.key_admin import key_view
+    from proxy.tenancy.keys import list_keys
 
     now = utcnow()
     with _sessions()() as session:
@@ -137,7 +137,7 @@ def keys_list(as_json: bool) -> None:
 @click.argument("key_id")
 def keys_revoke(key_id: str) -> None:
     """Revoke a key; every replica refuses it within VBP_KEY_CACHE_SECONDS."""
-    from proxy.key_admin import cli_actor, revoke
+    from proxy.tenancy.key_admin import cli_actor, revoke
 
     with _sessions().begin() as session:
         key = revoke(session, actor=cli_actor(), key_id=key_id)
@@ -151,7 +151,7 @@ def keys_revoke(key_id: str) -> None:
 @click.option("--grace", default="24h", show_default=True, help="How long the old secret keeps working.")
 def keys_rotate(key_id: str, grace: str) -> None:
     """Give a key a new secret (same id); the old secret works for the grace period, then is refused."""
-    from proxy.key_admin import MAX_GRACE, cli_actor, rotate
+    from proxy.tenancy.key_admin import MAX_GRACE, cli_actor, rotate
 
     grace_seconds = parse_duration(grace, option="--grace", most=MAX_GRACE).total_seconds()
     with _sessions().begin() as session:
@@ -166,7 +166,7 @@ def keys_rotate(key_id: str, grace: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
 def keys_events(key_id: str | None, as_json: bool) -> None:
     """The audit trail of keys: who created, revoked or rotated which key, and when."""
-    from proxy.key_admin import event_view, list_events
+    from proxy.tenancy.key_admin import event_view, list_events
 
     with _sessions()() as session:
         rows = [event_view(event) for event in list_events(session, key_id=key_id)]
@@ -202,8 +202,8 @@ def teams_set(team: str, gcs_prefixes: tuple[str, ...], bq_datasets: tuple[str, 
 
     Running replicas apply the change within VBP_TEAM_CACHE_SECONDS (at most 60 s).
     """
-    from proxy.key_admin import cli_actor
-    from proxy.team_admin import set_team, team_view
+    from proxy.tenancy.key_admin import cli_actor
+    from proxy.tenancy.team_admin import set_team, team_view
 
     def chosen(values: tuple[str, ...], clear: bool) -> list[str] | None:
         if clear and values:
@@ -228,7 +228,7 @@ def teams_set(team: str, gcs_prefixes: tuple[str, ...], bq_datasets: tuple[str, 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of lines.")
 def teams_show(team: str, as_json: bool) -> None:
     """A team's policy: its own lists and the Cloud Storage prefixes it may use in all (templates included)."""
-    from proxy.team_admin import show_team
+    from proxy.tenancy.team_admin import show_team
 
     try:
         with _sessions()() as session:
@@ -242,7 +242,7 @@ def teams_show(team: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def teams_list(as_json: bool) -> None:
     """Every team with keys or a policy, and where each may read and write."""
-    from proxy.team_admin import list_teams
+    from proxy.tenancy.team_admin import list_teams
 
     with _sessions()() as session:
         rows = list_teams(session, templates=_settings().team_gcs_prefixes)
@@ -307,7 +307,7 @@ def meter(name: str | None) -> None:
     """Run one completion-and-metering pass now: check unfinished jobs, meter the ended ones."""
     import asyncio
 
-    from proxy.poller import Poller
+    from proxy.metering.poller import Poller
     from proxy.services import close_services, open_meter, open_services
 
     async def run() -> list[Outcome]:
@@ -372,7 +372,7 @@ def reconcile(min_age: str | None, pairs: tuple[str, ...], as_json: bool) -> Non
     """Adopt jobs found upstream with the proxy's labels but missing from the ledger (owner from the labels)."""
     import asyncio
 
-    from proxy.reconcile import Adoption, Reconciler
+    from proxy.ledger.reconcile import Adoption, Reconciler
     from proxy.services import close_services, open_services
     from proxy.settings import parse_project_locations
 

@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy import ledger
 from proxy.clock import utcnow
-from proxy.job_index import JobIndex
-from proxy.keys import KeyStore
-from proxy.metrics import Metrics
-from proxy.request_log import RequestLogWriter
+from proxy.ledger import jobs as ledger
+from proxy.ledger.job_index import JobIndex
+from proxy.ledger.request_log import RequestLogWriter
+from proxy.reports.metrics import Metrics
 from proxy.settings import Settings
-from proxy.team_policy import TeamPolicies
+from proxy.tenancy.keys import KeyStore
+from proxy.tenancy.team_policy import TeamPolicies
 from proxy.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ class Services:
 
 def open_services(settings: Settings, *, upstream: Upstream | None = None) -> Services:
     """Build the shared parts (migrating the database first when VBP_AUTO_MIGRATE is on)."""
-    from proxy.db.engine import make_engine, make_sessionmaker, upgrade
-    from proxy.keys import KeyStore
+    from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
+    from proxy.tenancy.keys import KeyStore
 
     if settings.auto_migrate:
         upgrade(settings.database_url)
@@ -79,8 +79,8 @@ async def close_services(services: Services) -> None:
 
 def default_upstream(settings: Settings) -> Upstream:
     """The production upstream: aiohttp on the hot path, Google's application default credentials injected."""
-    from proxy.google_credentials import TokenSource
     from proxy.upstream import AiohttpUpstream, RetryPolicy
+    from proxy.upstream.google_credentials import TokenSource
 
     return AiohttpUpstream(
         tokens=TokenSource.from_environment(), timeout=settings.upstream_timeout,

@@ -49,7 +49,7 @@ def _aliases(text: str) -> dict[str, str]:
 
 def parse_project_locations(text: str) -> tuple[tuple[str, str], ...]:
     """`proj-a/us-central1,proj-b/europe-west4` -> (("proj-a", "us-central1"), ...); ValueError if malformed."""
-    from proxy.vertex.resources import valid_location, valid_project
+    from proxy.providers.vertex.resources import valid_location, valid_project
 
     pairs: list[tuple[str, str]] = []
     for part in (p.strip() for p in text.split(",")):
@@ -63,7 +63,7 @@ def parse_project_locations(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def _team_templates(text: str) -> tuple[str, ...]:
-    from proxy.team_policy import parse_templates
+    from proxy.tenancy.team_policy import parse_templates
 
     return parse_templates(text)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.engine import make_engine, make_sessionmaker, upgrade
 from proxy.emulator.storage import FakeGcsServer
+from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
 from tests.support.postgres import LocalPostgres
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import proxy.db.models
+import proxy.ledger.models
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -27,15 +27,15 @@ def upgrade() -> None:
     sa.Column('prefix', sa.String(length=16), nullable=False),
     sa.Column('secret_hash', sa.String(length=64), nullable=False),
     sa.Column('previous_hash', sa.String(length=64), nullable=True),
-    sa.Column('previous_valid_until', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('previous_valid_until', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('admin', sa.Boolean(), nullable=False),
     sa.Column('projects', sa.JSON(), nullable=False),
     sa.Column('locations', sa.JSON(), nullable=False),
     sa.Column('models', sa.JSON(), nullable=False),
     sa.Column('operations', sa.JSON(), nullable=False),
-    sa.Column('created_at', proxy.db.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('previous_hash', name=op.f('uq_api_keys_previous_hash')),
     sa.UniqueConstraint('secret_hash', name=op.f('uq_api_keys_secret_hash'))
@@ -45,7 +45,7 @@ def upgrade() -> None:
 
     op.create_table('request_log',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('at', proxy.db.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('request_id', sa.String(length=40), nullable=False),
     sa.Column('key_id', sa.String(length=32), nullable=True),
     sa.Column('team', sa.String(length=64), nullable=True),
@@ -82,19 +82,19 @@ def upgrade() -> None:
     sa.Column('output_directory', sa.Text(), nullable=True),
     sa.Column('labels', sa.JSON(), nullable=False),
     sa.Column('state', sa.String(length=40), nullable=False),
-    sa.Column('create_time', proxy.db.models.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('start_time', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('end_time', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('update_time', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('create_time', proxy.ledger.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('start_time', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('end_time', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('update_time', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
     sa.Column('succeeded_count', sa.BigInteger(), nullable=True),
     sa.Column('failed_count', sa.BigInteger(), nullable=True),
     sa.Column('incomplete_count', sa.BigInteger(), nullable=True),
     sa.Column('error', sa.JSON(), nullable=True),
-    sa.Column('cancel_requested_at', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('deleted_at', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('recorded_at', proxy.db.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('cancel_requested_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('deleted_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('recorded_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('origin', sa.String(length=16), nullable=False),
-    sa.Column('next_poll_at', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('next_poll_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['key_id'], ['api_keys.id'], name=op.f('fk_jobs_key_id_api_keys')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_jobs')),
     sa.UniqueConstraint('name', name=op.f('uq_jobs_name'))
@@ -114,7 +114,7 @@ def upgrade() -> None:
     sa.Column('job_pk', sa.Integer(), nullable=False),
     sa.Column('state', sa.String(length=40), nullable=False),
     sa.Column('source', sa.String(length=16), nullable=False),
-    sa.Column('seen_at', proxy.db.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('seen_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('detail', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['job_pk'], ['jobs.id'], name=op.f('fk_job_events_job_pk_jobs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_job_events'))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import proxy.db.models
+import proxy.ledger.models
 
 revision: str = '0002'
 down_revision: str | None = '0001'
@@ -23,7 +23,7 @@ def upgrade() -> None:
     op.create_table('job_meterings',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('job_pk', sa.Integer(), nullable=False),
-    sa.Column('at', proxy.db.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('reason', sa.String(length=16), nullable=False),
     sa.Column('cost_status', sa.String(length=16), nullable=False),
     sa.Column('cost_pico', sa.BigInteger(), nullable=True),
@@ -34,7 +34,7 @@ def upgrade() -> None:
     sa.Column('totals', sa.JSON(), nullable=False),
     sa.Column('malformed_examples', sa.JSON(), nullable=False),
     sa.Column('note', sa.Text(), nullable=True),
-    sa.Column('superseded_at', proxy.db.models.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('superseded_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['job_pk'], ['jobs.id'], name=op.f('fk_job_meterings_job_pk_jobs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_job_meterings'))
     )
@@ -45,10 +45,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('poll_failures', sa.Integer(), nullable=False, server_default=sa.text('0')))
         batch_op.add_column(sa.Column('metering_state', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('claim_token', sa.String(length=40), nullable=True))
-        batch_op.add_column(sa.Column('claim_until', proxy.db.models.UtcDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('claim_until', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('metering_attempts', sa.Integer(), nullable=False, server_default=sa.text('0')))
         batch_op.add_column(sa.Column('metering_error', sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column('metered_at', proxy.db.models.UtcDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('metered_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('cost_status', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('cost_pico', sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column('prompt_tokens', sa.BigInteger(), nullable=False, server_default=sa.text('0')))

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import proxy.db.models
+import proxy.ledger.models
 
 revision: str = '0005'
 down_revision: str | None = '0004'
@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('gcs_prefixes', sa.JSON(), nullable=False),
     sa.Column('bq_datasets', sa.JSON(), nullable=False),
     sa.Column('allowed_fields', sa.JSON(), nullable=False),
-    sa.Column('updated_at', proxy.db.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', proxy.ledger.models.UtcDateTime(timezone=True), nullable=False),
     sa.Column('updated_by', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_teams'))
     )

@@ -27,8 +27,8 @@ from proxy.emulator.predictions import rfc3339
 from proxy.emulator.state import MAX_LOGGED_BODY, EmulatorState
 from proxy.emulator.validation import validate_create
 from proxy.errors import ApiError, Internal, InvalidArgument, MethodNotAllowed, NotFound, Unauthenticated
-from proxy.vertex import filters
-from proxy.vertex.resources import API_VERSIONS, valid_location, valid_project
+from proxy.providers.vertex import filters
+from proxy.providers.vertex.resources import API_VERSIONS, valid_location, valid_project
 
 log = logging.getLogger(__name__)
 

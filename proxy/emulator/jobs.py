@@ -12,7 +12,7 @@ from typing import Any
 from proxy.emulator.faults import JobFaults
 from proxy.emulator.predictions import rfc3339
 from proxy.errors import FailedPrecondition, NotFound
-from proxy.vertex.states import JobState
+from proxy.providers.vertex.states import JobState
 
 _INT64_MAX = 2**63 - 1
 

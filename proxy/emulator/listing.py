@@ -12,7 +12,7 @@ from proxy.emulator.jobs import Job
 from proxy.emulator.predictions import rfc3339
 from proxy.emulator.validation import JOB_FIELDS, camel
 from proxy.errors import InvalidArgument
-from proxy.vertex import filters
+from proxy.providers.vertex import filters
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

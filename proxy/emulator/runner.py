@@ -24,7 +24,7 @@ from proxy.emulator.gcs import JobFailure, OutputSink, client_for, iter_lines, r
 from proxy.emulator.jobs import Job, JobStore, now_utc
 from proxy.emulator.predictions import RowMaker, rfc3339
 from proxy.errors import RPC_CODES
-from proxy.vertex.states import JobState
+from proxy.providers.vertex.states import JobState
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from proxy.errors import InvalidArgument, NotFound
-from proxy.vertex.resources import model_id
+from proxy.providers.vertex.resources import model_id
 
 # BatchPredictionJob's fields (v1 and v1beta1); output-only ones are accepted and ignored, as Vertex does.
 INPUT_FIELDS = frozenset({

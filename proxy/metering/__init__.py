@@ -13,7 +13,7 @@
 from proxy.metering.cost import price_row
 from proxy.metering.pricing import PricingError, PricingTable, Rates, default_pricing_dir
 from proxy.metering.totals import JobTotals
-from proxy.metering.usage import RowUsage, parse_row
+from proxy.providers.vertex.usage import RowUsage, parse_row
 
 __all__ = ["JobTotals", "PricingError", "PricingTable", "Rates", "RowUsage", "default_pricing_dir", "parse_row",
            "price_row"]

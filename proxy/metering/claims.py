@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from proxy.db.models import Job, JobMetering
+from proxy.ledger.models import Job, JobMetering
 
 
 class LostClaim(Exception):

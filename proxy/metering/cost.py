@@ -13,7 +13,7 @@ Only `succeeded` rows cost anything; failed, malformed and no-usage rows are fre
 from __future__ import annotations
 
 from proxy.metering.pricing import Rates, TierRates
-from proxy.metering.usage import SUCCEEDED, RowUsage
+from proxy.providers.vertex.usage import SUCCEEDED, RowUsage
 
 # What a row bills at each rate of its tier, in this order (the fields of TierRates they are priced with).
 UNIT_RATES = ("input", "audio_input", "cached_input", "cached_audio_input", "output")

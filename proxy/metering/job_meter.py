@@ -21,19 +21,19 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.clock import utcnow
-from proxy.db.models import Job, JobMetering
+from proxy.ledger.models import Job, JobMetering
 from proxy.metering import claims
-from proxy.metering.outputs import (
+from proxy.metering.pricing import PricingTable, Rates
+from proxy.metering.ranges import RangeMeter
+from proxy.metering.totals import JobTotals
+from proxy.providers.vertex.outputs import (
     OutputMissing,
     OutputObject,
     OutputReadError,
     fingerprint,
     list_output_objects,
 )
-from proxy.metering.pricing import PricingTable, Rates
-from proxy.metering.ranges import RangeMeter
-from proxy.metering.totals import JobTotals
-from proxy.vertex.states import JobState, parse_state
+from proxy.providers.vertex.states import JobState, parse_state
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import proxy
 from proxy.money import InexactRate, rate_to_pico_per_unit
-from proxy.vertex.resources import model_id as parse_model_id
+from proxy.providers.vertex.resources import model_id as parse_model_id
 
 PRICING_DIR_ENV = "VBP_PRICING_DIR"
 KINDS = ("generative", "embedding")

@@ -24,7 +24,10 @@ import google.auth.transport.requests
 import requests
 from google.cloud import storage
 
-from proxy.metering.outputs import (
+from proxy.metering.pricing import Rates
+from proxy.metering.scanner import LineScanner, describe_malformed
+from proxy.metering.totals import MAX_PROBLEMS, JobTotals
+from proxy.providers.vertex.outputs import (
     DEFAULT_CHUNK_BYTES,
     OutputObject,
     OutputReadError,
@@ -32,9 +35,6 @@ from proxy.metering.outputs import (
     meter_objects,
     stream_bytes,
 )
-from proxy.metering.pricing import Rates
-from proxy.metering.scanner import LineScanner, describe_malformed
-from proxy.metering.totals import MAX_PROBLEMS, JobTotals
 
 DEFAULT_MIN_RANGE_BYTES = 32 * 1024 * 1024
 _RANGES_PER_PROCESS = 4  # smaller ranges than an even split, so that a slow one does not hold up the end

@@ -23,7 +23,7 @@ import math
 
 from proxy.metering._rowscan import scan_gemini
 from proxy.metering.totals import BASE, LONG, MAX_MODEL_VERSIONS, MAX_PROBLEMS, JobTotals
-from proxy.metering.usage import MALFORMED, audio_tokens, parse_span, trailing_response, usage_of
+from proxy.providers.vertex.usage import MALFORMED, audio_tokens, parse_span, trailing_response, usage_of
 
 _BLANK = b" \t\r\f\v"  # a line starting with one of these may be blank
 _CR = 13

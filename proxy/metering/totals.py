@@ -13,8 +13,8 @@ from typing import Any
 
 from proxy.metering.cost import is_long_context, price_units, row_units
 from proxy.metering.pricing import Rates
-from proxy.metering.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
 from proxy.money import format_usd
+from proxy.providers.vertex.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
 
 MAX_PROBLEMS = 20  # malformed lines reported by place and reason; the rest are only counted
 MAX_MODEL_VERSIONS = 20  # distinct modelVersion values remembered (a job normally has one)

@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from proxy.keys import Principal
 from proxy.money import format_usd
 from proxy.reports.chart import legend, spend_chart
 from proxy.reports.query import Figures, JobLine, Report, ReportFilter, in_flight_count, list_jobs, run_report
+from proxy.tenancy.keys import Principal
 
 DEFAULT_DAYS = 30
 LIST_LIMIT = 50

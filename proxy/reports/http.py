@@ -29,16 +29,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from proxy.auth import authenticate
 from proxy.clock import utcnow
 from proxy.errors import ApiError, InvalidArgument, PermissionDenied, Unauthenticated
-from proxy.forwarded import request_origin, request_scheme
-from proxy.keys import Principal, hash_secret
+from proxy.gateway.forwarded import request_origin, request_scheme
 from proxy.reports.dashboard import dashboard_page, default_range, error_page, gather, login_page
 from proxy.reports.query import Report, ReportError, ReportFilter, parse_by, parse_moment, run_report
 from proxy.reports.render import to_csv, to_document
 from proxy.reports.session_cookie import COOKIE_NAME, SessionSigner
 from proxy.services import Services
+from proxy.tenancy.auth import authenticate
+from proxy.tenancy.keys import Principal, hash_secret
 
 DEFAULT_BY = "team,model"
 MAX_VALUES = 100  # `team` and `model` may each be given this many times: each is a bound parameter of the query

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import String, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from proxy.db.models import Job, JobRollup
+from proxy.ledger.models import Job, JobRollup
 
 GROUP_KEYS = ("job", "team", "key", "model", "project", "location", "day", "week", "month", "state")
 COST_STATUSES = ("priced", "unpriced", "unmeterable")

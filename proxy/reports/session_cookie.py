@@ -22,8 +22,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from proxy.db.models import ApiKey
-from proxy.keys import Principal
+from proxy.ledger.models import ApiKey
+from proxy.tenancy.keys import Principal
 
 COOKIE_NAME = "vbp_session"
 DEFAULT_MAX_AGE = 12 * 3600.0

@@ -10,8 +10,8 @@ import aiohttp
 import yarl
 
 from proxy.errors import DeadlineExceeded
-from proxy.google_credentials import TokenSource
 from proxy.upstream.base import Body, is_replayable, logged, without_authorization
+from proxy.upstream.google_credentials import TokenSource
 from proxy.upstream.response import UpstreamResponse
 from proxy.upstream.retry import ConnectFailed, ConnectionLost, RetryPolicy, with_retries
 

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from proxy.errors import ApiError
-from proxy.headers import REQUEST_ID
+from proxy.upstream.headers import REQUEST_ID
 from proxy.upstream.response import UpstreamResponse
 
 log = logging.getLogger("proxy.upstream")

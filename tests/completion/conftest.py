@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from proxy.db.models import Job, JobMetering
+from proxy.ledger.models import Job, JobMetering
 from tests.proxy.conftest import LOCATION, Proxied
 
 JOBS = f"/v1/projects/meter-project/locations/{LOCATION}/batchPredictionJobs"

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from proxy.clock import utcnow
-from proxy.db.models import Job
-from proxy.vertex.states import TERMINAL_STATES, parse_state
+from proxy.ledger.models import Job
+from proxy.providers.vertex.states import TERMINAL_STATES, parse_state
 from tests.completion.conftest import history, submit, text_line
 from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from proxy.keys import create_key
-from proxy.team_admin import set_team
+from proxy.tenancy.keys import create_key
+from proxy.tenancy.team_admin import set_team
 from tests.completion.conftest import JOBS, history, submit, text_line, wait_metered
 from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.engine import make_engine, make_sessionmaker, upgrade
-from proxy.db.models import Job, JobMetering
 from proxy.emulator.stack import EmulatorStack
 from proxy.emulator.storage import free_port
-from proxy.keys import create_key
+from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
+from proxy.ledger.models import Job, JobMetering
+from proxy.tenancy.keys import create_key
 from tests.support.expected import expected_for, output_rows
 from tests.support.postgres import LocalPostgres
 

@@ -12,7 +12,7 @@ import google.auth.transport
 import httpx
 from google.cloud import storage
 
-from proxy.vertex.states import TERMINAL_STATES, parse_state
+from proxy.providers.vertex.states import TERMINAL_STATES, parse_state
 
 PROJECT = "test-project"
 LOCATION = "us-central1"

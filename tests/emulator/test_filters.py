@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.vertex.filters import And, Compare, FilterError, Node, Not, Or, and_all, evaluate, parse, render
+from proxy.providers.vertex.filters import And, Compare, FilterError, Node, Not, Or, and_all, evaluate, parse, render
 
 JOB = {
     "displayName": "my_job_42",

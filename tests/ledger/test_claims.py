@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy import ledger
 from proxy.clock import utcnow
-from proxy.db.models import Job, JobMetering
-from proxy.keys import Principal, create_key
+from proxy.ledger import jobs as ledger
+from proxy.ledger.models import Job, JobMetering
 from proxy.metering import claims
+from proxy.tenancy.keys import Principal, create_key
 from tests.ledger.test_ledger import NAME, REPLY, REQUEST
 
 

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy import ledger
-from proxy.job_index import JobIndex
-from proxy.keys import Principal, create_key
+from proxy.ledger import jobs as ledger
+from proxy.ledger.job_index import JobIndex
+from proxy.tenancy.keys import Principal, create_key
 from tests.ledger.test_ledger import REPLY, REQUEST
 
 JOB_ID, LOCATION = "3814889423749775360", "us-central1"

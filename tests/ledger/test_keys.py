@@ -9,8 +9,8 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.clock import utcnow
-from proxy.db.models import ApiKey
-from proxy.keys import KeyStore, create_key, find_key, hash_secret, revoke_key, rotate_key
+from proxy.ledger.models import ApiKey
+from proxy.tenancy.keys import KeyStore, create_key, find_key, hash_secret, revoke_key, rotate_key
 
 
 def test_a_key_is_stored_only_as_a_hash_and_a_prefix(sessions: sessionmaker[Session]) -> None:

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy import ledger
 from proxy.clock import utcnow
-from proxy.db.models import Job, JobEvent, RequestLog
-from proxy.keys import Principal, create_key
+from proxy.ledger import jobs as ledger
+from proxy.ledger.models import Job, JobEvent, RequestLog
+from proxy.tenancy.keys import Principal, create_key
 
 NAME = "projects/510528649030/locations/us-central1/batchPredictionJobs/3814889423749775360"
 REQUEST = {"displayName": "d", "model": "projects/p1/locations/us-central1/publishers/google/models/gemini-2.5-flash",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import inspect
 
-from proxy.db.engine import alembic_config, current_revision, head_revision, make_engine, upgrade
+from proxy.ledger.engine import alembic_config, current_revision, head_revision, make_engine, upgrade
 
 
 def test_upgrade_builds_every_table_and_check_finds_no_drift(database_url: str) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from proxy.metering.cost import price_row
 from proxy.metering.pricing import PricingTable, Rates
-from proxy.metering.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage, parse_row
 from proxy.money import format_usd, to_decimal_usd
+from proxy.providers.vertex.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage, parse_row
 
 REPO_PRICING = Path(__file__).resolve().parents[2] / "pricing"
 SAMPLES = Path(__file__).parent / "data" / "vertex-predictions.jsonl"  # a copy of shared/samples

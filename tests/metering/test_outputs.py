@@ -15,7 +15,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from proxy.emulator.storage import FakeGcsServer
-from proxy.metering.outputs import (
+from proxy.metering.pricing import PricingTable
+from proxy.money import to_decimal_usd
+from proxy.providers.vertex.outputs import (
     OutputMissing,
     OutputReadError,
     fingerprint,
@@ -23,8 +25,6 @@ from proxy.metering.outputs import (
     list_output_objects,
     meter_objects,
 )
-from proxy.metering.pricing import PricingTable
-from proxy.money import to_decimal_usd
 
 REPO_PRICING = Path(__file__).resolve().parents[2] / "pricing"
 GOOD = (b'{"status":"","request":{"contents":[{"parts":[{"text":"Hi"}]}]},"response":{"modelVersion":'

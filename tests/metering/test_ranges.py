@@ -15,10 +15,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from proxy.emulator.storage import FakeGcsServer
-from proxy.metering.outputs import OutputMissing, OutputObject, list_output_objects, media_url, meter_objects
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.ranges import ByteRange, RangeMeter, RangeTask, count_range, owned_chunks, plan_ranges
 from proxy.money import to_decimal_usd
+from proxy.providers.vertex.outputs import OutputMissing, OutputObject, list_output_objects, media_url, meter_objects
 from tests.metering.test_scanner import random_row
 
 DIR = "out/prediction-model-2026-05-18T00:00:00.000000Z"

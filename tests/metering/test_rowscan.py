@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from proxy.metering._rowscan import scan_gemini
 from proxy.metering.cost import row_units
 from proxy.metering.pricing import PricingTable
-from proxy.metering.usage import FAILED, SUCCEEDED, parse_row
+from proxy.providers.vertex.usage import FAILED, SUCCEEDED, parse_row
 
 NO_LIMIT = 2**64 - 1
 SAMPLE_LINES = (Path(__file__).parent / "data" / "vertex-predictions.jsonl").read_bytes().splitlines()

@@ -15,8 +15,8 @@ from proxy.metering.cost import price_row
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.scanner import LineScanner, describe_malformed
 from proxy.metering.totals import JobTotals
-from proxy.metering.usage import parse_row
 from proxy.money import to_decimal_usd
+from proxy.providers.vertex.usage import parse_row
 
 TABLE = PricingTable.load(Path(__file__).resolve().parents[2] / "pricing")
 

@@ -12,8 +12,8 @@ import pytest
 from proxy.metering.cost import price_row
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.totals import MAX_PROBLEMS, JobTotals
-from proxy.metering.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
 from proxy.money import to_decimal_usd
+from proxy.providers.vertex.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
 
 TABLE = PricingTable.load(Path(__file__).resolve().parents[2] / "pricing")
 

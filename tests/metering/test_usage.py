@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.metering.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage, parse_row, parse_span
+from proxy.providers.vertex.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage, parse_row, parse_span
 
 # A copy of shared/samples/vertex-predictions.jsonl: two real gemini-2.5-flash-lite rows and one failed row.
 SAMPLES = Path(__file__).parent / "data" / "vertex-predictions.jsonl"

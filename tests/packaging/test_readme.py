@@ -13,8 +13,8 @@ import click
 import pytest
 
 from proxy.cli import cli
-from proxy.keys import create_key
 from proxy.settings import SETTINGS
+from proxy.tenancy.keys import create_key
 from tests.proxy.conftest import Proxied, start_proxied
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ import pytest
 from google.cloud import storage
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.engine import make_engine, make_sessionmaker, upgrade
 from proxy.emulator.stack import EmulatorStack
-from proxy.keys import create_key
+from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
 from proxy.settings import Settings
+from proxy.tenancy.keys import create_key
 from tests.support.proxy_server import ProxyServer
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"

@@ -7,8 +7,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from proxy.db.models import Job
-from proxy.keys import create_key, revoke_key
+from proxy.ledger.models import Job
+from proxy.tenancy.keys import create_key, revoke_key
 from tests.proxy.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 

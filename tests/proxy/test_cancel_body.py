@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from proxy.db.models import Job
+from proxy.ledger.models import Job
 from tests.proxy.conftest import LOCATION, Proxied
 from tests.proxy.test_bad_input import GOOD_BODY
 from tests.support.raw_http import raw_request

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from proxy.db.models import RequestLog
+from proxy.ledger.models import RequestLog
 from tests.proxy.conftest import LOCATION, Proxied, running
 
 JOBS = f"/v1/projects/cred-project/locations/{LOCATION}/batchPredictionJobs"

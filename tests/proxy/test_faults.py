@@ -10,11 +10,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from proxy.db.engine import make_engine, make_sessionmaker, upgrade
-from proxy.db.models import Job
 from proxy.emulator.storage import free_port
-from proxy.keys import create_key
+from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
+from proxy.ledger.models import Job
 from proxy.settings import Settings
+from proxy.tenancy.keys import create_key
 from tests.proxy.conftest import LOCATION, Proxied, running
 from tests.support.proxy_server import ProxyServer
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.errors import InvalidArgument
-from proxy.query_string import parse_query
+from proxy.providers.vertex.query import parse_query
 from tests.proxy.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 

@@ -7,8 +7,8 @@ import time
 
 from sqlalchemy import select
 
-from proxy.db.models import Job, JobEvent, RequestLog
-from proxy.vertex.states import TERMINAL_STATES, parse_state
+from proxy.ledger.models import Job, JobEvent, RequestLog
+from proxy.providers.vertex.states import TERMINAL_STATES, parse_state
 from tests.proxy.conftest import ALIAS, LOCATION, REAL_PROJECT, SAMPLES, Proxied
 
 COLLECTION = f"/v1/projects/{ALIAS}/locations/{LOCATION}/batchPredictionJobs"

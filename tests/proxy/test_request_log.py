@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy import ledger
-from proxy.request_log import _CHUNK_ROWS, RequestLogWriter, _MultiRowInsert
+from proxy.ledger import jobs as ledger
+from proxy.ledger.request_log import _CHUNK_ROWS, RequestLogWriter, _MultiRowInsert
 
 
 def _rows(prefix: str, count: int) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from google.cloud import aiplatform_v1
 from google.genai import errors, types
 from sqlalchemy import select
 
-from proxy.db.models import Job
+from proxy.ledger.models import Job
 from tests.proxy.conftest import ALIAS, LOCATION, REAL_PROJECT, Proxied
 
 

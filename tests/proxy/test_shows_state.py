@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.passthrough import shows_state
-from proxy.vertex.states import JobState
+from proxy.providers.vertex.passthrough import shows_state
+from proxy.providers.vertex.states import JobState
 
 NAMES = [state.name for state in JobState]
 JOB = {

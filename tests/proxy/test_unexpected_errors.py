@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from proxy.keys import create_key
+from proxy.tenancy.keys import create_key
 from tests.proxy.conftest import Proxied, running
 from tests.support.raw_http import raw_request
 
@@ -25,7 +25,7 @@ def broken(tmp_path: Path) -> Iterator[Proxied]:
 
 
 @pytest.mark.parametrize(("table", "method", "target", "body", "logger"), [
-    ("key_events", "POST", "/v1/keys", b'{"team": "t"}', "proxy.admin_api"),
+    ("key_events", "POST", "/v1/keys", b'{"team": "t"}', "proxy.tenancy.key_api"),
     ("job_rollups", "GET", "/v1/costs?by=team", b"", "proxy.site"),
 ])
 def test_an_unexpected_error_is_a_logged_500_in_the_envelope(broken: Proxied, caplog: pytest.LogCaptureFixture,

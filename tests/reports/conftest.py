@@ -19,10 +19,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.models import Job
-from proxy.keys import create_key
+from proxy.ledger.models import Job
 from proxy.money import format_usd
-from proxy.team_admin import set_team
+from proxy.tenancy.keys import create_key
+from proxy.tenancy.team_admin import set_team
 from tests.completion.conftest import JOBS, submit, text_line, wait_metered
 from tests.proxy.conftest import LOCATION, Proxied, start_proxied
 from tests.support.expected import expected_for, output_rows

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from proxy.clock import utcnow
-from proxy.db.models import ApiKey
-from proxy.keys import create_key, revoke_key, rotate_key
+from proxy.ledger.models import ApiKey
 from proxy.money import format_usd
+from proxy.tenancy.keys import create_key, revoke_key, rotate_key
 from tests.reports.conftest import UNPRICED_MODEL, Ledger, expected_report
 from tests.reports.test_cli_and_formats import from_csv
 

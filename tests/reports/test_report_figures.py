@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.engine import make_engine, make_sessionmaker, upgrade
-from proxy.db.models import ApiKey, Job, JobRollup
+from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
+from proxy.ledger.models import ApiKey, Job, JobRollup
 from proxy.reports.query import ReportError, ReportFilter, parse_by, parse_moment, run_report
 from proxy.reports.render import to_document
 from tests.reports.conftest import UNPRICED_MODEL, JobFacts, Ledger, expected_report

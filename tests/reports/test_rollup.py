@@ -11,8 +11,8 @@ from alembic import command
 from sqlalchemy import delete, inspect, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.engine import alembic_config, upgrade
-from proxy.db.models import Job, JobRollup
+from proxy.ledger.engine import alembic_config, upgrade
+from proxy.ledger.models import Job, JobRollup
 from proxy.money import format_usd
 from proxy.reports.query import GROUP_KEYS, ReportFilter, run_report
 from proxy.reports.render import to_document

@@ -19,12 +19,12 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.engine import make_engine, make_sessionmaker, upgrade
 from proxy.emulator.jobs import Job as EmulatorJob
 from proxy.emulator.stack import EmulatorStack
-from proxy.keys import create_key
+from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
+from proxy.providers.vertex.resources import JobName
 from proxy.settings import Settings
-from proxy.vertex.resources import JobName
+from proxy.tenancy.keys import create_key
 from tests.support.proxy_server import ProxyServer
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"

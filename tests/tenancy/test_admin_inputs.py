@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from proxy.db.models import ApiKey, KeyEvent
+from proxy.ledger.models import ApiKey, KeyEvent
 from tests.tenancy.conftest import Tenancy, envelope
 
 TEN_YEARS = "expires_in must be from 1 seconds to 3650 days"

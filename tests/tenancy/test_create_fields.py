@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from proxy.cli import cli
-from proxy.vertex.job_fields import RESTRICTED_FIELDS
+from proxy.providers.vertex.job_fields import RESTRICTED_FIELDS
 from tests.support.proxy_server import ProxyServer
 from tests.tenancy.conftest import ALIAS, BUCKET, LOCATION, REAL_PROJECT, Tenancy, envelope, job_body, unique
 

@@ -11,9 +11,9 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.clock import utcnow
-from proxy.db.models import KeyEvent
-from proxy.key_admin import issue_key, key_view, list_events, parse_duration, revoke, rotate
-from proxy.keys import KeyStore, check_scopes, find_key, hash_secret
+from proxy.ledger.models import KeyEvent
+from proxy.tenancy.key_admin import issue_key, key_view, list_events, parse_duration, revoke, rotate
+from proxy.tenancy.keys import KeyStore, check_scopes, find_key, hash_secret
 
 
 def test_every_change_is_audited_and_nothing_secret_is(sessions: sessionmaker[Session]) -> None:

@@ -16,9 +16,9 @@ from sqlalchemy import select, text
 
 from proxy.cli import cli
 from proxy.clock import utcnow
-from proxy.db.models import ApiKey, KeyEvent, RequestLog
-from proxy.key_admin import issue_key, revoke, rotate
-from proxy.keys import hash_secret
+from proxy.ledger.models import ApiKey, KeyEvent, RequestLog
+from proxy.tenancy.key_admin import issue_key, revoke, rotate
+from proxy.tenancy.keys import hash_secret
 from tests.support.proxy_server import ProxyServer
 from tests.tenancy.conftest import COLLECTION, Tenancy, envelope
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import event
 
-from proxy.db.engine import make_engine, make_sessionmaker, upgrade
-from proxy.keys import KeyStore, create_key
+from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
+from proxy.tenancy.keys import KeyStore, create_key
 
 
 def test_concurrent_lookups_of_one_key_share_a_single_query(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from proxy.errors import InvalidArgument
-from proxy.team_filter import team_filter
-from proxy.vertex import filters
+from proxy.providers.vertex import filters
+from proxy.providers.vertex.team_filter import team_filter
 from tests.tenancy.conftest import COLLECTION, MISSING_ID, Tenancy, envelope, unique
 
 OWN, OTHER = "filt-a", "filt-b"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from proxy.create_body import label_value
-from proxy.db.models import Job
+from proxy.ledger.models import Job
+from proxy.providers.vertex.create_body import label_value
 from tests.tenancy.conftest import COLLECTION, MISSING_ID, Tenancy, envelope, job_body, unique
 
 CALLERS = ("team-a", "team-b", "admin")

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 
 from proxy.cli import cli
-from proxy.db.models import Job
-from proxy.project_names import MISS_SECONDS
+from proxy.ledger.models import Job
+from proxy.tenancy.project_names import MISS_SECONDS
 from tests.tenancy.conftest import ALIAS, COLLECTION, LOCATION, REAL_PROJECT, Tenancy, envelope, job_body, unique
 
 REFUSAL = "the ledger refuses writes (test)"

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from proxy.cli import cli
-from proxy.db.models import ApiKey
+from proxy.ledger.models import ApiKey
 from tests.tenancy.conftest import (
     ALIAS,
     COLLECTION,

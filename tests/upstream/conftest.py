@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
-from proxy.google_credentials import CLOUD_PLATFORM, GoogleAuth, TokenSource
 from proxy.upstream import AiohttpUpstream, HttpxUpstream, RetryPolicy, Upstream
+from proxy.upstream.google_credentials import CLOUD_PLATFORM, GoogleAuth, TokenSource
 from tests.upstream.stub import StubServer
 
 # Short pauses so retry tests stay fast; Retry-After tests set their own.

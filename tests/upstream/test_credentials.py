@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from proxy.errors import Internal, Unavailable
-from proxy.google_credentials import CLOUD_PLATFORM, GoogleAuth, TokenSource
-from proxy.headers import request_headers
 from proxy.upstream import Upstream
+from proxy.upstream.google_credentials import CLOUD_PLATFORM, GoogleAuth, TokenSource
+from proxy.upstream.headers import request_headers
 from tests.upstream.stub import StubServer
 
 pytestmark = pytest.mark.anyio
@@ -205,7 +205,7 @@ async def test_tokens_never_reach_reprs_or_logs(
     # The request id is what ties the proxy's log to the upstream call.
     assert any("req-logged-0001" in record.getMessage() and record.name == "proxy.upstream"
                for record in caplog.records)
-    assert any(record.name == "proxy.google_credentials" for record in caplog.records)
+    assert any(record.name == "proxy.upstream.google_credentials" for record in caplog.records)
 
 
 async def test_streamed_body_is_not_resent_after_401(

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from proxy.emulator.stack import EmulatorStack
-from proxy.google_credentials import TokenSource
 from proxy.upstream import Upstream
+from proxy.upstream.google_credentials import TokenSource
 
 pytestmark = pytest.mark.anyio
 

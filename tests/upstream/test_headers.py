@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from proxy.headers import new_request_id, request_headers, response_headers
 from proxy.upstream import Upstream
+from proxy.upstream.headers import new_request_id, request_headers, response_headers
 from tests.upstream.stub import StubServer
 
 pytestmark = pytest.mark.anyio

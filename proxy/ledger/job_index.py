@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy import ledger
-from proxy.db.models import Job
-from proxy.project_names import MISS_SECONDS
+from proxy.ledger import jobs as ledger
+from proxy.ledger.models import Job
+from proxy.tenancy.project_names import MISS_SECONDS
 
 
 @dataclass

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from proxy.errors import Unauthenticated
-from proxy.keys import Principal
+from proxy.tenancy.keys import Principal
 
 if TYPE_CHECKING:
     from proxy.services import Services

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from proxy.errors import InvalidArgument, MethodNotAllowed, NotFound
-from proxy.vertex.resources import API_VERSIONS, valid_job_id, valid_location, valid_project
+from proxy.providers.vertex.resources import API_VERSIONS, valid_job_id, valid_location, valid_project
 
 MAX_TARGET_BYTES = 2048
 _FORBIDDEN = (b"%", b"\\", b"@", b"#", b"//", b"/./", b"/../")

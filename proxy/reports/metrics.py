@@ -32,8 +32,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.clock import utcnow
-from proxy.db.models import Job, JobRollup
 from proxy.errors import ApiError
+from proxy.ledger.models import Job, JobRollup
 
 if TYPE_CHECKING:
     from proxy.upstream import Upstream, UpstreamResponse

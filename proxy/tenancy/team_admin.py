@@ -12,11 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from proxy.clock import utcnow
-from proxy.db.models import ApiKey, Team
-from proxy.keys import TEAM_RE
-from proxy.storage_uris import parse_dataset, parse_gcs_prefix
-from proxy.team_policy import effective_policy
-from proxy.vertex.job_fields import restricted_field
+from proxy.ledger.models import ApiKey, Team
+from proxy.providers.vertex.job_fields import restricted_field
+from proxy.tenancy.keys import TEAM_RE
+from proxy.tenancy.storage_uris import parse_dataset, parse_gcs_prefix
+from proxy.tenancy.team_policy import effective_policy
 
 
 def check_team_name(team: str) -> str:

@@ -23,7 +23,7 @@ import httpx
 
 from proxy.emulator.storage import free_port
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TEAM = "demo-team"
 
 
@@ -161,8 +161,8 @@ def follow(proxy_url: str, key: str, name: str) -> None:
 def wait_metered(env: dict[str, str], name: str) -> None:
     from sqlalchemy import select
 
-    from proxy.db.engine import make_engine
-    from proxy.db.models import Job
+    from proxy.ledger.engine import make_engine
+    from proxy.ledger.models import Job
 
     engine = make_engine(env["VBP_DATABASE_URL"])
     try:

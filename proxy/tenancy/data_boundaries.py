@@ -1,6 +1,6 @@
 """The data boundary of a create: every location a job reads or writes must lie inside the caller's team's own.
 
-Checked on the normalised body (camelCase, see `proxy.vertex.job_fields`), after every other check of the body
+Checked on the normalised body (camelCase, see `proxy.providers.vertex.job_fields`), after every other check of the body
 and before anything reaches the upstream. Each URI is parsed strictly and forwarded in its normalised form, so
 the location checked is the location Vertex is given. Any URI outside the team's prefixes or datasets, or one
 that cannot be vouched for, is a 403 naming it.
@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.errors import InvalidArgument, PermissionDenied
-from proxy.storage_uris import BadUri, parse_bigquery, parse_gcs
-from proxy.team_policy import TeamPolicy
+from proxy.tenancy.storage_uris import BadUri, parse_bigquery, parse_gcs
+from proxy.tenancy.team_policy import TeamPolicy
 
 
 def check_job_locations(job: dict[str, Any], policy: TeamPolicy) -> dict[str, Any]:

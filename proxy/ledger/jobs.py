@@ -13,10 +13,10 @@ from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
 from proxy.clock import parse_rfc3339, utcnow
-from proxy.db.models import Job, JobEvent, RequestLog
-from proxy.keys import Principal
-from proxy.vertex.resources import JobName, model_id
-from proxy.vertex.states import JobState, advances, parse_state
+from proxy.ledger.models import Job, JobEvent, RequestLog
+from proxy.providers.vertex.resources import JobName, model_id
+from proxy.providers.vertex.states import JobState, advances, parse_state
+from proxy.tenancy.keys import Principal
 
 
 def _int(value: object) -> int | None:

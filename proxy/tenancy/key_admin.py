@@ -26,8 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from proxy.clock import utcnow
-from proxy.db.models import ApiKey, KeyEvent
-from proxy.keys import create_key, revoke_key, rotate_key
+from proxy.ledger.models import ApiKey, KeyEvent
+from proxy.tenancy.keys import create_key, revoke_key, rotate_key
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
 MAX_LIFETIME = timedelta(days=3650)  # `expires_in`: ten years at most

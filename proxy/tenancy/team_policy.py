@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.models import Team
-from proxy.storage_uris import GcsUri, parse_gcs_prefix
+from proxy.ledger.models import Team
+from proxy.tenancy.storage_uris import GcsUri, parse_gcs_prefix
 
 TEAM_PLACEHOLDER = "{team}"
 

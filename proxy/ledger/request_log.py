@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy import ledger
+from proxy.ledger import jobs as ledger
 
 log = logging.getLogger(__name__)
 

@@ -26,16 +26,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy import key_admin
-from proxy.auth import authenticate
 from proxy.clock import utcnow
-from proxy.db.models import ApiKey
 from proxy.errors import ApiError, Internal, InvalidArgument, NotFound, PermissionDenied
 from proxy.json_body import parse_json_body
-from proxy.keys import Principal, list_keys
+from proxy.ledger.models import ApiKey
 from proxy.services import Services
+from proxy.tenancy import key_admin
+from proxy.tenancy.auth import authenticate
+from proxy.tenancy.keys import Principal, list_keys
 
-log = logging.getLogger("proxy.admin_api")
+log = logging.getLogger("proxy.tenancy.key_api")
 
 _MAX_BODY = 64 * 1024
 _MAX_LIST, _MAX_ITEM = 100, 200  # scope lists: entries, and characters per entry

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from proxy.vertex.states import parse_state
+from proxy.providers.vertex.states import parse_state
 
 MAX_FILTER_LENGTH = 4096
 MAX_DEPTH = 32

@@ -33,15 +33,15 @@ from anyio import to_thread
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from proxy import ledger
 from proxy.clock import parse_rfc3339, utcnow
-from proxy.create_body import KEY_LABEL, TEAM_LABEL, label_value
-from proxy.db.models import ApiKey, Job
 from proxy.errors import ApiError
-from proxy.keys import Principal
+from proxy.ledger import jobs as ledger
+from proxy.ledger.models import ApiKey, Job
+from proxy.providers.vertex import filters
+from proxy.providers.vertex.create_body import KEY_LABEL, TEAM_LABEL, label_value
+from proxy.providers.vertex.resources import JobName, google_base_url, valid_location, valid_project
 from proxy.services import Services
-from proxy.vertex import filters
-from proxy.vertex.resources import JobName, google_base_url, valid_location, valid_project
+from proxy.tenancy.keys import Principal
 
 log = logging.getLogger(__name__)
 

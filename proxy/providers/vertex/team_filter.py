@@ -1,5 +1,5 @@
 """Keeping a team's list call inside its own jobs: a team clause ANDed onto whatever filter the caller sent
-(the query string itself is parsed, one `filter` at most, by proxy/query_string.py).
+(the query string itself is parsed, one `filter` at most, by proxy/providers/vertex/query.py).
 
 The caller's filter is parsed and re-rendered fully parenthesised, so no text of theirs (OR, NOT, quotes,
 parentheses) can widen the clause; a filter that does not parse is refused rather than passed on.
@@ -7,9 +7,9 @@ parentheses) can widen the clause; a filter that does not parse is refused rathe
 
 from __future__ import annotations
 
-from proxy.create_body import TEAM_LABEL, label_value
 from proxy.errors import InvalidArgument
-from proxy.vertex import filters
+from proxy.providers.vertex import filters
+from proxy.providers.vertex.create_body import TEAM_LABEL, label_value
 
 
 def team_clause(team: str) -> filters.Compare:

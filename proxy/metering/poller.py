@@ -15,13 +15,13 @@ import anyio
 from anyio import to_thread
 from sqlalchemy import select
 
-from proxy import ledger
 from proxy.clock import utcnow
-from proxy.db.models import Job
 from proxy.errors import ApiError
+from proxy.ledger import jobs as ledger
+from proxy.ledger.models import Job
 from proxy.metering.job_meter import JobMeter, Outcome
+from proxy.providers.vertex.resources import google_base_url
 from proxy.services import Services
-from proxy.vertex.resources import google_base_url
 
 log = logging.getLogger(__name__)
 

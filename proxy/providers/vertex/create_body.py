@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from proxy.errors import InvalidArgument
-from proxy.keys import Principal
+from proxy.tenancy.keys import Principal
 
 RESERVED_LABEL_PREFIX = "vbp-"
 TEAM_LABEL = "vbp-team"

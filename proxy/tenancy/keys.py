@@ -22,8 +22,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.clock import utcnow
-from proxy.db.models import ApiKey
-from proxy.vertex.resources import valid_location, valid_project
+from proxy.ledger.models import ApiKey
+from proxy.providers.vertex.resources import valid_location, valid_project
 
 KEY_PREFIX = "vbp_"
 OPERATIONS = ("create", "read", "cancel", "delete")

@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy import team_admin
-from proxy.admin_api import admin_endpoint, read_body
 from proxy.errors import InvalidArgument
-from proxy.keys import Principal
 from proxy.services import Services
+from proxy.tenancy import team_admin
+from proxy.tenancy.key_api import admin_endpoint, read_body
+from proxy.tenancy.keys import Principal
 
 _LISTS = ("gcs_prefixes", "bq_datasets", "allowed_fields")
 _MAX_ENTRIES, _MAX_CHARS = 100, 1100  # a gs:// URI of the longest bucket and a long folder fits

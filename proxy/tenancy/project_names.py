@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from proxy.db.models import Job
+from proxy.ledger.models import Job
 
 # How long "this project has no known number" is trusted; a known pairing never changes.
 MISS_SECONDS = 5.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from proxy.errors import PermissionDenied
-from proxy.keys import Principal
+from proxy.tenancy.keys import Principal
 
 # list and get are both reads
 _SCOPE_OF = {"create": "create", "list": "read", "get": "read", "cancel": "cancel", "delete": "delete"}

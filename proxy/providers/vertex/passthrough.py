@@ -15,27 +15,27 @@ from typing import Any
 
 from anyio import to_thread
 
-from proxy import ledger
-from proxy.access import check_model, check_scope, model_place
-from proxy.auth import authenticate
-from proxy.create_body import body_model, prepare_create_body
-from proxy.data_boundaries import check_job_locations
 from proxy.errors import ApiError, Internal, InvalidArgument, NotFound, PayloadTooLarge
-from proxy.headers import request_headers, response_headers
-from proxy.job_index import JobRef
 from proxy.json_body import parse_json_body
-from proxy.keys import Principal
-from proxy.project_names import ProjectNames
-from proxy.query_string import encode_query, parse_query
-from proxy.routing import JobRoute, match
+from proxy.ledger import jobs as ledger
+from proxy.ledger.job_index import JobRef
+from proxy.providers.vertex.create_body import body_model, prepare_create_body
+from proxy.providers.vertex.job_fields import normalise_job
+from proxy.providers.vertex.paths import JobRoute, match
+from proxy.providers.vertex.query import encode_query, parse_query
+from proxy.providers.vertex.resources import google_base_url, model_id
+from proxy.providers.vertex.states import advances, parse_state
+from proxy.providers.vertex.team_filter import team_filter
 from proxy.services import Services
-from proxy.team_filter import team_filter
-from proxy.team_policy import TeamPolicy
-from proxy.vertex.job_fields import normalise_job
-from proxy.vertex.resources import google_base_url, model_id
-from proxy.vertex.states import advances, parse_state
+from proxy.tenancy.auth import authenticate
+from proxy.tenancy.data_boundaries import check_job_locations
+from proxy.tenancy.keys import Principal
+from proxy.tenancy.project_names import ProjectNames
+from proxy.tenancy.scopes import check_model, check_scope, model_place
+from proxy.tenancy.team_policy import TeamPolicy
+from proxy.upstream.headers import request_headers, response_headers
 
-log = logging.getLogger("proxy.passthrough")
+log = logging.getLogger("proxy.providers.vertex.passthrough")
 
 Scope = dict[str, Any]
 _RECORD_CAP = 8 * 1024 * 1024  # replies larger than this are passed on but not read for states

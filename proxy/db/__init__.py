@@ -1,1 +1,0 @@
-"""The SQL ledger: models, engine and migrations."""

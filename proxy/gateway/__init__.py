@@ -1,0 +1,1 @@
+"""What every request passes through: middleware, dispatch, forwarding headers, error rendering."""

@@ -1,0 +1,1 @@
+"""Upstream batch providers behind one seam; `vertex/` is the first."""
