@@ -95,6 +95,9 @@ def open_meter(services: Services) -> JobMeter:
 
     from proxy.metering.job_meter import JobMeter
     from proxy.metering.pricing import PricingTable
+    from proxy.metering.scanner import warn_if_pure_python
+
+    warn_if_pure_python()
 
     settings = services.settings
     directory = Path(settings.pricing_dir) if settings.pricing_dir else None

@@ -511,17 +511,18 @@ static PyObject *sums_tuple(const uint64_t *sums) {
 
 static PyObject *scan_gemini(PyObject *module, PyObject *args) {
     (void)module;
-    Py_buffer view;
+    PyObject *data;
     Py_ssize_t pos;
     unsigned long long above;
-    if (!PyArg_ParseTuple(args, "y*nK", &view, &pos, &above)) return NULL;
-    if (pos < 0 || pos > view.len) {
-        PyBuffer_Release(&view);
+    /* `bytes` only ("S"), never any buffer: the scan runs without the GIL, and a bytearray or a memoryview of
+       one could be resized or changed by another thread while it reads. */
+    if (!PyArg_ParseTuple(args, "SnK", &data, &pos, &above)) return NULL;
+    Py_ssize_t size = PyBytes_GET_SIZE(data), claimed = 0, failed = 0;
+    if (pos < 0 || pos > size) {
         PyErr_SetString(PyExc_ValueError, "pos is outside the buffer");
         return NULL;
     }
-    ptr buf = (ptr)view.buf;
-    Py_ssize_t size = view.len, claimed = 0, failed = 0;
+    ptr buf = (ptr)PyBytes_AS_STRING(data);
     uint64_t tiers[2][SUMS] = {{0}};
     Version versions[MAX_VERSIONS];
     int distinct = 0, last = -1;
@@ -596,7 +597,6 @@ static PyObject *scan_gemini(PyObject *module, PyObject *args) {
     Py_XDECREF(found);
     Py_XDECREF(base);
     Py_XDECREF(long_context);
-    PyBuffer_Release(&view);
     return result;
 }
 

@@ -21,13 +21,35 @@ from __future__ import annotations
 
 import math
 
-from proxy.metering._rowscan import scan_gemini
+import logging
+from collections.abc import Callable
+from typing import Any
+
 from proxy.metering.totals import BASE, LONG, MAX_MODEL_VERSIONS, MAX_PROBLEMS, JobTotals
 from proxy.providers.vertex.usage import MALFORMED, audio_tokens, parse_span, trailing_response, usage_of
+
+try:
+    from proxy.metering._rowscan import scan_gemini as _scan_gemini
+except ImportError:  # built without a C compiler: Python reads every line, with the same figures, more slowly
+    _scan_gemini = None
+scan_gemini: Callable[..., Any] | None = _scan_gemini
+NATIVE = scan_gemini is not None
+log = logging.getLogger("proxy.metering")
+_warned = False
 
 _BLANK = b" \t\r\f\v"  # a line starting with one of these may be blank
 _CR = 13
 _NO_TIER_LIMIT = 2**64 - 1  # `scan_gemini`'s "above" when the model has no long-context tier
+
+
+def warn_if_pure_python() -> None:
+    """Log once per process when the compiled scanner is missing, so a slow metering has a visible cause."""
+    global _warned
+    if not NATIVE and not _warned:
+        _warned = True
+        log.warning("the compiled row scanner (proxy.metering._rowscan) is not built: metering reads every line in "
+                    "Python, with the same figures, several times slower; reinstall with gcc and Python's headers "
+                    "to build it")
 
 
 def describe_malformed(place: str, malformed_rows: list[tuple[int, str]], *, first_row: int = 1) -> list[str]:
@@ -40,12 +62,12 @@ class LineScanner:
 
     `rows` counts the non-blank lines seen; `malformed_rows` keeps (row number in this stream, reason) of the first
     malformed ones, for `describe_malformed`. `native=False` leaves every line to Python (the reference the
-    accelerator is tested against).
+    accelerator is tested against); without the compiled scanner every line is Python's anyway.
     """
 
     def __init__(self, totals: JobTotals, *, native: bool = True) -> None:
         self.totals = totals
-        self.native = native
+        self.native = native and NATIVE
         self.rows = 0
         self.malformed_rows: list[tuple[int, str]] = []
         self._pending: list[bytes] = []  # the start of a line that continues in the next chunk(s)
@@ -99,6 +121,7 @@ class LineScanner:
         find = buf.find
         while True:
             if native:
+                assert scan_gemini is not None
                 pos, claimed, failed, base, long_context, found = scan_gemini(buf, pos, limit)
                 if claimed:
                     rows += claimed

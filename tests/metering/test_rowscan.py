@@ -22,6 +22,7 @@ from proxy.metering._rowscan import scan_gemini
 from proxy.metering.cost import row_units
 from proxy.metering.pricing import PricingTable
 from proxy.providers.vertex.usage import FAILED, SUCCEEDED, parse_row
+from tests.metering.plain_rows import figures
 
 NO_LIMIT = 2**64 - 1
 SAMPLE_LINES = (Path(__file__).parent / "data" / "vertex-predictions.jsonl").read_bytes().splitlines()
@@ -312,3 +313,39 @@ def test_the_valid_rows_are_all_claimed() -> None:
     """So that the agreement above is not vacuous: the scanner does claim the rows it is meant for."""
     assert all(agrees(line) for line in VALID_ROWS)
     assert claim(SAMPLE_LINES[2]) == FAILED
+
+
+@pytest.mark.parametrize("make", [bytearray, lambda data: memoryview(bytes(data))])
+def test_the_accelerator_takes_bytes_only(make: Any) -> None:
+    """It reads without the GIL: a mutable buffer could change under it, so only immutable `bytes` are taken."""
+    line = json.dumps({"response": {"usageMetadata": {"promptTokenCount": 3}}}).encode() + b"\n"
+    with pytest.raises(TypeError):
+        scan_gemini(make(line), 0, 2**64 - 1)
+    assert scan_gemini(line, 0, 2**64 - 1)[1] == 1
+
+
+FALLBACK = r"""
+import json, logging, sys
+sys.modules["proxy.metering._rowscan"] = None  # as if the extension was never built
+logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
+from proxy.metering import scanner
+scanner.warn_if_pure_python()
+scanner.warn_if_pure_python()
+from tests.metering.plain_rows import figures
+print(json.dumps({"native": scanner.NATIVE, "figures": figures()}))
+"""
+
+
+def test_without_the_extension_python_reads_every_line_alike() -> None:
+    """A build without a C compiler meters with the same figures, and says once that it is the slow path."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", FALLBACK], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == {"native": False, "figures": figures()}
+    warnings = [line for line in done.stderr.splitlines() if "compiled row scanner" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("proxy.metering WARNING"), done.stderr

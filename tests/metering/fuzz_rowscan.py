@@ -1,0 +1,75 @@
+"""A time-bounded fuzz target for the compiled row scanner, for `make fuzz` (which builds it with ASan and UBSan).
+
+Not a pytest module: it mutates real and hand-made rows at random (byte flips, inserts, deletes, splices of two
+rows, cuts), scans single lines and runs of several from random offsets and tier limits, and checks the contract
+of every line (refused, or claimed with the Python parser's very figures). The sanitizers catch what a wrong
+figure would not: a read past a buffer, an overflow, undefined behaviour. Stops by itself after `--seconds`.
+
+    python -m tests.metering.fuzz_rowscan --seconds 60 [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from proxy.metering._rowscan import scan_gemini
+from tests.metering.test_rowscan import NO_LIMIT, SEEDS, agrees
+
+INTERESTING = [b'"', b"\\", b"{", b"}", b"[", b"]", b":", b",", b"\n", b"\r", b"\x00", b"\xff", b"\\u", b"e9",
+               b"-", b"0", b"18446744073709551616", b"null", b"true", b'"usageMetadata"', b'"response"']
+
+
+def mutate(rng: random.Random, line: bytes) -> bytes:
+    """One to four random edits of a line, or a splice with another seed."""
+    data = bytearray(line)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randint(0, len(data))
+        edit = rng.randrange(5)
+        if edit == 0 and data:
+            data[min(at, len(data) - 1)] ^= 1 << rng.randrange(8)
+        elif edit == 1:
+            data[at:at] = rng.choice(INTERESTING)
+        elif edit == 2:
+            del data[at:at + rng.randint(1, 8)]
+        elif edit == 3:
+            other = rng.choice(SEEDS)
+            cut = rng.randint(0, len(other))
+            data[at:] = other[cut:]
+        else:
+            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 6)))
+    return bytes(data).replace(b"\n", b" ")
+
+
+def run(seconds: float, seed: int) -> tuple[int, int]:
+    """(lines tried, lines claimed) within `seconds`."""
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    tried = claimed = 0
+    while time.monotonic() < deadline:
+        line = mutate(rng, rng.choice(SEEDS))
+        above = rng.choice([NO_LIMIT, 0, 1, 200_000, rng.randrange(1 << 20)])
+        tried += 1
+        claimed += agrees(line, above)
+        # A run of several lines from a random offset: the scanner must stop inside the buffer, on a line start.
+        buf = b"\n".join(mutate(rng, rng.choice(SEEDS)) for _ in range(rng.randint(1, 5))) + rng.choice([b"", b"\n"])
+        start = rng.randint(0, len(buf))
+        pos = scan_gemini(buf, start, above)[0]
+        assert start <= pos <= len(buf) and (pos == start or buf[pos - 1:pos] == b"\n"), (buf, start, pos)
+    return tried, claimed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 32)
+    tried, claimed = run(args.seconds, seed)
+    print(f"fuzz_rowscan: seed {seed}: {tried} mutated lines in {args.seconds:.0f} s, {claimed} claimed, every one "
+          "as Python reads it; no sanitizer report")
+
+
+if __name__ == "__main__":
+    main()
