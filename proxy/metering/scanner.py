@@ -19,9 +19,8 @@ newline counts once `close()` is called.
 
 from __future__ import annotations
 
-import math
-
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
