@@ -27,11 +27,11 @@ from typing import Any
 from proxy.metering.totals import BASE, LONG, MAX_MODEL_VERSIONS, MAX_PROBLEMS, JobTotals
 from proxy.providers.vertex.usage import MALFORMED, audio_tokens, parse_span, trailing_response, usage_of
 
+scan_gemini: Callable[..., Any] | None
 try:
-    from proxy.metering._rowscan import scan_gemini as _scan_gemini
+    from proxy.metering._rowscan import scan_gemini
 except ImportError:  # built without a C compiler: Python reads every line, with the same figures, more slowly
-    _scan_gemini = None
-scan_gemini: Callable[..., Any] | None = _scan_gemini
+    scan_gemini = None
 NATIVE = scan_gemini is not None
 log = logging.getLogger("proxy.metering")
 _warned = False
