@@ -33,11 +33,6 @@ def rate_to_pico_per_unit(rate_per_million: Decimal | str) -> int:
     return int(pico)
 
 
-def pico_to_rate(pico_per_unit: int) -> Decimal:
-    """Integer pUSD per unit -> USD per 1M units, as a normalized Decimal (for display)."""
-    return _strip(Decimal(pico_per_unit) / PICO_PER_UNIT_PER_USD_PER_MILLION)
-
-
 def to_decimal_usd(pico: int) -> Decimal:
     """pUSD -> USD as an exact Decimal, whatever its size (built from digits: no context rounding)."""
     sign, digits, _ = Decimal(pico).as_tuple()

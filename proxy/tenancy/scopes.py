@@ -16,8 +16,7 @@ from proxy.tenancy.keys import Principal
 _SCOPE_OF = {"create": "create", "list": "read", "get": "read", "cancel": "cancel", "delete": "delete"}
 
 
-def check_scope(principal: Principal, *, operation: str, projects: tuple[str, ...], location: str,
-                model: str | None = None) -> None:
+def check_scope(principal: Principal, *, operation: str, projects: tuple[str, ...], location: str) -> None:
     """Raise PermissionDenied unless the key's scopes allow this call.
 
     `projects` holds every name the call's project goes by (alias, id, number), so a key scoped to any of them
@@ -29,8 +28,6 @@ def check_scope(principal: Principal, *, operation: str, projects: tuple[str, ..
         raise PermissionDenied(f"This key may not use project {projects[0]!r}.")
     if principal.locations and location not in principal.locations:
         raise PermissionDenied(f"This key may not use location {location!r}.")
-    if model is not None and principal.models and not any(fnmatchcase(model, p) for p in principal.models):
-        raise PermissionDenied(f"This key may not use model {model!r}.")
 
 
 def model_place(model: str) -> tuple[str | None, str | None]:

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from proxy.money import InexactRate, format_usd, pico_to_rate, rate_to_pico_per_unit, to_decimal_usd
+from proxy.money import InexactRate, format_usd, rate_to_pico_per_unit, to_decimal_usd
 
 
 @pytest.mark.parametrize(("rate", "pico"), [
@@ -21,11 +21,6 @@ def test_rate_per_million_is_whole_pico_per_unit(rate: str | Decimal, pico: int)
 def test_inexact_or_invalid_rate_is_refused(rate: str) -> None:
     with pytest.raises(InexactRate):
         rate_to_pico_per_unit(rate)
-
-
-def test_pico_back_to_rate() -> None:
-    assert pico_to_rate(37_500) == Decimal("0.0375")
-    assert str(pico_to_rate(10_000_000)) == "10"
 
 
 @pytest.mark.parametrize(("pico", "text"), [

@@ -34,7 +34,6 @@ TIME_FIELDS = {"create_time": "createTime", "start_time": "startTime", "end_time
                "update_time": "updateTime"}
 STRING_FIELDS = {"display_name": "displayName"}
 ORDER_OPS = ("<", "<=", ">", ">=")
-ALL_OPS = ("=", "!=", ":", *ORDER_OPS)
 
 
 class FilterError(ValueError):
