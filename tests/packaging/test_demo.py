@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from proxy.emulator.command import parse_export_line
+from tests.support.processes import run_group
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_venv_bootstrap_says_what_it_is_doing_first() -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "MAKEFLAGS")}
-    done = subprocess.run(["make", "--dry-run", "--always-make", ".venv/.installed-stamp"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    done = subprocess.run(["make", "--no-print-directory", "--dry-run", "--always-make", ".venv/.installed-stamp"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[:2] == [
         'echo "==> Creating .venv and installing the proxy with its dependencies and test tools '
@@ -31,8 +32,7 @@ def test_the_venv_bootstrap_says_what_it_is_doing_first() -> None:
 def test_the_demo_runs_to_a_cost_report() -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("VBP_") and k not in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST")}
-    done = subprocess.run([sys.executable, "-m", "proxy.demo"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=240)
+    done = run_group([sys.executable, "-m", "proxy.demo"], cwd=REPO, env=env, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert ("==> Starting the local Google stand-ins, with the example input in their Cloud Storage: "

@@ -16,6 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from tests.support.processes import run_group
+
 REPO = Path(__file__).resolve().parents[2]
 # Folders of the machine the project was first written on; spelled in pieces so this file does not match them.
 _SIBLING = "shared"
@@ -122,10 +124,10 @@ def test_the_tests_that_read_sample_data_pass_in_the_clone(clone: Path) -> None:
     where = subprocess.run([sys.executable, "-c", "import proxy, tests; print(proxy.__file__, tests.__file__)"],
                            cwd=clone, env=env, capture_output=True, text=True, timeout=60)
     assert where.stdout.split() == [str(clone / "proxy" / "__init__.py"), str(clone / "tests" / "__init__.py")]
-    done = subprocess.run(
+    done = run_group(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/proxy/test_raw_http.py",
          "tests/metering/test_usage.py", "tests/metering/test_cost.py", "tests/metering/test_rowscan.py",
          "tests/tenancy/test_scopes.py::test_location_scope"],
-        cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+        cwd=clone, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert re.search(r"^\d+ passed in ", done.stdout.splitlines()[-1]), done.stdout[-2000:]

@@ -13,7 +13,6 @@ import os
 import queue
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from proxy.emulator.command import parse_export_line
 from proxy.emulator.storage import free_port
+from tests.support.processes import end_group, finish, start_group
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -106,15 +106,15 @@ class Terminals:
     terminal_2: subprocess.Popen[str] | None = None
     printed_1: list[str] = field(default_factory=list)
     _lines_1: queue.Queue[str] = field(default_factory=queue.Queue)
+    _pump_1: threading.Thread | None = None
 
     def environment(self) -> dict[str, str]:
         return {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_ENV)}
 
     def start_terminal_1(self, code: str) -> None:
         with open(self.folder / "terminal-1.log", "w") as log:
-            self.terminal_1 = subprocess.Popen(["bash", "-euo", "pipefail", "-c", code], cwd=self.folder,
-                                               env=self.environment(), stdout=subprocess.PIPE, stderr=log,
-                                               stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+            self.terminal_1 = start_group(["bash", "-euo", "pipefail", "-c", code], cwd=self.folder,
+                                          env=self.environment(), stderr=log)
         stdout = self.terminal_1.stdout
         assert stdout is not None
 
@@ -122,7 +122,8 @@ class Terminals:
             for line in iter(stdout.readline, ""):
                 self._lines_1.put(line)
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump_1 = threading.Thread(target=pump, daemon=True)
+        self._pump_1.start()
 
     def export_lines_of_terminal_1(self, count: int = 3, timeout: float = 60.0) -> list[str]:
         """Terminal 1's first `count` lines of `export KEY=value`, as printed (what a newcomer pastes)."""
@@ -132,50 +133,25 @@ class Terminals:
                 self.printed_1.append(self._lines_1.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 log = (self.folder / "terminal-1.log").read_text()
-                raise AssertionError(f"terminal 1 printed {self.printed_1} in time; its log:\n{log}") from None
+                raise AssertionError(f"terminal 1 printed only {self.printed_1}; its log:\n{log}") from None
         return [line for line in self.printed_1 if parse_export_line(line) is not None]
 
     def run_terminal_2(self, script: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
         """Run terminal 2's script to its end; what it started in the background keeps running until `stop`."""
-        self.terminal_2 = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script], cwd=self.folder,
-                                           env=self.environment(), stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                           start_new_session=True)
-        stdout, stderr = self.terminal_2.communicate(timeout=timeout)
-        return subprocess.CompletedProcess(self.terminal_2.args, self.terminal_2.returncode, stdout, stderr)
+        self.terminal_2 = start_group(["bash", "-euo", "pipefail", "-c", script], cwd=self.folder,
+                                      env=self.environment())
+        return finish(self.terminal_2, timeout)
 
     def stop(self) -> None:
         """End both shells and everything they started (each shell leads its own process group)."""
-        for process in (self.terminal_2, self.terminal_1):
-            if process is not None:
-                _end_group(process)
-
-
-def _end_group(process: subprocess.Popen[str], timeout: float = 20.0) -> None:
-    """SIGTERM to the whole group, then SIGKILL to whatever is left after `timeout` seconds."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is None:
-            time.sleep(0.1)
-        else:
-            try:
-                os.killpg(process.pid, 0)  # the background children outlive their shell
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        if time.monotonic() > deadline:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            process.wait(timeout=10)
-            break
-    if process.stdout is not None:
-        process.stdout.close()
+        if self.terminal_2 is not None:
+            end_group(self.terminal_2)
+        if self.terminal_1 is not None:
+            end_group(self.terminal_1, close_streams=False)
+            if self._pump_1 is not None:
+                self._pump_1.join(timeout=10)  # it reads to the end of the pipe, which the group's end closes
+            assert self.terminal_1.stdout is not None
+            self.terminal_1.stdout.close()
 
 
 def fresh_folder(folder: Path) -> Path:
