@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 
 # Rebuilt when the dependencies or the compiled row scanner change (pip builds it in place with gcc).
 $(STAMP): pyproject.toml setup.py proxy/metering/_rowscan.c
+	@echo "==> Creating $(VENV) and installing the proxy with its dependencies and test tools (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

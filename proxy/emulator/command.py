@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import threading
@@ -10,7 +11,32 @@ from types import FrameType
 
 import click
 
+from proxy.emulator.gcs import JobFailure, parse_object_gs
 from proxy.emulator.stack import EmulatorStack
+
+
+def export_lines(env: dict[str, str]) -> list[str]:
+    """`export KEY=value` lines a shell takes as they are (pasted, or all at once with eval)."""
+    return [f"export {key}={shlex.quote(value)}" for key, value in env.items()]
+
+
+def parse_export_line(line: str) -> tuple[str, str] | None:
+    """`(KEY, value)` of one `export KEY=value` line as a shell reads it; None for any other line."""
+    words = shlex.split(line)
+    if len(words) != 2 or words[0] != "export" or "=" not in words[1]:
+        return None
+    key, _, value = words[1].partition("=")
+    return key, value
+
+
+def _check_uploads(ctx: click.Context, param: click.Parameter,
+                   value: tuple[tuple[Path, str], ...]) -> tuple[tuple[Path, str], ...]:
+    for _, uri in value:
+        try:
+            parse_object_gs(uri)
+        except JobFailure as exc:
+            raise click.BadParameter(exc.message) from None
+    return value
 
 
 @click.command()
@@ -25,12 +51,16 @@ from proxy.emulator.stack import EmulatorStack
               help="Seconds an access token from /token stays valid.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the generated service-account file (default: a temporary folder).")
+@click.option("--upload", "uploads", multiple=True, nargs=2, callback=_check_uploads, metavar="FILE GS_URI",
+              type=(click.Path(exists=True, dir_okay=False, path_type=Path), str),
+              help="Copy a local file into the local Cloud Storage before serving, e.g. "
+                   "--upload examples/input.jsonl gs://my-bucket/team-a/input.jsonl (repeatable).")
 def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[str, ...], token_lifetime: int,
-             workdir: Path | None) -> None:
+             workdir: Path | None, uploads: tuple[tuple[Path, str], ...]) -> None:
     """Run the local stand-ins for Vertex AI batch prediction, its OAuth2 token endpoint and Cloud Storage.
 
-    Prints KEY=value lines (VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS),
-    then serves until interrupted.
+    Prints `export KEY=value` lines (VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,
+    an absolute path) to paste into the shell that runs `vbp serve` and the clients, then serves until interrupted.
     """
     stop = threading.Event()
 
@@ -42,8 +72,11 @@ def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[s
                           token_lifetime=token_lifetime, workdir=workdir)
     try:
         stack.start()
-        for key, value in stack.env.items():
-            click.echo(f"{key}={value}")
+        for source, uri in uploads:
+            stack.upload(source, uri)
+            click.echo(f"vbp emulator: uploaded {source} to {uri}", err=True)
+        for line in export_lines(stack.env):
+            click.echo(line)
         sys.stdout.flush()
         click.echo(f"vbp emulator: serving on {stack.base_url} (Ctrl-C to stop)", err=True)
         while not stop.wait(0.5):

@@ -1,9 +1,9 @@
 """`make demo`: the whole flow on this machine, with no Google account.
 
-Starts `vbp emulator` (Vertex, OAuth2 and Cloud Storage stand-ins) and `vbp serve` (on a fresh SQLite ledger)
-as child processes, creates a team key, uploads the example input, submits a batch job through the proxy with
-the same plain HTTP call the README shows for curl, follows it to the end, waits for the proxy to meter it, and
-prints the cost report. Every child process is stopped on exit or Ctrl-C.
+Starts `vbp emulator` (Vertex, OAuth2 and Cloud Storage stand-ins, with the example input uploaded under the
+team's prefix) and `vbp serve` (on a fresh SQLite ledger) as child processes, creates a team key, submits a batch
+job through the proxy with the same plain HTTP call the README shows for curl, follows it to the end, waits for
+the proxy to meter it, and prints the cost report. Every child process is stopped on exit or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,10 +21,16 @@ from pathlib import Path
 
 import httpx
 
+from proxy.emulator.command import export_lines, parse_export_line
 from proxy.emulator.storage import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TEAM = "demo-team"
+# Each team may only name Cloud Storage locations under its own prefix (VBP_TEAM_GCS_PREFIXES); the README's
+# examples use team-a's, the demo the same paths under its own team.
+TEAM_PREFIXES = "gs://my-bucket/{team}/"
+README_PREFIX, DEMO_PREFIX = "gs://my-bucket/team-a/", f"gs://my-bucket/{TEAM}/"
+INPUT_URI = f"{DEMO_PREFIX}input.jsonl"
 
 
 def say(text: str) -> None:
@@ -59,7 +65,7 @@ def child(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subpro
 
 
 def read_env_lines(process: subprocess.Popen[str], log: Path) -> dict[str, str]:
-    """The `KEY=value` lines `vbp emulator` prints once it serves."""
+    """The `export KEY=value` lines `vbp emulator` prints once it serves, read as a shell reads them."""
     wanted = {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"}
     found: dict[str, str] = {}
     assert process.stdout is not None
@@ -67,9 +73,9 @@ def read_env_lines(process: subprocess.Popen[str], log: Path) -> dict[str, str]:
         line = process.stdout.readline()
         if not line:
             raise SystemExit(f"vbp emulator stopped early:\n{log.read_text()}")
-        key, sep, value = line.strip().partition("=")
-        if sep:
-            found[key] = value
+        parsed = parse_export_line(line)
+        if parsed is not None:
+            found[parsed[0]] = parsed[1]
     return found
 
 
@@ -87,45 +93,41 @@ def wait_healthy(url: str, process: subprocess.Popen[str], log: Path) -> None:
     raise SystemExit(f"vbp serve did not become ready:\n{log.read_text()}")
 
 
-def upload_example_input(env: dict[str, str]) -> None:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    client = storage.Client(project="demo", credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]})
-    bucket = client.bucket("my-bucket")
-    if not bucket.exists():
-        bucket = client.create_bucket("my-bucket")
-    bucket.blob("input.jsonl").upload_from_filename(str(EXAMPLES / "input.jsonl"))
+def create_body() -> bytes:
+    """examples/create-job.json with its Cloud Storage paths moved from team-a's prefix to the demo team's."""
+    text = (EXAMPLES / "create-job.json").read_text()
+    if README_PREFIX not in text:
+        raise SystemExit(f"examples/create-job.json names no path under {README_PREFIX}")
+    return text.replace(README_PREFIX, DEMO_PREFIX).encode()
 
 
 def run(workdir: Path) -> None:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("VBP_")}
     emulator_log, proxy_log = workdir / "emulator.log", workdir / "proxy.log"
-    say("Starting the local Google stand-ins: vbp emulator")
-    with child(["emulator", "--port", "0", "--job-seconds", "6", "--workdir", str(workdir / "google")],
-               env=base_env, log=emulator_log) as emulator:
+    say("Starting the local Google stand-ins, with the example input in their Cloud Storage: "
+        f"vbp emulator --upload examples/input.jsonl {INPUT_URI}")
+    with child(["emulator", "--port", "0", "--job-seconds", "6", "--workdir", str(workdir / "google"),
+                "--upload", str(EXAMPLES / "input.jsonl"), INPUT_URI], env=base_env, log=emulator_log) as emulator:
         google = read_env_lines(emulator, emulator_log)
-        for key, value in google.items():
-            print(f"    {key}={value}")
+        for line in export_lines(google):
+            print(f"    {line}")
         port = free_port()
         env = {**base_env, **google, "VBP_DATABASE_URL": f"sqlite:///{workdir / 'vbp.db'}",
-               "VBP_PROJECT_ALIASES": "your-project=my-real-project", "VBP_POLL_INTERVAL": "1"}
+               "VBP_PROJECT_ALIASES": "your-project=my-real-project", "VBP_TEAM_GCS_PREFIXES": TEAM_PREFIXES,
+               "VBP_POLL_INTERVAL": "1"}
         proxy_url = f"http://127.0.0.1:{port}"
-        say(f"Starting the proxy on SQLite: vbp serve --port {port}")
+        say(f"Starting the proxy on SQLite, each team kept to {TEAM_PREFIXES} in Cloud Storage: "
+            f"vbp serve --port {port}")
         with child(["serve", "--port", str(port)], env=env, log=proxy_log) as proxy:
             wait_healthy(proxy_url, proxy, proxy_log)
             say(f"Creating a key for team {TEAM!r}: vbp keys create --team {TEAM} --json")
             key = json.loads(vbp("keys", "create", "--team", TEAM, "--name", "demo", "--json", env=env))["key"]
             print(f"    key: {key[:10]}... (shown once)")
-            say("Uploading examples/input.jsonl to gs://my-bucket/input.jsonl (local Cloud Storage)")
-            upload_example_input(google)
-            say("Creating a batch job through the proxy (the README's curl call)")
+            say(f"Creating a batch job through the proxy (the README's curl call, paths under {DEMO_PREFIX})")
             jobs_url = f"{proxy_url}/v1/projects/your-project/locations/us-central1/batchPredictionJobs"
             print(f"    curl -X POST {jobs_url} \\\n         -H 'Authorization: Bearer $VBP_KEY' "
                   "-H 'Content-Type: application/json' -d @examples/create-job.json")
-            reply = httpx.post(jobs_url,
-                               content=(EXAMPLES / "create-job.json").read_bytes(), timeout=30,
+            reply = httpx.post(jobs_url, content=create_body(), timeout=30,
                                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
             if reply.status_code != 200:
                 raise SystemExit(f"create failed: {reply.status_code} {reply.text}")

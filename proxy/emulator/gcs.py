@@ -39,6 +39,14 @@ def parse_gs(uri: str) -> tuple[str, str]:
     return match[1], match[2]
 
 
+def parse_object_gs(uri: str) -> tuple[str, str]:
+    """`gs://bucket/path/object` -> `("bucket", "path/object")`; a bucket or a folder alone is refused."""
+    bucket_name, path = parse_gs(uri)
+    if not path or path.endswith("/"):
+        raise JobFailure(3, f"{uri} names no object: give its full path, e.g. gs://{bucket_name}/input.jsonl.")
+    return bucket_name, path
+
+
 def _wildcard(path: str) -> re.Pattern[str]:
     # Cloud Storage wildcards: `**` crosses folders, `*` stays within one, `?` is one character.
     pattern = "".join(

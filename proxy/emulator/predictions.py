@@ -1,4 +1,4 @@
-"""Output rows of a batch job, one per input line, shaped like Vertex's (see samples/vertex-predictions.jsonl)."""
+"""Output rows of a batch job, one per input line, shaped like Vertex's (see tests/data/vertex-predictions.jsonl)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from google.oauth2 import service_account
 
 from proxy.emulator.app import create_app
 from proxy.emulator.faults import Faults
-from proxy.emulator.gcs import client_for
+from proxy.emulator.gcs import client_for, parse_object_gs
 from proxy.emulator.oauth import ServiceAccount
 from proxy.emulator.state import EmulatorState
 from proxy.emulator.storage import FakeGcsServer
@@ -67,6 +67,8 @@ class EmulatorStack:
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="vbp-emulator-")
             self.workdir = Path(self._tmp.name)
+        # Absolute, so the printed GOOGLE_APPLICATION_CREDENTIALS works from any folder.
+        self.workdir = self.workdir.resolve()
         self.gcs = FakeGcsServer(port=self.gcs_port or None, root=self.gcs_root)
         self.gcs.start()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -176,3 +178,10 @@ class EmulatorStack:
         if self.gcs is None:
             raise RuntimeError("the emulator is not started")
         return client_for(self.gcs.url, self.project_id)
+
+    def upload(self, source: Path, uri: str) -> None:
+        """Copy a local file to `gs://bucket/path` in the local Cloud Storage, making the bucket if needed."""
+        bucket_name, path = parse_object_gs(uri)
+        client = self.storage_client()
+        bucket = client.lookup_bucket(bucket_name) or client.create_bucket(bucket_name)
+        bucket.blob(path).upload_from_filename(str(source))

@@ -1,4 +1,4 @@
-"""The cost of one output row, in integer pUSD, by the billing rules of pricing-facts.md.
+"""The cost of one output row, in integer pUSD, by the billing rules of docs/pricing.md.
 
 - Batch rates are the table's explicit batch rates (about 50% of on-demand; flash-lite's batch audio is not).
 - Cached tokens pay the cached rate, never halved again: cache and batch discounts do not stack.

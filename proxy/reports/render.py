@@ -1,4 +1,4 @@
-"""A report as the JSON document of DESIGN.md, as CSV (one row per group), or as a table for people.
+"""A report as the JSON document of docs/design.md, as CSV (one row per group), or as a table for people.
 
 Money is printed exactly (`format_usd`: as many decimals as the picodollars need, at least two).
 """

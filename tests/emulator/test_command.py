@@ -17,7 +17,9 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
-# samples/create-job.json and samples/vertex-batch-input.jsonl (the public passthrough and LiteLLM examples).
+from proxy.emulator.command import parse_export_line
+
+# tests/data/create-job.json and tests/data/vertex-batch-input.jsonl (the public passthrough and LiteLLM examples).
 CREATE_JOB = """{
   "displayName": "my-batch-job",
   "model": "projects/your-project/locations/us-central1/publishers/google/models/gemini-1.5-flash",
@@ -30,9 +32,9 @@ INPUT = "".join(json.dumps({"request": {
     "generationConfig": {"maxOutputTokens": 10}}}) + "\n" for kind in ("a helpful", "an unhelpful"))
 
 
-def _read_env(process: subprocess.Popen[str], reader: list[threading.Thread],
-              timeout: float = 30.0) -> dict[str, str]:
-    """The KEY=value lines the command prints first (read in a thread: a pipe read must not hang the test)."""
+def _read_lines(process: subprocess.Popen[str], reader: list[threading.Thread], count: int = 3,
+                timeout: float = 30.0) -> list[str]:
+    """The first lines the command prints, as printed (read in a thread: a pipe read must not hang the test)."""
     assert process.stdout is not None
     stdout = process.stdout
     lines: queue.Queue[str] = queue.Queue()
@@ -43,15 +45,23 @@ def _read_env(process: subprocess.Popen[str], reader: list[threading.Thread],
 
     reader.append(threading.Thread(target=pump, daemon=True))
     reader[0].start()
-    env: dict[str, str] = {}
+    printed: list[str] = []
     deadline = time.monotonic() + timeout
-    while len(env) < 3:
+    while len(printed) < count:
         try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            printed.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
         except queue.Empty:
             raise AssertionError(f"vbp emulator printed no environment in time (exit code {process.poll()})") from None
-        key, _, value = line.strip().partition("=")
-        env[key] = value
+    return printed
+
+
+def _read_env(process: subprocess.Popen[str], reader: list[threading.Thread]) -> dict[str, str]:
+    """The `export KEY=value` lines the command prints first, read as a shell reads them."""
+    env: dict[str, str] = {}
+    for line in _read_lines(process, reader):
+        parsed = parse_export_line(line)
+        assert parsed is not None, f"not an export line: {line!r}"
+        env[parsed[0]] = parsed[1]
     return env
 
 
@@ -99,3 +109,47 @@ def test_vbp_emulator_serves_a_curl_call_and_stops_on_sigterm() -> None:
             process.stdout.close()
     assert code == 0
     assert not credentials_file.exists()  # the temporary folder is cleaned up
+
+
+def test_the_printed_lines_can_be_evaled_or_pasted_as_they_are(tmp_path: Path) -> None:
+    """The three lines as printed, all at once through `eval` or pasted as a script, reach a child process; the
+    credentials path is absolute even from a relative --workdir with a space in its name; --upload has run."""
+    (tmp_path / "input.jsonl").write_text(INPUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy.emulator.command", "--port", "0", "--workdir", "google files",
+         "--upload", "input.jsonl", "gs://my-bucket/team-a/input.jsonl"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+    )
+    reader: list[threading.Thread] = []
+    try:
+        printed = "".join(_read_lines(process, reader))
+        env = dict(filter(None, map(parse_export_line, printed.splitlines())))
+        base, gcs_url = env["VBP_VERTEX_BASE_URL"], env["STORAGE_EMULATOR_HOST"]
+        credentials = str(tmp_path / "google files" / "service-account.json")
+        show = ("import os; print(os.environ['VBP_VERTEX_BASE_URL'], os.environ['STORAGE_EMULATOR_HOST'], "
+                "os.environ['GOOGLE_APPLICATION_CREDENTIALS'], sep='\\n')")
+        for script in (f'eval "$PRINTED"\n{sys.executable} -c "$SHOW"', f'{printed}{sys.executable} -c "$SHOW"'):
+            done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd="/", capture_output=True, text=True,
+                                  timeout=30, env={"PATH": "/usr/bin:/bin", "PRINTED": printed, "SHOW": show})
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.splitlines() == [base, gcs_url, credentials]
+        assert base.startswith("http://127.0.0.1:") and Path(credentials).is_file()
+        gcs = storage.Client(project="p", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_url})
+        assert gcs.bucket("my-bucket").blob("team-a/input.jsonl").download_as_text() == INPUT
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=20)
+        for thread in reader:
+            thread.join(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert code == 0
+
+
+def test_upload_refuses_a_destination_that_names_no_object(tmp_path: Path) -> None:
+    (tmp_path / "input.jsonl").write_text(INPUT)
+    done = subprocess.run([sys.executable, "-m", "proxy.emulator.command", "--upload", "input.jsonl",
+                           "gs://my-bucket/team-a/"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines()[-1] == ("Error: Invalid value for '--upload': gs://my-bucket/team-a/ names no "
+                                           "object: give its full path, e.g. gs://my-bucket/input.jsonl.")

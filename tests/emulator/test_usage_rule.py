@@ -8,7 +8,7 @@ import pytest
 
 from proxy.emulator.usage_rule import InvalidRequest, embedding_tokens, text_tokens, usage_for
 
-# The first line of samples/vertex-batch-input.jsonl (the public LiteLLM Vertex batch example).
+# The first line of tests/data/vertex-batch-input.jsonl (the public LiteLLM Vertex batch example).
 SAMPLE_REQUEST = {"contents": [{"role": "user", "parts": [{"text": "Hello world!"}]}],
                   "systemInstruction": {"parts": [{"text": "You are a helpful assistant."}]},
                   "generationConfig": {"maxOutputTokens": 10}}
@@ -31,7 +31,7 @@ def test_text_tokens_by_hand(text: str, tokens: int) -> None:
 
 
 def test_the_sample_lines_get_the_figures_vertex_reported() -> None:
-    # samples/vertex-predictions.jsonl: gemini-2.5-flash-lite answered these with 9 prompt and 10 candidate tokens.
+    # tests/data/vertex-predictions.jsonl: gemini-2.5-flash-lite answered these with 9 prompt and 10 candidate tokens.
     usage = usage_for("gemini-2.5-flash-lite", SAMPLE_REQUEST)
     assert usage.metadata() == {
         "candidatesTokenCount": 10,

@@ -12,9 +12,10 @@ from proxy.metering.cost import price_row
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.money import format_usd, to_decimal_usd
 from proxy.providers.vertex.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage, parse_row
+from tests.support.samples import SAMPLES
 
 REPO_PRICING = Path(__file__).resolve().parents[2] / "pricing"
-SAMPLES = Path(__file__).parent / "data" / "vertex-predictions.jsonl"  # a copy of shared/samples
+PREDICTIONS = SAMPLES / "vertex-predictions.jsonl"
 AT = datetime(2026, 6, 1, tzinfo=UTC)
 TABLE = PricingTable.load(REPO_PRICING)
 MILLION = Decimal(1_000_000)
@@ -31,7 +32,7 @@ def usd(*terms: tuple[int, str]) -> Decimal:
     return sum((Decimal(tokens) * Decimal(rate) / MILLION for tokens, rate in terms), Decimal(0))
 
 
-def test_the_worked_line_of_pricing_facts() -> None:
+def test_the_worked_line_of_docs_pricing() -> None:
     usage = RowUsage(SUCCEEDED, prompt=1000, cached=400, candidates=200, thoughts=300)
     cost = price_row(usage, rates("gemini-2.5-flash"))
     assert cost == 727_000_000
@@ -41,7 +42,7 @@ def test_the_worked_line_of_pricing_facts() -> None:
 
 def test_the_real_sample_rows_to_the_micro_dollar() -> None:
     lite = rates("gemini-2.5-flash-lite")
-    costs = [price_row(parse_row(line), lite) for line in SAMPLES.read_bytes().splitlines()]
+    costs = [price_row(parse_row(line), lite) for line in PREDICTIONS.read_bytes().splitlines()]
     # 9 prompt + 10 output, 9 prompt + 9 output, at batch 0.05 / 0.20; the failed row is free.
     expected = [usd((9, "0.05"), (10, "0.20")), usd((9, "0.05"), (9, "0.20")), Decimal(0)]
     assert [to_decimal_usd(cost) for cost in costs] == expected

@@ -23,9 +23,10 @@ from proxy.metering.cost import row_units
 from proxy.metering.pricing import PricingTable
 from proxy.providers.vertex.usage import FAILED, SUCCEEDED, parse_row
 from tests.metering.plain_rows import figures
+from tests.support.samples import SAMPLES
 
 NO_LIMIT = 2**64 - 1
-SAMPLE_LINES = (Path(__file__).parent / "data" / "vertex-predictions.jsonl").read_bytes().splitlines()
+SAMPLE_LINES = (SAMPLES / "vertex-predictions.jsonl").read_bytes().splitlines()
 GEMINI = PricingTable.load(Path(__file__).resolve().parents[2] / "pricing").rates_for(
     "gemini-2.5-flash", datetime(2026, 6, 1, tzinfo=UTC))
 assert GEMINI is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.providers.vertex.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage, parse_row, parse_span
+from tests.support.samples import SAMPLES
 
-# A copy of shared/samples/vertex-predictions.jsonl: two real gemini-2.5-flash-lite rows and one failed row.
-SAMPLES = Path(__file__).parent / "data" / "vertex-predictions.jsonl"
-SAMPLE_LINES = SAMPLES.read_bytes().splitlines()
+# Two real gemini-2.5-flash-lite rows and one failed row.
+SAMPLE_LINES = (SAMPLES / "vertex-predictions.jsonl").read_bytes().splitlines()
 SAMPLE_FIRST = (b'{"status":"","processed_time":"2025-09-19T21:29:47.352+00:00","request":{"contents":[{"parts":'
                 b'[{"text":"Hello world!"}],"role":"user"}]},"response":{"candidates":[{"content":{"parts":[{"text":'
                 b'"Hello there!"}],"role":"model"},"finishReason":"MAX_TOKENS"}],'

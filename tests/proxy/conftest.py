@@ -19,9 +19,8 @@ from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
 from proxy.settings import Settings
 from proxy.tenancy.keys import create_key
 from tests.support.proxy_server import ProxyServer
+from tests.support.samples import SAMPLES as SAMPLES  # re-exported: the tests of this package read it here
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-SAMPLES = SHARED / "samples"
 ALIAS, REAL_PROJECT = "your-project", "my-real-project"
 LOCATION = "us-central1"
 # The buckets these tests use, open to every team: data boundaries have tests of their own (tests/tenancy).

@@ -170,7 +170,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
 
 def expected_report(jobs: Iterable[JobFacts], by: tuple[str, ...],
                     keep: Callable[[JobFacts], bool] = lambda _: True) -> dict[str, Any]:
-    """The JSON document DESIGN.md specifies, computed by plain grouping of the per-job facts."""
+    """The JSON document docs/design.md specifies, computed by plain grouping of the per-job facts."""
     groups: dict[tuple[str | None, ...], list[JobFacts]] = defaultdict(list)
     for job in jobs:
         if keep(job):

@@ -1,5 +1,5 @@
-"""`vbp report` as a command: JSON exactly as DESIGN.md says, CSV that parses back to the same numbers, a table with
-a totals row and the unpriced, unmeterable and in-flight jobs shown apart."""
+"""`vbp report` as a command: JSON exactly as docs/design.md says, CSV that parses back to the same numbers, a table
+with a totals row and the unpriced, unmeterable and in-flight jobs shown apart."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Expected tokens and cost of output rows, computed here from the published batch prices (pricing-facts.md),
+"""Expected tokens and cost of output rows, computed here from the published batch prices (docs/pricing.md),
 independently of the project's pricing files and parser: plain json, Decimal, rates written out by hand."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Expected:
 
 
 def expected_for(rows: Iterable[dict[str, Any]], model: str) -> Expected:
-    """Sum tokens and price every successful row the way pricing-facts.md says Vertex bills a batch."""
+    """Sum tokens and price every successful row the way docs/pricing.md says Vertex bills a batch."""
     out = Expected()
     for row in rows:
         if row.get("status"):

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,8 +25,8 @@ from proxy.providers.vertex.resources import JobName
 from proxy.settings import Settings
 from proxy.tenancy.keys import create_key
 from tests.support.proxy_server import ProxyServer
+from tests.support.samples import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
 ALIAS, REAL_PROJECT, LOCATION = "your-project", "my-real-project", "us-central1"
 COLLECTION = f"/v1/projects/{ALIAS}/locations/{LOCATION}/batchPredictionJobs"
 BUCKET = "tenancy-bucket"

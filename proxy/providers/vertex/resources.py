@@ -36,7 +36,7 @@ def valid_job_id(value: str) -> bool:
 
 
 def google_base_url(location: str) -> str:
-    """The real Vertex host for a location, as vertex-facts.md lists them."""
+    """The real Vertex host for a location, as Google documents them (listed in docs/design.md)."""
     if not valid_location(location):
         raise ValueError(f"invalid location {location!r}")
     if location == "global":
