@@ -119,10 +119,10 @@ def _width(key_widths: list[int], widths: dict[str, int], columns: tuple[str, ..
     return sum(key_widths) + sum(widths[c] for c in columns) + _GAP * (len(key_widths) + len(columns) - 1)
 
 
-def _fit(widths: dict[str, int], key_width: int, width: int) -> tuple[str, ...]:
+def _fit(widths: dict[str, int], key_widths: list[int], width: int) -> tuple[str, ...]:
     """The figure columns that fit in `width` next to the keys, dropping the least wanted first."""
     chosen = list(KEEP_ORDER)
-    while len(chosen) > len(ALWAYS) and key_width + sum(widths[c] + _GAP for c in chosen) > width:
+    while len(chosen) > len(ALWAYS) and _width(key_widths, widths, tuple(chosen)) > width:
         chosen.pop()
     return tuple(name for name in TABLE_COLUMNS if name in chosen)
 
@@ -141,17 +141,24 @@ def to_table(report: Report, *, width: int | None = None, columns: tuple[str, ..
     values = {name: [show(f) for f in figures] for name, show in TABLE_COLUMNS.items()}
     widths = {name: max(len(name), *(len(v) for v in values[name])) for name in TABLE_COLUMNS}
     key_widths = _key_widths(key_headers, key_cells)
-    shortened = False
-    if width is not None and "job" in report.by and _width(key_widths, widths, ALWAYS) > width:
-        # A job's full name is ~85 characters; its id alone (19 digits) is what people tell jobs apart by.
-        at = report.by.index("job")
-        for cells in key_cells[:-1]:
-            cells[at] = cells[at].rsplit("/", 1)[-1]
-        key_widths, shortened = _key_widths(key_headers, key_cells), True
     fitted = columns is None and width is not None
+    if width is None:
+        columns = columns or tuple(TABLE_COLUMNS)
+    shortened = False
+    if width is not None and "job" in report.by:
+        # A job's full name is ~85 characters; its id alone (19 digits) tells jobs apart. Shown when the full
+        # names do not fit, or leave out figure columns that the ids leave room for.
+        at = report.by.index("job")
+        short_cells = [[cell.rsplit("/", 1)[-1] if i == at and n < len(key_cells) - 1 else cell
+                        for i, cell in enumerate(cells)] for n, cells in enumerate(key_cells)]
+        short_widths = _key_widths(key_headers, short_cells)
+        full = columns or _fit(widths, key_widths, width)
+        short = columns or _fit(widths, short_widths, width)
+        if len(short) > len(full) or _width(key_widths, widths, full) > width:
+            key_cells, key_widths, shortened = short_cells, short_widths, True
     if columns is None:
-        key_width = sum(w + _GAP for w in key_widths) - _GAP
-        columns = _fit(widths, key_width, width) if width is not None else tuple(TABLE_COLUMNS)
+        assert width is not None
+        columns = _fit(widths, key_widths, width)
     left_out = [name for name in TABLE_COLUMNS if name not in columns] if fitted else []
     header = key_headers + list(columns)
     all_widths = key_widths + [widths[name] for name in columns]

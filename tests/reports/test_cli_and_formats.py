@@ -116,6 +116,9 @@ def test_the_table_fits_a_terminal_100_columns_wide(ledger: Ledger, by: tuple[st
     assert left_out and "PROMPT" in header
     assert (f"Columns left out to fit 100 characters: {', '.join(left_out)} (choose with --columns, e.g. "
             "--columns all; or use --format csv).") in table
+    if by == ("job",):  # full names (~85 characters) would leave room for JOBS and COST_USD only
+        assert "Jobs are shown by their id to fit 100 characters (full names: --format csv or json)." in table
+        assert {line.split()[0] for line in body[2:-2]} == {job.name.rsplit("/", 1)[1] for job in ledger.jobs}
     # the figures that are shown are the same as in the wide table
     total = next(line for line in table if line.startswith("TOTAL")).split()
     wide_total = next(line for line in wide if line.startswith("TOTAL")).split()
