@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +15,8 @@ from proxy.settings import Settings
 
 if TYPE_CHECKING:
     from proxy.metering.job_meter import Outcome
+
+T = TypeVar("T")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -74,12 +75,12 @@ def _sessions(settings: Settings | None = None) -> sessionmaker[Session]:
     return make_sessionmaker(make_engine((settings or _ledger()).database_url))
 
 
-def _require(check: Callable[[], None]) -> None:
-    """Run a start-up check of `proxy.startup`; its failure is the command's one-line error."""
+def _require(check: Callable[[], T]) -> T:
+    """Run a start-up check of `proxy.startup`; its failure is the command's one- or two-line error."""
     from proxy.startup import StartupError
 
     try:
-        check()
+        return check()
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -98,9 +99,7 @@ def serve(host: str, port: int) -> None:
     from proxy.startup import preflight
 
     settings = _settings()
-    ready: list[tuple[socket.socket, bool]] = []
-    _require(lambda: ready.append(preflight(settings, host=host, port=port)))
-    sock, new = ready[0]
+    sock, new = _require(lambda: preflight(settings, host=host, port=port))
     _say_ledger(settings, " (new: creating it)" if new else "")
     if settings.auto_migrate:
         upgrade(settings.database_url)
@@ -283,6 +282,8 @@ def meter(name: str | None) -> None:
     """
     import asyncio
 
+    from proxy.clock import utcnow
+    from proxy.metering.meter_lines import job_exists, standing_lines
     from proxy.poller import Poller
     from proxy.services import close_services, open_meter, open_services
     from proxy.startup import check_credentials, check_pricing
@@ -290,7 +291,10 @@ def meter(name: str | None) -> None:
     settings = _ledger()
     sessions = _sessions(settings)
     if name is not None:
-        _job_named(sessions, name)
+        with sessions() as session:
+            if not job_exists(session, name=name):
+                raise click.ClickException(f"no job {name} in this ledger (give the full name Vertex answered: "
+                                           "projects/NUMBER/locations/LOCATION/batchPredictionJobs/ID)")
     _require(check_credentials)
     _require(lambda: check_pricing(settings))
 
@@ -307,51 +311,12 @@ def meter(name: str | None) -> None:
 
     outcomes = asyncio.run(run())
     _print_outcomes(outcomes, empty=None)
-    shown = _print_unsettled(sessions, name=name, done={outcome.name for outcome in outcomes})
-    if not outcomes and not shown:
+    with sessions() as session:
+        standing = standing_lines(session, name=name, done={outcome.name for outcome in outcomes}, now=utcnow())
+    for line in standing:
+        click.echo(line)
+    if not outcomes and not standing:
         click.echo("nothing to meter: every job of the ledger has its figure")
-
-
-def _job_named(sessions: sessionmaker[Session], name: str) -> None:
-    from sqlalchemy import select
-
-    from proxy.db.models import Job
-
-    with sessions() as session:
-        if session.scalar(select(Job.id).where(Job.name == name)) is None:
-            raise click.ClickException(f"no job {name} in this ledger (give the full name Vertex answered: "
-                                       "projects/NUMBER/locations/LOCATION/batchPredictionJobs/ID)")
-
-
-def _print_unsettled(sessions: sessionmaker[Session], *, name: str | None, done: set[str]) -> int:
-    """A line for each job the pass left without a (new) figure: why, and when it is looked at again. With `name`,
-    also a job metered before. Returns how many lines were printed."""
-    from sqlalchemy import or_, select
-
-    from proxy.clock import utcnow
-    from proxy.db.models import Job, JobMetering
-    from proxy.metering.job_meter import describe_job
-    from proxy.metering.progress import Progress, utc_text
-
-    now = utcnow()
-    query = select(Job, JobMetering.note).outerjoin(
-        JobMetering, (JobMetering.job_pk == Job.id) & JobMetering.superseded_at.is_(None))
-    if name is not None:
-        query = query.where(Job.name == name)
-    else:
-        query = query.where(Job.deleted_at.is_(None),
-                            or_(Job.metering_state.is_(None), Job.metering_state.in_(("due", "claimed"))))
-    with sessions() as session:
-        rows = [(job, note) for job, note in session.execute(query.order_by(Job.id)) if job.name not in done]
-    for job, note in rows:
-        if job.metering_state in ("metered", "unmeterable") and job.metered_at is not None:
-            label = "unmeterable" if job.cost_status == "unmeterable" else str(job.cost_status)
-            figures = note if job.cost_status == "unmeterable" else describe_job(job) + (f"; {note}" if note else "")
-            click.echo(f"{label:<12} {job.name}  (metered at {utc_text(job.metered_at)}: {figures})")
-            continue
-        progress = Progress.of(job)
-        click.echo(f"{progress.kind:<12} {job.name}  ({progress.describe(now)})")
-    return len(rows)
 
 
 @cli.command()
@@ -389,14 +354,11 @@ def reprice(name: str | None, every_version: bool) -> None:
         job_meter.close()
 
 
-# What each metering result is called for people: a job left to retry is waiting; one held elsewhere is claimed.
-_RESULT_LABELS = {"retry": "waiting", "skipped": "claimed"}
-
-
 def _print_outcomes(outcomes: list[Outcome], *, empty: str | None) -> None:
+    from proxy.metering.meter_lines import outcome_line
+
     for outcome in outcomes:
-        label = _RESULT_LABELS.get(outcome.result, outcome.result)
-        click.echo(f"{label:<12} {outcome.name}" + (f"  ({outcome.detail})" if outcome.detail else ""))
+        click.echo(outcome_line(outcome))
     if not outcomes and empty:
         click.echo(empty)
 
