@@ -391,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
                "VBP_VERTEX_BASE_URL": stub_url, "VBP_POLLER": "false", "VBP_LOG_LEVEL": "warning",
                "VBP_TEAM_GCS_PREFIXES": "gs://bench-bucket/{team}/",
                "GOOGLE_APPLICATION_CREDENTIALS": str(work / "service-account.json")}
+        # only `vbp serve` and `vbp db upgrade` create a ledger: the key needs one first
+        subprocess.run([str(VBP), "db", "upgrade"], env=env, cwd=ROOT, capture_output=True, check=True)
         created = subprocess.run([str(VBP), "keys", "create", "--team", "bench", "--json"], env=env, cwd=ROOT,
                                  capture_output=True, text=True, check=True)
         key = json.loads(created.stdout)["key"]

@@ -6,7 +6,9 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -76,12 +78,28 @@ class ProxyApp:
                     self.poller = Poller(services, open_meter(services))
                     background.start_soon(self.poller.run)
                 background.start_soon(Reconciler(services).run)
-                yield
+                with self._reload_pricing_on_sighup():
+                    yield
                 background.cancel_scope.cancel()
         finally:
             if self.poller is not None:
                 self.poller.meter.close()
             await close_services(services)
+
+    @contextlib.contextmanager
+    def _reload_pricing_on_sighup(self) -> Iterator[None]:
+        """`kill -HUP` makes the poller load the pricing files at its next pass (only where signals can be
+        handled: the main thread, as under `vbp serve`; an app run in a test's thread has no handler)."""
+        watcher = self.poller.meter.watcher if self.poller is not None else None
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if watcher is None or not hasattr(signal, "SIGHUP") or not in_main_thread:
+            yield
+            return
+        previous = signal.signal(signal.SIGHUP, lambda _signum, _frame: watcher.request_reload())
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGHUP, previous)
 
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})

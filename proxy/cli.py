@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +16,7 @@ from proxy.settings import Settings
 if TYPE_CHECKING:
     from proxy.metering.job_meter import Outcome
 
+T = TypeVar("T")
 
 
 def parse_duration(text: str, *, option: str = "duration", most: timedelta = timedelta.max,
@@ -40,25 +43,68 @@ def _settings() -> Settings:
     try:
         return Settings.from_env()
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.ClickException(str(exc)) from None
 
 
-def _sessions() -> sessionmaker[Session]:
-    from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
+def _say_ledger(settings: Settings, suffix: str = "") -> None:
+    """One line on stderr naming the ledger a command uses (password masked), so a wrong folder is seen at once."""
+    from proxy.ledger.ledger_check import LedgerError, shown
+
+    try:
+        click.echo(f"ledger: {shown(settings.database_url)}{suffix}", err=True)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _ledger() -> Settings:
+    """The settings of a command that uses an existing ledger: it must exist and be migrated (never created here)."""
+    from proxy.ledger.ledger_check import LedgerError, require_ledger
 
     settings = _settings()
-    upgrade(settings.database_url)
-    return make_sessionmaker(make_engine(settings.database_url))
+    _say_ledger(settings)
+    try:
+        require_ledger(settings.database_url)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings
+
+
+def _sessions(settings: Settings | None = None) -> sessionmaker[Session]:
+    """Sessions on the ledger of `settings`; without them, of the environment's settings, after `_ledger()`'s check."""
+    from proxy.ledger.engine import make_engine, make_sessionmaker
+
+    return make_sessionmaker(make_engine((settings or _ledger()).database_url))
+
+
+def _require(check: Callable[[], T]) -> T:
+    """Run a start-up check of `proxy.startup`; its failure is the command's one- or two-line error."""
+    from proxy.startup import StartupError
+
+    try:
+        return check()
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4000, show_default=True, type=int, help="Port to listen on.")
 def serve(host: str, port: int) -> None:
-    """Run the proxy, with the completion poller in-process. Applies migrations on start (VBP_AUTO_MIGRATE)."""
-    from proxy.server import run
+    """Run the proxy, with the completion poller in-process. Applies migrations on start (VBP_AUTO_MIGRATE).
 
-    run(_settings(), host=host, port=port)
+    Before it creates or migrates anything it checks the settings, the Google credentials, the pricing table, the
+    ledger's URL and the port; a failure is one line naming what to fix.
+    """
+    from proxy.ledger.engine import upgrade
+    from proxy.server import run
+    from proxy.startup import preflight
+
+    settings = _settings()
+    sock, new = _require(lambda: preflight(settings, host=host, port=port))
+    _say_ledger(settings, " (new: creating it)" if new else "")
+    if settings.auto_migrate:
+        upgrade(settings.database_url)
+    run(dataclasses.replace(settings, auto_migrate=False), host=host, port=port, sock=sock)
 
 
 @cli.group()
@@ -68,10 +114,17 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply every migration to the database at VBP_DATABASE_URL."""
+    """Apply every migration to the database at VBP_DATABASE_URL (creating a SQLite ledger if it is missing)."""
     from proxy.ledger.engine import upgrade
+    from proxy.ledger.ledger_check import LedgerError, check_creatable
 
-    upgrade(_settings().database_url)
+    settings = _settings()
+    try:
+        new = check_creatable(settings.database_url)
+    except LedgerError as exc:
+        raise click.ClickException(str(exc)) from None
+    _say_ledger(settings, " (new: creating it)" if new else "")
+    upgrade(settings.database_url)
     click.echo("database is at the newest revision")
 
 
@@ -279,47 +332,87 @@ def _print_team(view: dict[str, object], as_json: bool) -> None:
 @click.option("--team", "teams", multiple=True, help="Only this team; repeat for several.")
 @click.option("--model", "models", multiple=True, help="Only this model id (e.g. gemini-2.5-flash); repeat.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--columns", default=None,
+              help="Table only: the figure columns to show, comma-separated (jobs,cost_usd,prompt,cached,candidates,"
+                   "thoughts,tool_use_prompt,lines_ok,lines_failed,lines_malformed,unpriced,unmeterable), or all. "
+                   "Default: those that fit the terminal's width.")
 def report(by: str, since: str | None, until: str | None, teams: tuple[str, ...], models: tuple[str, ...],
-           fmt: str) -> None:
+           fmt: str, columns: str | None) -> None:
     """Cost report from the ledger: cost, tokens and line counts per group, with a totals row.
 
     Jobs count once metered; cost sums priced jobs only, and unpriced and unmeterable jobs are counted apart.
-    Jobs not metered yet (in flight) are left out, and the table says how many. Dates are UTC and filter on the
-    job's create time over [since, until): `--since 2026-11-01 --until 2026-12-01` is November. A week is an ISO
-    week (2026-W47).
+    Jobs not metered yet (in flight) are left out: the table says how many, and why the ended ones wait; JSON
+    carries `in_flight_jobs`, and CSV's count goes to stderr. Dates are UTC and filter on the job's create time over
+    [since, until): `--since 2026-11-01 --until 2026-12-01` is November. A week is an ISO week (2026-W47). The table
+    fits the terminal (COLUMNS): the columns left out are named below it.
     """
-    from proxy.reports.query import ReportError, ReportFilter, parse_by, parse_moment, run_report
-    from proxy.reports.render import render
+    import shutil
+
+    from proxy.reports.query import ReportError, ReportFilter, parse_by, parse_moment, report_details, run_report
+    from proxy.reports.render import parse_columns, render
 
     try:
         keys = parse_by(by)
         chosen = ReportFilter(since=parse_moment(since), until=parse_moment(until), teams=teams, models=models)
+        picked = parse_columns(columns) if columns is not None else None
     except ReportError as exc:
         raise click.UsageError(str(exc)) from None
     with _sessions()() as session:
         result = run_report(session, by=keys, filter=chosen)
-    click.echo(render(result, fmt), nl=False)
+        details = report_details(session, filter=chosen) if fmt == "table" else None
+    width = shutil.get_terminal_size(fallback=(100, 24)).columns
+    click.echo(render(result, fmt, width=width, columns=picked, details=details), nl=False)
+    if fmt == "csv" and result.in_flight:
+        click.echo(f"{result.in_flight} job(s) in flight (not metered yet) are not included.", err=True)
 
 
 @cli.command()
-@click.option("--job", "name", default=None, help="Only this job (full Vertex name, projects/N/locations/L/...).")
+@click.option("--job", "name", default=None,
+              help="Only this job (its full name, projects/N/locations/L/batchPredictionJobs/ID).")
 def meter(name: str | None) -> None:
-    """Run one completion-and-metering pass now: check unfinished jobs, meter the ended ones."""
+    """Check unfinished jobs with Vertex and meter the ended ones, now, whatever their next check or retry time.
+
+    Without --job: every unfinished job of the ledger. Then one line per job says what was found: metered (with its
+    figures), settled or unmeterable (with the reason), or still running, waiting or claimed (why, and when the
+    proxy looks at it again).
+    """
     import asyncio
 
+    from proxy.clock import utcnow
+    from proxy.metering.meter_lines import job_exists, standing_lines
     from proxy.metering.poller import Poller
     from proxy.services import close_services, open_meter, open_services
+    from proxy.startup import check_credentials, check_pricing
+
+    settings = _ledger()
+    sessions = _sessions(settings)
+    if name is not None:
+        with sessions() as session:
+            if not job_exists(session, name=name):
+                raise click.ClickException(f"no job {name} in this ledger (give the full name Vertex answered: "
+                                           "projects/NUMBER/locations/LOCATION/batchPredictionJobs/ID)")
+    _require(check_credentials)
+    _require(lambda: check_pricing(settings))
 
     async def run() -> list[Outcome]:
-        services = open_services(_settings())
-        job_meter = open_meter(services)
+        services = open_services(dataclasses.replace(settings, auto_migrate=False))
         try:
-            return await Poller(services, job_meter).pass_once(name=name)
+            job_meter = open_meter(services)
+            try:
+                return await Poller(services, job_meter).pass_once(name=name, everything=name is None)
+            finally:
+                job_meter.close()
         finally:
-            job_meter.close()
             await close_services(services)
 
-    _print_outcomes(asyncio.run(run()))
+    outcomes = asyncio.run(run())
+    _print_outcomes(outcomes, empty=None)
+    with sessions() as session:
+        standing = standing_lines(session, name=name, done={outcome.name for outcome in outcomes}, now=utcnow())
+    for line in standing:
+        click.echo(line)
+    if not outcomes and not standing:
+        click.echo("nothing to meter: every job of the ledger has its figure")
 
 
 @cli.command()
@@ -329,18 +422,22 @@ def meter(name: str | None) -> None:
 def reprice(name: str | None, every_version: bool) -> None:
     """Price unpriced jobs (after the pricing table gained their model), or re-price after a table correction.
 
-    Each job's outputs are read again; the earlier figure stays in the job's history.
+    Each job's outputs are read again; the earlier figure stays in the job's history. A running `vbp serve` picks
+    up the changed pricing files by itself for the jobs it meters next.
     """
     from pathlib import Path
 
     from proxy.clock import utcnow
     from proxy.metering.job_meter import JobMeter, request_reprice
-    from proxy.metering.pricing import PricingTable
+    from proxy.metering.pricing import PricingError, PricingTable
     from proxy.services import range_meter
 
-    settings = _settings()
-    sessions = _sessions()
-    pricing = PricingTable.load(Path(settings.pricing_dir) if settings.pricing_dir else None)
+    settings = _ledger()
+    sessions = _sessions(settings)
+    try:
+        pricing = PricingTable.load(Path(settings.pricing_dir) if settings.pricing_dir else None)
+    except PricingError as exc:
+        raise click.ClickException(f"the pricing table cannot be loaded (VBP_PRICING_DIR): {exc}") from None
     with sessions.begin() as session:
         count = request_reprice(session, name=name, every_version=every_version, current_version=pricing.version,
                                 now=utcnow())
@@ -348,16 +445,18 @@ def reprice(name: str | None, every_version: bool) -> None:
     job_meter = JobMeter(sessions, pricing=pricing, lease_seconds=settings.metering_lease_seconds,
                          ranges=range_meter(settings))
     try:
-        _print_outcomes(job_meter.meter_due(name=name, limit=1_000_000))
+        _print_outcomes(job_meter.meter_due(name=name, limit=1_000_000), empty="nothing to meter")
     finally:
         job_meter.close()
 
 
-def _print_outcomes(outcomes: list[Outcome]) -> None:
+def _print_outcomes(outcomes: list[Outcome], *, empty: str | None) -> None:
+    from proxy.metering.meter_lines import outcome_line
+
     for outcome in outcomes:
-        click.echo(f"{outcome.result:<12} {outcome.name}" + (f"  ({outcome.detail})" if outcome.detail else ""))
-    if not outcomes:
-        click.echo("nothing to meter")
+        click.echo(outcome_line(outcome))
+    if not outcomes and empty:
+        click.echo(empty)
 
 
 @cli.command()
@@ -375,16 +474,18 @@ def reconcile(min_age: str | None, pairs: tuple[str, ...], as_json: bool) -> Non
     from proxy.ledger.reconcile import Adoption, Reconciler
     from proxy.services import close_services, open_services
     from proxy.settings import parse_project_locations
+    from proxy.startup import check_credentials
 
-    settings = _settings()
     try:
         extra = parse_project_locations(",".join(pairs))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--project") from None
     age = parse_duration(min_age).total_seconds() if min_age else None
+    settings = _ledger()
+    _require(check_credentials)
 
     async def run() -> list[Adoption]:
-        services = open_services(settings)
+        services = open_services(dataclasses.replace(settings, auto_migrate=False))
         try:
             reconciler = Reconciler(services, min_age=age)
             reconciler.configured += tuple((settings.project_aliases.get(p, p), loc) for p, loc in extra)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 import sys
 from typing import Any
 
@@ -55,14 +56,25 @@ class FreezeAfterStartup:
         await self.app(scope, receive, send_and_freeze)
 
 
-def run(settings: Settings, *, host: str, port: int) -> None:
-    """Serve the proxy until stopped."""
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app's lifespan did not start
+
+
+def run(settings: Settings, *, host: str, port: int, sock: socket.socket | None = None) -> None:
+    """Serve the proxy until stopped, on `sock` when the caller bound it already (`vbp serve` does, to find a port
+    in use before it creates anything)."""
     from proxy.app import create_app
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Background threads (the request log writer, the poller's metering of large outputs) hold the GIL for up to
     # the switch interval each time the event loop wants it back: 5 ms by default, which is the proxy's p99.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    uvicorn.run(FreezeAfterStartup(create_app(settings)), host=host, port=port, http=StrictHttpToolsProtocol,
-                loop="auto", access_log=False, log_level=settings.log_level, proxy_headers=False,
-                server_header=False)
+    config = uvicorn.Config(FreezeAfterStartup(create_app(settings)), host=host, port=port,
+                            http=StrictHttpToolsProtocol, loop="auto", access_log=False, log_level=settings.log_level,
+                            proxy_headers=False, server_header=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock] if sock is not None else None)
+    except KeyboardInterrupt:
+        pass
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

@@ -90,19 +90,19 @@ def default_upstream(settings: Settings) -> Upstream:
 
 
 def open_meter(services: Services) -> JobMeter:
-    """The job meter, with the pricing table of VBP_PRICING_DIR."""
+    """The job meter, with the pricing table of VBP_PRICING_DIR (reloaded when its files change)."""
     from pathlib import Path
 
     from proxy.metering.job_meter import JobMeter
     from proxy.metering.pricing import PricingTable
+    from proxy.metering.pricing_reload import PricingWatcher
     from proxy.metering.scanner import warn_if_pure_python
 
     warn_if_pure_python()
-
     settings = services.settings
-    directory = Path(settings.pricing_dir) if settings.pricing_dir else None
-    return JobMeter(services.sessions, pricing=PricingTable.load(directory),
-                    lease_seconds=settings.metering_lease_seconds, ranges=range_meter(settings))
+    pricing = PricingTable.load(Path(settings.pricing_dir) if settings.pricing_dir else None)
+    return JobMeter(services.sessions, pricing=pricing, lease_seconds=settings.metering_lease_seconds,
+                    ranges=range_meter(settings), watcher=PricingWatcher(pricing))
 
 
 def range_meter(settings: Settings) -> RangeMeter:

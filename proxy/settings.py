@@ -7,6 +7,7 @@ here without being documented, nor documented after it is gone.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ def _cache_seconds(text: str) -> float:
     if not 0 <= seconds <= 60:
         raise ValueError(f"must be between 0 and 60 seconds, not {text}")
     return seconds
+
+
 def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """`10.0.0.0/8, 192.168.1.7, ::1` -> the networks (a bare address is a network of one); ValueError if not."""
     networks = []
@@ -84,6 +87,32 @@ def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Net
             except ValueError:
                 raise ValueError(f"{part!r} is not an IP address or CIDR network") from None
     return tuple(networks)
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds: finite and not negative."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"must be a number of seconds of at least 0, not {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """A whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, not {value}")
+    return value
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not {text!r}")
+    return level
 
 
 def _optional_str(text: str) -> str | None:
@@ -116,41 +145,41 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_TEAM_CACHE_SECONDS", "team_cache_seconds", "30", _cache_seconds,
             "How long one process trusts a team's data policy (0-60): a `vbp teams set` reaches every replica "
             "within this many seconds."),
-    Setting("VBP_POLL_INTERVAL", "poll_interval", "30", float,
+    Setting("VBP_POLL_INTERVAL", "poll_interval", "30", _seconds,
             "Seconds between completion checks of unfinished jobs (young jobs are checked at this pace, "
             "older ones less often)."),
-    Setting("VBP_MAX_BODY_BYTES", "max_body_bytes", "1048576", int,
+    Setting("VBP_MAX_BODY_BYTES", "max_body_bytes", "1048576", _count,
             "Largest create (or cancel) body accepted; a larger one is refused with 413 before it reaches Vertex."),
-    Setting("VBP_UPSTREAM_TIMEOUT", "upstream_timeout", "60", float,
+    Setting("VBP_UPSTREAM_TIMEOUT", "upstream_timeout", "60", _seconds,
             "Seconds to wait for Vertex's reply before answering 504 DEADLINE_EXCEEDED."),
-    Setting("VBP_UPSTREAM_CONNECT_TIMEOUT", "upstream_connect_timeout", "10", float,
+    Setting("VBP_UPSTREAM_CONNECT_TIMEOUT", "upstream_connect_timeout", "10", _seconds,
             "Seconds to wait for a connection to Vertex before answering 503 UNAVAILABLE."),
-    Setting("VBP_RETRY_ATTEMPTS", "retry_attempts", "4", int,
+    Setting("VBP_RETRY_ATTEMPTS", "retry_attempts", "4", _count,
             "Most attempts for a read (GET) that meets 429, 503 or a connect error; creates are never retried."),
-    Setting("VBP_RETRY_MAX_SECONDS", "retry_max_seconds", "10", float,
+    Setting("VBP_RETRY_MAX_SECONDS", "retry_max_seconds", "10", _seconds,
             "Longest total time spent backing off between those attempts."),
-    Setting("VBP_KEY_CACHE_SECONDS", "key_cache_seconds", "5", float,
+    Setting("VBP_KEY_CACHE_SECONDS", "key_cache_seconds", "5", _seconds,
             "How long one process trusts a key lookup: a revoked key stops working on every replica within "
             "this many seconds."),
     Setting("VBP_AUTO_MIGRATE", "auto_migrate", "true", _bool,
             "Apply database migrations when `vbp serve` starts."),
     Setting("VBP_POLLER", "poller_enabled", "true", _bool,
             "Run the completion poller (and metering) inside `vbp serve`."),
-    Setting("VBP_RECONCILE_INTERVAL", "reconcile_interval", "300", float,
+    Setting("VBP_RECONCILE_INTERVAL", "reconcile_interval", "300", _seconds,
             "Seconds between reconciliation passes inside `vbp serve` (0: none); a pass adopts jobs found upstream "
             "with the proxy's labels but missing from the ledger."),
     Setting("VBP_RECONCILE_PROJECTS", "reconcile_projects", "", parse_project_locations,
             "Comma-separated `project/location` pairs (aliases allowed) that reconciliation lists besides the pairs "
             "of the ledger's jobs, e.g. `your-project/us-central1`."),
-    Setting("VBP_RECONCILE_MIN_AGE", "reconcile_min_age", "60", float,
+    Setting("VBP_RECONCILE_MIN_AGE", "reconcile_min_age", "60", _seconds,
             "Reconciliation leaves jobs younger than this many seconds to the create still recording them."),
-    Setting("VBP_METERING_LEASE_SECONDS", "metering_lease_seconds", "120", float,
+    Setting("VBP_METERING_LEASE_SECONDS", "metering_lease_seconds", "120", _seconds,
             "How long a claim on a job being metered lasts without renewal; a process that dies mid-read "
             "leaves the job to another after this many seconds."),
     Setting("VBP_METER_PROCESSES", "meter_processes", None, _processes,
             "Worker processes that meter a large job's output in parallel, by byte range. Unset: one per CPU; "
             "1: every output is metered in the serving process."),
-    Setting("VBP_METER_RANGE_MB", "meter_range_mb", "32", int,
+    Setting("VBP_METER_RANGE_MB", "meter_range_mb", "32", _count,
             "Smallest byte range (in MiB) a metering worker reads; outputs under twice this are metered in the "
             "serving process, where starting workers would cost more than it saves."),
     Setting("VBP_PRICING_DIR", "pricing_dir", None, _optional_str,
@@ -160,7 +189,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_SESSION_SECRET", "session_secret", None, _optional_str,
             "Key that signs dashboard session cookies (HMAC-SHA256). Unset: a random key per process, so sign-ins "
             "end on restart and do not carry across replicas: set the same value on every replica."),
-    Setting("VBP_SESSION_SECONDS", "session_seconds", "43200", float,
+    Setting("VBP_SESSION_SECONDS", "session_seconds", "43200", _seconds,
             "How long a dashboard sign-in lasts, in seconds."),
     Setting("VBP_TRUSTED_PROXIES", "trusted_proxies", "", parse_networks,
             "Comma-separated IP addresses or CIDR networks of the TLS terminators / load balancers in front of the "
@@ -169,7 +198,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_METRICS_TOKEN", "metrics_token", None, _optional_str,
             "Set: `/metrics` answers only requests with `Authorization: Bearer <this token>` (401 otherwise). "
             "Unset: `/metrics` is open."),
-    Setting("VBP_LOG_LEVEL", "log_level", "info", str,
+    Setting("VBP_LOG_LEVEL", "log_level", "info", _log_level,
             "Python logging level of the proxy: debug, info, warning, error."),
 )
 
@@ -219,6 +248,6 @@ class Settings:
             try:
                 values[setting.attr] = setting.parse(raw)
             except ValueError as exc:
-                raise ValueError(f"{setting.env}: {exc}") from exc
+                raise ValueError(f"{setting.env} is not valid: {exc}") from exc
         values.update(overrides)
         return cls(**values)

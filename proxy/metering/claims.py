@@ -3,7 +3,7 @@ the claim that read them.
 
     due --claim (UPDATE ... WHERE state is due or the lease lapsed)--> claimed(token, until)
     claimed --finish (UPDATE ... WHERE token still ours), in one transaction with the history row--> metered
-    claimed --give_up--> due (not before a backoff)
+    claimed --give_up--> due (not before a backoff), or back to the poller when the job must be fetched again
 
 Two replicas may both try to claim; the database lets one UPDATE match. A process that dies mid-read leaves a
 lease that lapses, and the next pass claims the job again and reads it from the start. A slow process whose
@@ -27,26 +27,27 @@ class LostClaim(Exception):
     """The claim under which a job was read is no longer ours: another process metered or took it."""
 
 
-def _claimable(now: datetime) -> Any:
-    return or_(
-        and_(Job.metering_state == "due", or_(Job.next_poll_at.is_(None), Job.next_poll_at <= now)),
-        and_(Job.metering_state == "claimed", Job.claim_until < now),
-    )
+def _claimable(now: datetime, *, force: bool = False) -> Any:
+    due = Job.metering_state == "due"
+    if not force:  # `force`: an operator asked for it now (`vbp meter`), whatever its retry time
+        due = and_(due, or_(Job.next_poll_at.is_(None), Job.next_poll_at <= now))
+    return or_(due, and_(Job.metering_state == "claimed", Job.claim_until < now))
 
 
-def claimable_jobs(session: Session, *, now: datetime, limit: int = 50, name: str | None = None) -> list[int]:
-    """Primary keys of jobs that are ready to meter (oldest first)."""
-    query = select(Job.id).where(_claimable(now)).order_by(Job.end_time, Job.id).limit(limit)
+def claimable_jobs(session: Session, *, now: datetime, limit: int = 50, name: str | None = None,
+                   force: bool = False) -> list[int]:
+    """Primary keys of jobs that are ready to meter (oldest first); `force` ignores their retry times."""
+    query = select(Job.id).where(_claimable(now, force=force)).order_by(Job.end_time, Job.id).limit(limit)
     if name is not None:
         query = query.where(Job.name == name)
     return list(session.scalars(query))
 
 
-def claim(session: Session, *, job_pk: int, now: datetime, lease: float) -> str | None:
+def claim(session: Session, *, job_pk: int, now: datetime, lease: float, force: bool = False) -> str | None:
     """Try to claim one job; the token returned is the proof of ownership, None when someone else has it."""
     token = secrets.token_hex(16)
     result = session.execute(
-        update(Job).where(Job.id == job_pk, _claimable(now)).values(
+        update(Job).where(Job.id == job_pk, _claimable(now, force=force)).values(
             metering_state="claimed", claim_token=token, claim_until=now + timedelta(seconds=lease),
             metering_attempts=Job.metering_attempts + 1,
         ).execution_options(synchronize_session=False)
@@ -77,11 +78,13 @@ def finish(session: Session, *, job_pk: int, token: str, now: datetime, state: s
     session.add(history)
 
 
-def give_up(session: Session, *, job_pk: int, token: str, now: datetime, error: str, retry_in: float) -> None:
-    """Release a claim after a failed read: the job is due again after `retry_in` seconds."""
+def give_up(session: Session, *, job_pk: int, token: str, now: datetime, error: str, retry_in: float,
+            refetch: bool = False) -> None:
+    """Release a claim after a failed read: the job is due again after `retry_in` seconds. With `refetch`, it goes
+    back to the poller instead, which fetches the job from Vertex again then (its output directory was missing)."""
     session.execute(
         update(Job).where(Job.id == job_pk, Job.claim_token == token, Job.metering_state == "claimed")
-        .values(metering_state="due", claim_token=None, claim_until=None, metering_error=error[:2000],
-                next_poll_at=now + timedelta(seconds=retry_in))
+        .values(metering_state=None if refetch else "due", claim_token=None, claim_until=None,
+                metering_error=error[:2000], next_poll_at=now + timedelta(seconds=retry_in))
         .execution_options(synchronize_session=False)
     )

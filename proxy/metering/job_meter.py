@@ -1,5 +1,14 @@
 """Metering one ended job: claim it, read every final output row from Cloud Storage, price it, write it once.
 
+What an attempt can end in (`Outcome.result`):
+- metered / unpriced: the outputs were read; the figures are written (no price for the model: unpriced, never $0).
+- settled: the job ended with no output to read (FAILED/CANCELLED/EXPIRED with no output directory, no output
+  file, or an output bucket that does not exist and no completed line): 0 lines and nothing billed, with the reason.
+- unmeterable: outputs that exist (or existed) but cannot be read (BigQuery; a deleted bucket of a job that
+  completed lines): no cost figure, with the reason.
+- retry: the outputs may still appear or a read failed: the job waits, with the reason and the next try's time.
+- skipped: another process holds the job's claim.
+
 Blocking code (Cloud Storage reads and row parsing are CPU and I/O work): the poller runs it in a worker thread.
 """
 
@@ -12,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.auth.credentials import AnonymousCredentials
@@ -24,10 +33,12 @@ from proxy.clock import utcnow
 from proxy.ledger.models import Job, JobMetering
 from proxy.metering import claims
 from proxy.metering.pricing import PricingTable, Rates
+from proxy.metering.pricing_reload import PricingWatcher
 from proxy.metering.ranges import RangeMeter
 from proxy.metering.totals import JobTotals
+from proxy.money import format_usd
 from proxy.providers.vertex.outputs import (
-    OutputMissing,
+    BucketMissing,
     OutputObject,
     OutputReadError,
     fingerprint,
@@ -50,20 +61,60 @@ def storage_client() -> storage.Client:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a metering attempt did to one job."""
+    """What a metering attempt did to one job: the result (see the module docstring) and a sentence for people."""
 
     name: str
-    result: str  # metered | unpriced | unmeterable | retry | skipped
+    result: str  # metered | unpriced | settled | unmeterable | retry | skipped
     detail: str = ""
 
 
 class NotReady(Exception):
-    """The job's outputs are not there (yet): try again later."""
+    """The job's outputs are not there (yet): try again later. `refetch`: ask Vertex for the job again first."""
+
+    def __init__(self, message: str, *, refetch: bool = False) -> None:
+        super().__init__(message)
+        self.refetch = refetch
 
 
-def _figures(totals: JobTotals, *, cost_status: str) -> dict[str, Any]:
+class NoOutput(Exception):
+    """The job ended without any output to read: it is settled with 0 lines, nothing billed, and this reason."""
+
+
+class Unreadable(Exception):
+    """The job's outputs cannot be read, now or later: it is settled as unmeterable, with this reason."""
+
+
+def describe_figures(*, succeeded: int, failed: int, malformed: int, no_usage: int, tokens: dict[str, int],
+                     cost_pico: int | None) -> str:
+    """`3 lines (2 succeeded, 1 failed, 0 malformed); tokens: 30 prompt, 45 candidates; cost 0.000123 USD`."""
+    counted = ", ".join(f"{value:,} {kind}" for kind, value in tokens.items() if value)
+    cost = f"cost {format_usd(cost_pico)} USD" if cost_pico is not None else "no cost figure"
+    without = f", {no_usage:,} without usage" if no_usage else ""
+    return (f"{succeeded + failed + malformed + no_usage:,} lines ({succeeded:,} succeeded, {failed:,} failed, "
+            f"{malformed:,} malformed{without}); tokens: {counted or 'none'}; {cost}")
+
+
+def describe_totals(totals: JobTotals) -> str:
+    """What a metering found, in one sentence (see `describe_figures`)."""
+    return describe_figures(succeeded=totals.succeeded, failed=totals.failed, malformed=totals.malformed,
+                            no_usage=totals.no_usage, cost_pico=totals.cost_pico, tokens={
+                                "prompt": totals.prompt, "cached": totals.cached, "candidates": totals.candidates,
+                                "thoughts": totals.thoughts, "embedding": totals.embedding_tokens,
+                                "characters": totals.embedding_characters})
+
+
+def describe_job(job: Job) -> str:
+    """The figures a job was metered with, in the same sentence."""
+    return describe_figures(succeeded=job.lines_succeeded, failed=job.lines_failed, malformed=job.lines_malformed,
+                            no_usage=job.lines_no_usage, cost_pico=job.cost_pico, tokens={
+                                "prompt": job.prompt_tokens, "cached": job.cached_tokens,
+                                "candidates": job.candidates_tokens, "thoughts": job.thoughts_tokens,
+                                "embedding": job.embedding_tokens, "characters": job.input_characters})
+
+
+def _figures(totals: JobTotals, *, cost_status: str, cost_pico: int | None) -> dict[str, Any]:
     return {
-        "cost_status": cost_status, "cost_pico": totals.cost_pico,
+        "cost_status": cost_status, "cost_pico": cost_pico,
         "prompt_tokens": totals.prompt, "cached_tokens": totals.cached, "candidates_tokens": totals.candidates,
         "thoughts_tokens": totals.thoughts, "tool_use_prompt_tokens": totals.tool_use_prompt,
         "audio_prompt_tokens": totals.audio_prompt, "embedding_tokens": totals.embedding_tokens,
@@ -82,10 +133,12 @@ class JobMeter:
 
     def __init__(self, sessions: sessionmaker[Session], *, pricing: PricingTable,
                  storage_factory: Callable[[], storage.Client] = storage_client,
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS, ranges: RangeMeter | None = None) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, ranges: RangeMeter | None = None,
+                 watcher: PricingWatcher | None = None) -> None:
         self.sessions = sessions
         self.ranges = ranges if ranges is not None else RangeMeter()
         self.pricing = pricing
+        self.watcher = watcher  # reloads `pricing` when its files change (`vbp serve`)
         self.storage_factory = storage_factory
         self.lease = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -95,28 +148,32 @@ class JobMeter:
         """Stop the metering worker processes, if any were started."""
         self.ranges.close()
 
-    def meter_due(self, *, name: str | None = None, limit: int = 50) -> list[Outcome]:
-        """Meter every job that is ready (or just `name`); returns what happened to each."""
+    def meter_due(self, *, name: str | None = None, limit: int = 50, force: bool = False) -> list[Outcome]:
+        """Meter every job that is ready (or just `name`); `force`: also those waiting for their retry time.
+        Returns what happened to each."""
+        if self.watcher is not None and self.watcher.check():
+            self.pricing = self.watcher.table
         with self.sessions() as session:
-            ready = claims.claimable_jobs(session, now=utcnow(), limit=limit, name=name)
+            ready = claims.claimable_jobs(session, now=utcnow(), limit=limit, name=name, force=force)
         outcomes = []
         for job_pk in ready:
             started = time.perf_counter()
-            outcomes.append(self.meter(job_pk))
+            outcomes.append(self.meter(job_pk, force=force))
             if self.observe is not None:
                 self.observe(outcomes[-1].result, time.perf_counter() - started)
         return outcomes
 
-    def meter(self, job_pk: int) -> Outcome:
+    def meter(self, job_pk: int, *, force: bool = False) -> Outcome:
         """Claim one job and meter it, or leave it to whoever holds it."""
         with self.sessions.begin() as session:
-            token = claims.claim(session, job_pk=job_pk, now=utcnow(), lease=self.lease)
+            token = claims.claim(session, job_pk=job_pk, now=utcnow(), lease=self.lease, force=force)
         with self.sessions() as session:
             job = session.get(Job, job_pk)
             assert job is not None
             session.expunge(job)
         if token is None:
-            return Outcome(job.name, "skipped", "claimed elsewhere")
+            until = f" until {job.claim_until:%Y-%m-%d %H:%M:%S} UTC" if job.claim_until else ""
+            return Outcome(job.name, "skipped", f"another process is metering it (its claim lasts{until})")
         stop = threading.Event()
         keeper = threading.Thread(target=self._keep_lease, args=(job_pk, token, stop), daemon=True,
                                   name="vbp-lease")
@@ -124,11 +181,16 @@ class JobMeter:
         try:
             return self._meter_claimed(job, token)
         except (OutputReadError, NotReady) as exc:
-            retry_in = 3600.0 if isinstance(exc, OutputMissing) else min(30.0 * 2 ** job.metering_attempts, 3600.0)
-            log.warning("metering %s failed, retrying in %.0f s: %s", job.name, retry_in, exc)
+            # A replaced object (OutputMissing) is found again by the next listing: the usual backoff.
+            retry_in = min(30.0 * 2 ** job.metering_attempts, 3600.0)
+            refetch = isinstance(exc, NotReady) and exc.refetch
+            now = utcnow()
+            log.warning("metering %s waits, next try in %.0f s: %s", job.name, retry_in, exc)
             with self.sessions.begin() as session:
-                claims.give_up(session, job_pk=job_pk, token=token, now=utcnow(), error=str(exc), retry_in=retry_in)
-            return Outcome(job.name, "retry", str(exc))
+                claims.give_up(session, job_pk=job_pk, token=token, now=now, error=str(exc), retry_in=retry_in,
+                               refetch=refetch)
+            when = now + timedelta(seconds=retry_in)
+            return Outcome(job.name, "retry", f"{exc}; next try at {when:%Y-%m-%d %H:%M:%S} UTC")
         finally:
             stop.set()
             keeper.join(timeout=5)
@@ -140,49 +202,74 @@ class JobMeter:
                     return
 
     def _meter_claimed(self, job: Job, token: str) -> Outcome:
-        if is_bigquery(job):
-            totals = JobTotals(None)
-            self._finish(job, token, state="unmeterable", cost_status="unmeterable", totals=totals, rates=None,
-                         objects=[], note="BigQuery outputs cannot be metered yet; this job has no cost figure.")
-            return Outcome(job.name, "unmeterable", "bigquery output")
-        objects = self._objects(job)
-        rates = self.pricing.rates_for(job.model_id or job.model, job.create_time)
+        pricing = self.pricing  # one table for the whole job, even if a reload swaps `self.pricing` meanwhile
+        try:
+            objects = self._objects(job)
+        except NoOutput as exc:
+            # Zero lines cost exactly nothing, whether or not the model has a price.
+            self._finish(job, token, pricing=pricing, state="metered", cost_status="priced", cost_pico=0,
+                         totals=JobTotals(None), rates=None, objects=[], note=str(exc))
+            return Outcome(job.name, "settled", f"{exc}; 0 lines, cost 0.00 USD")
+        except Unreadable as exc:
+            self._finish(job, token, pricing=pricing, state="unmeterable", cost_status="unmeterable", cost_pico=None,
+                         totals=JobTotals(None), rates=None, objects=[], note=str(exc))
+            return Outcome(job.name, "unmeterable", str(exc))
+        rates = pricing.rates_for(job.model_id or job.model, job.create_time)
         totals = self.ranges.meter(self.storage_factory(), objects, rates=rates)
         status = "priced" if rates is not None else "unpriced"
         note = None if rates is not None else f"no price for model {job.model_id!r} at {job.create_time:%Y-%m-%d}"
-        self._finish(job, token, state="metered", cost_status=status, totals=totals, rates=rates, objects=objects,
-                     note=note)
-        return Outcome(job.name, "metered" if rates is not None else "unpriced")
+        self._finish(job, token, pricing=pricing, state="metered", cost_status=status, cost_pico=totals.cost_pico,
+                     totals=totals, rates=rates, objects=objects, note=note)
+        detail = describe_totals(totals) + ("" if rates is not None else
+                                            f" ({note}: add it to the pricing table, then run `vbp reprice`)")
+        return Outcome(job.name, "metered" if rates is not None else "unpriced", detail)
 
     def _objects(self, job: Job) -> list[OutputObject]:
+        """The job's final output objects, or why there is nothing to read (NoOutput, Unreadable, NotReady)."""
+        if is_bigquery(job):
+            raise Unreadable("BigQuery outputs cannot be metered yet; this job has no cost figure")
         state = parse_state(job.state)
+        ended = job.state.removeprefix("JOB_STATE_")
         if not job.output_directory:
             if state in _SUCCESS_STATES:
-                raise NotReady(f"{job.name} ended {job.state} but shows no output directory yet")
-            return []  # it ended before writing anything: nothing was completed, nothing is billed
-        objects = list_output_objects(self.storage_factory(), job.output_directory)
-        if not objects and state in _SUCCESS_STATES and (job.succeeded_count or 0) > 0:
-            raise NotReady(f"no output files under {job.output_directory} yet")
+                raise NotReady(f"ended {ended} but Vertex shows no output directory (outputInfo) yet", refetch=True)
+            raise NoOutput(f"ended {ended} before writing any output (no output directory): nothing was "
+                           "completed, nothing is billed")
+        try:
+            objects = list_output_objects(self.storage_factory(), job.output_directory)
+        except BucketMissing as exc:
+            completed = job.succeeded_count or 0
+            if completed:
+                raise Unreadable(f"{exc}, so the {completed:,} completed line(s) cannot be read (was it deleted?); "
+                                 "this job has no cost figure") from exc
+            raise NoOutput(f"ended {ended}; {exc}, so the job wrote nothing: nothing is billed") from exc
+        if not objects:
+            if state in _SUCCESS_STATES and (job.succeeded_count or 0) > 0:
+                raise NotReady(f"ended {ended} with {job.succeeded_count:,} completed line(s), but no output file "
+                               f"under {job.output_directory} is visible yet")
+            raise NoOutput(f"ended {ended} with no output file under {job.output_directory}: nothing is billed")
         return objects
 
-    def _finish(self, job: Job, token: str, *, state: str, cost_status: str, totals: JobTotals,
-                rates: Rates | None, objects: list[OutputObject], note: str | None) -> None:
+    def _finish(self, job: Job, token: str, *, pricing: PricingTable, state: str, cost_status: str,
+                cost_pico: int | None, totals: JobTotals, rates: Rates | None, objects: list[OutputObject],
+                note: str | None) -> None:
         now = utcnow()
         with self.sessions.begin() as session:
             previous = session.scalars(select(JobMetering).where(JobMetering.job_pk == job.id,
                                                                  JobMetering.superseded_at.is_(None))).all()
             history = JobMetering(
                 job_pk=job.id, at=now, reason="reprice" if previous else "meter", cost_status=cost_status,
-                cost_pico=totals.cost_pico, pricing_version=self.pricing.version,
+                cost_pico=cost_pico, pricing_version=pricing.version,
                 pricing_rows=[rates.describe()] if rates is not None else [], fingerprint=fingerprint(objects),
                 objects=[{"uri": o.uri, "generation": o.generation, "size": o.size} for o in objects],
                 totals=totals.to_dict(), malformed_examples=list(totals.problems), note=note,
             )
             claims.finish(session, job_pk=job.id, token=token, now=now, state=state,
-                          figures=_figures(totals, cost_status=cost_status), history=history)
+                          figures=_figures(totals, cost_status=cost_status, cost_pico=cost_pico), history=history)
             for row in previous:
                 row.superseded_at = now
-        log.info("metered %s: %s, %d lines, cost_pico=%s", job.name, cost_status, totals.lines, totals.cost_pico)
+        log.info("metered %s: %s, %d lines, cost_pico=%s%s", job.name, cost_status, totals.lines, cost_pico,
+                 f" ({note})" if note else "")
 
 
 def request_reprice(session: Session, *, name: str | None, every_version: bool, current_version: str,

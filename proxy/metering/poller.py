@@ -1,7 +1,8 @@
 """The completion poller: checks unfinished jobs against Vertex, and meters the ones that ended.
 
 Runs inside `vbp serve` (every VBP_POLL_INTERVAL seconds) and once with `vbp meter`. Young jobs are checked at
-the base pace and older ones less often; a job whose check fails (429, 5xx, no connection) backs off.
+the base pace and older ones less often; a job whose check fails (429, 5xx, no connection) backs off. `vbp meter`
+asks for everything now: every unfinished job is checked and every ended one metered, whatever its next time.
 """
 
 from __future__ import annotations
@@ -50,29 +51,46 @@ class Poller:
             self.services.metrics.observe_poll_pass(time.perf_counter() - started)
             await anyio.sleep(min(interval, 5.0) if interval > 0 else 1.0)
 
-    async def pass_once(self, *, name: str | None = None) -> list[Outcome]:
-        """Check the jobs that are due for a check, then meter every ended job that is ready."""
-        await self.check_jobs(name=name)
-        return await to_thread.run_sync(lambda: self.meter.meter_due(name=name), limiter=self._metering)
+    async def pass_once(self, *, name: str | None = None, everything: bool = False) -> list[Outcome]:
+        """Check the jobs that are due for a check, then meter every ended job that is ready.
 
-    async def check_jobs(self, *, name: str | None = None) -> int:
-        """GET each unfinished job whose next check is due; record what Vertex says."""
+        `name` (that job) or `everything` (every job): now, whatever their next check or retry time.
+        """
+        await self.check_jobs(name=name, everything=everything)
+        force = everything or name is not None
+        limit = 1_000_000 if everything else 50
+        return await to_thread.run_sync(lambda: self.meter.meter_due(name=name, force=force, limit=limit),
+                                        limiter=self._metering)
+
+    async def check_jobs(self, *, name: str | None = None, everything: bool = False) -> int:
+        """GET each unfinished job whose next check is due (`name`: that job; `everything`: all of them, in batches);
+        record what Vertex says. Returns how many were checked."""
         now = utcnow()
 
-        def due() -> list[tuple[int, str, str, str]]:
+        def batch(after: int) -> list[tuple[int, str, str, str]]:
             with self.services.sessions() as session:
                 query = select(Job.id, Job.name, Job.api_version, Job.location).where(
                     Job.metering_state.is_(None), Job.deleted_at.is_(None))
-                query = query.where(Job.name == name) if name else query.where(Job.next_poll_at <= now)
-                rows = session.execute(query.order_by(Job.next_poll_at).limit(_BATCH)).all()
+                if name:
+                    query = query.where(Job.name == name)
+                elif everything:
+                    query = query.where(Job.id > after).order_by(Job.id)
+                else:
+                    query = query.where(Job.next_poll_at <= now).order_by(Job.next_poll_at)
+                rows = session.execute(query.limit(_BATCH)).all()
                 return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-        jobs = await to_thread.run_sync(due)
-        async with anyio.create_task_group() as group:
-            limiter = anyio.CapacityLimiter(8)
-            for job in jobs:
-                group.start_soon(self._check_one, *job, limiter)
-        return len(jobs)
+        checked, after = 0, 0
+        while True:
+            jobs = await to_thread.run_sync(batch, after)
+            async with anyio.create_task_group() as group:
+                limiter = anyio.CapacityLimiter(8)
+                for job in jobs:
+                    group.start_soon(self._check_one, *job, limiter)
+            checked += len(jobs)
+            if not everything or len(jobs) < _BATCH:
+                return checked
+            after = jobs[-1][0]
 
     async def _check_one(self, job_pk: int, name: str, api_version: str, location: str,
                          limiter: anyio.CapacityLimiter) -> None:

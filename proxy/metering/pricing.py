@@ -113,7 +113,10 @@ class PricingTable:
         aliases: dict[str, str] = {}
         owner: dict[str, str] = {}  # every id and alias -> the file that claims it
         for path in files:
-            content = path.read_bytes()
+            try:
+                content = path.read_bytes()
+            except OSError as exc:
+                raise PricingError(f"{path.name}: cannot be read: {exc.strerror or exc}") from exc
             digest.update(f"{path.name}\0{len(content)}\0".encode())
             digest.update(content)
             model, model_aliases, rows = _load_file(path, content)

@@ -7,7 +7,8 @@ before its start (to see whether a line starts there) and, if its last line runs
 line's newline. Every line is therefore counted by exactly one range, whatever the cut points.
 
 Workers are spawned (never forked: the proxy runs threads) once per `RangeMeter` and reused; they get the media
-URL and the parent's authorization header, never credentials.
+URL and the parent's authorization header, never credentials. A worker ends when its parent process dies, even
+by SIGKILL (see `exit_with_parent`), so no metering process outlives the proxy or the `vbp meter` that started it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -142,6 +145,37 @@ def authorization(client: storage.Client, url: str) -> dict[str, str]:
     return headers
 
 
+_PARENT_CHECK_SECONDS = 0.5
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker as soon as the process that started it is gone, however it died.
+
+    A pool's idle workers otherwise live on after their parent is killed: each blocks reading its task queue, whose
+    write end it holds itself, so it never sees the end of the file.
+
+    Why not Linux's prctl(PR_SET_PDEATHSIG)? It fires when the *thread* that spawned the worker ends, not the
+    process; the pool spawns its workers from whichever thread first meters a large job, in `vbp serve` a worker
+    thread of anyio that is retired after 10 idle seconds, and healthy workers would be killed with it. So a
+    daemon thread watches the parent instead, which works on every platform: it waits on the parent's sentinel
+    (a pipe that multiprocessing's spawn leaves open in the parent, readable once the parent has exited) and, as
+    a fallback where there is none, polls the parent's pid (a dead parent's child is re-parented).
+    """
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="vbp-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    parent = multiprocessing.parent_process()
+    while os.getppid() == parent_pid:
+        if parent is not None:
+            parent.join(_PARENT_CHECK_SECONDS)  # returns at once when the parent ends
+            if not parent.is_alive():
+                break
+        else:
+            time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(1)  # not sys.exit: the pool's own threads would keep the process alive
+
+
 class RangeMeter:
     """Meters objects in parallel worker processes when their size makes it worth it; else in this process."""
 
@@ -153,7 +187,8 @@ class RangeMeter:
     def start(self) -> None:
         """Spawn the workers now (else on the first large job), so that a metering does not wait for them."""
         if self.processes > 1 and self._pool is None:
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=exit_with_parent, initargs=(os.getpid(),))
             for future in [self._pool.submit(os.getpid) for _ in range(self.processes)]:
                 future.result()
 

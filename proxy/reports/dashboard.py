@@ -1,11 +1,13 @@
 """The `/dashboard` page for people: plain HTML and an inline SVG, no script, no third-party assets.
 
 It shows, for a range of create days (UTC, [since, until)): spend per day stacked by team, a table by team and
-model with a totals row, the jobs in flight, and the unpriced (and unmeterable) jobs, flagged.
+model with a totals row, the unpriced (and unmeterable) jobs, flagged, with the reason, the jobs that ended with no
+output (and why), and the jobs in flight (running, or ended and waiting: why, and when the proxy tries again).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from html import escape
@@ -13,9 +15,19 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
+from proxy.clock import utcnow
 from proxy.money import format_usd
 from proxy.reports.chart import legend, spend_chart
-from proxy.reports.query import Figures, JobLine, Report, ReportFilter, in_flight_count, list_jobs, run_report
+from proxy.reports.query import (
+    Figures,
+    JobLine,
+    Report,
+    ReportFilter,
+    in_flight_count,
+    list_jobs,
+    list_no_output,
+    run_report,
+)
 from proxy.tenancy.keys import Principal
 
 DEFAULT_DAYS = 30
@@ -37,6 +49,8 @@ class DashboardView:
     in_flight: list[JobLine] = field(default_factory=list)
     in_flight_total: int = 0
     unpriced: list[JobLine] = field(default_factory=list)
+    no_output: list[JobLine] = field(default_factory=list)
+    now: datetime = field(default_factory=utcnow)
 
 
 def default_range(today: date) -> tuple[date, date]:
@@ -82,6 +96,7 @@ def gather(session: Session, *, principal: Principal, since: date, until: date, 
         in_flight=list_jobs(session, filter=chosen, cost_statuses=[None], limit=LIST_LIMIT),
         in_flight_total=in_flight_count(session, filter=chosen),
         unpriced=list_jobs(session, filter=chosen, cost_statuses=["unpriced", "unmeterable"], limit=LIST_LIMIT),
+        no_output=list_no_output(session, filter=chosen, limit=LIST_LIMIT),
     )
 
 
@@ -99,6 +114,7 @@ tr.total td{font-weight:bold;border-top:2px solid #999} tr.flag td{background:#f
 .legend{list-style:none;padding:0;display:flex;gap:14px;flex-wrap:wrap;font-size:13px}
 .swatch{display:inline-block;width:11px;height:11px;margin-right:5px;border-radius:2px}
 .error{color:#b00020} .muted{color:#666;font-size:13px} code{font-size:12px}
+.why{white-space:normal;display:inline-block;max-width:480px}
 """
 
 
@@ -171,17 +187,34 @@ def _team_model_table(report: Report) -> str:
             f"<tbody>{''.join(rows)}{total}</tbody></table>")
 
 
-def _jobs_table(jobs: list[JobLine], table_id: str, *, show_status: bool) -> str:
+def _jobs_table(jobs: list[JobLine], table_id: str, *, extra: tuple[str, ...] = (),
+                cells: Callable[[JobLine], tuple[str, ...]] = lambda _: ()) -> str:
+    """A list of jobs; `extra` names more columns and `cells` gives their (already escaped) HTML per job."""
     if not jobs:
         return f'<p class="muted" id="{table_id}">None.</p>'
-    status_head = "<th>Status</th>" if show_status else ""
     rows = "".join(
         f"<tr><td><code>{escape(j.name)}</code></td><td>{escape(j.team)}</td><td>{escape(j.model)}</td>"
         f"<td>{escape(j.state.removeprefix('JOB_STATE_'))}</td><td>{j.create_time:%Y-%m-%d %H:%M}</td>"
-        + (f'<td><span class="badge">{escape(j.cost_status or "")}</span></td>' if show_status else "") + "</tr>"
+        + "".join(f"<td>{cell}</td>" for cell in cells(j)) + "</tr>"
         for j in jobs)
+    heads = "".join(f"<th>{escape(head)}</th>" for head in extra)
     return (f'<table id="{table_id}"><thead><tr><th>Job</th><th>Team</th><th>Model</th><th>State</th>'
-            f"<th>Created (UTC)</th>{status_head}</tr></thead><tbody>{rows}</tbody></table>")
+            f"<th>Created (UTC)</th>{heads}</tr></thead><tbody>{rows}</tbody></table>")
+
+
+def _status_cells(job: JobLine) -> tuple[str, ...]:
+    return (f'<span class="badge">{escape(job.cost_status or "")}</span>', *_reason_cells(job))
+
+
+def _reason_cells(job: JobLine) -> tuple[str, ...]:
+    return (f'<span class="why">{escape(job.note or "")}</span>',)
+
+
+def _progress_cells(now: datetime) -> Callable[[JobLine], tuple[str, ...]]:
+    def cells(job: JobLine) -> tuple[str, ...]:
+        return (escape(job.progress.kind), f'<span class="why">{escape(job.progress.reason())}</span>',
+                escape(job.progress.next_time(now)))
+    return cells
 
 
 def _card(label: str, value: str, card_id: str, *, flag: bool = False) -> str:
@@ -228,9 +261,15 @@ def dashboard_page(view: DashboardView) -> str:
         + f"<h2>Unpriced and unmeterable jobs ({totals.unpriced_jobs + totals.unmeterable_jobs:,})</h2>"
         '<p class="muted">Their tokens are counted, their cost is not: add the model\'s price to the pricing '
         "table and run <code>vbp reprice</code>.</p>"
-        + _jobs_table(view.unpriced, "unpriced-jobs", show_status=True)
+        + _jobs_table(view.unpriced, "unpriced-jobs", extra=("Status", "Reason"), cells=_status_cells)
+        + f"<h2>Ended with no output ({len(view.no_output):,}{'+' if len(view.no_output) >= LIST_LIMIT else ''})</h2>"
+        '<p class="muted">They ended (failed, cancelled, expired) before writing any output: counted above with 0 '
+        "lines and nothing billed.</p>"
+        + _jobs_table(view.no_output, "no-output-jobs", extra=("Reason",), cells=_reason_cells)
         + f"<h2>Jobs in flight ({view.in_flight_total:,})</h2>"
-        '<p class="muted">Not metered yet (running, or ended and waiting to be metered): not in the figures above.</p>'
-        + _jobs_table(view.in_flight, "in-flight-jobs", show_status=False)
+        '<p class="muted">Not metered yet (running, or ended and waiting to be metered): not in the figures above. '
+        "<code>vbp meter --job NAME</code> checks one now and says what it finds.</p>"
+        + _jobs_table(view.in_flight, "in-flight-jobs", extra=("Now", "Why", "Next"),
+                      cells=_progress_cells(view.now))
     )
     return _page("Vertex Batch Proxy costs", body)

@@ -7,7 +7,8 @@
     GET  /dashboard/costs.csv?<as /v1/costs>   the CSV export of a signed-in session
 
 A team key sees only its own team (asking for another team is 403); an admin key sees every team. Errors on
-`/v1/costs` use Google's envelope.
+`/v1/costs` use Google's envelope. Jobs in range that have no figure yet are counted in the JSON's `in_flight_jobs`
+and, for both formats, in the `X-VBP-In-Flight-Jobs` header.
 
 The two form posts refuse to be sent from another site (403): a browser says where a post comes from in
 `Sec-Fetch-Site` (only `same-origin` and `none` pass) and `Origin` (it must be this site's own origin), and either
@@ -86,9 +87,13 @@ def report_params(query: QueryParams, principal: Principal) -> tuple[tuple[str, 
         raise InvalidArgument(str(exc)) from None
 
 
+IN_FLIGHT_HEADER = "x-vbp-in-flight-jobs"  # jobs in range without a figure yet: not in the rows (see render)
+
+
 def csv_response(report: Report) -> Response:
     return Response(to_csv(report), media_type="text/csv; charset=utf-8",
-                    headers={"content-disposition": 'attachment; filename="costs.csv"', "cache-control": "no-store"})
+                    headers={"content-disposition": 'attachment; filename="costs.csv"', "cache-control": "no-store",
+                             IN_FLIGHT_HEADER: str(report.in_flight)})
 
 
 class ReportEndpoints:
@@ -142,7 +147,8 @@ class ReportEndpoints:
             return JSONResponse(exc.envelope(), status_code=exc.http_status, headers=exc.headers)
         if fmt == "csv":
             return csv_response(report)
-        return JSONResponse(to_document(report), headers={"cache-control": "no-store"})
+        return JSONResponse(to_document(report), headers={"cache-control": "no-store",
+                                                          IN_FLIGHT_HEADER: str(report.in_flight)})
 
     async def _session_principal(self, request: Request) -> Principal | None:
         claim = self.signer.read(request.cookies.get(COOKIE_NAME))

@@ -4,7 +4,8 @@
     vbp_request_seconds{route}                   latency as the client sees it
     vbp_upstream_seconds{method,outcome}         Vertex calls (retries included): outcome is the HTTP status or
                                                  the error raised (DEADLINE_EXCEEDED, UNAVAILABLE)
-    vbp_metering_seconds{result}                 one job's metering: metered, unpriced, unmeterable, retry, skipped
+    vbp_metering_seconds{result}                 one job's metering: metered, unpriced, settled, unmeterable, retry,
+                                                 skipped (see proxy.metering.job_meter)
     vbp_poller_pass_seconds, vbp_poller_last_pass_timestamp_seconds
 From the ledger, read when scraped (cached for a few seconds, the same on every replica):
     vbp_jobs{state}                              jobs by Vertex state

@@ -30,7 +30,9 @@ from typing import Any
 from sqlalchemy import String, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from proxy.ledger.models import Job, JobRollup
+from proxy.ledger.models import Job, JobMetering, JobRollup
+from proxy.metering.progress import Progress
+from proxy.providers.vertex.states import TERMINAL_STATES
 
 GROUP_KEYS = ("job", "team", "key", "model", "project", "location", "day", "week", "month", "state")
 COST_STATUSES = ("priced", "unpriced", "unmeterable")
@@ -300,7 +302,7 @@ def in_flight_count(session: Session, *, filter: ReportFilter) -> int:
 
 @dataclass(frozen=True)
 class JobLine:
-    """One job as the dashboard lists it."""
+    """One job as the dashboard and the report's notes list it."""
 
     name: str
     team: str
@@ -308,6 +310,19 @@ class JobLine:
     state: str
     create_time: datetime
     cost_status: str | None
+    progress: Progress  # where it stands if it has no figure yet (why, and when it is looked at again)
+    note: str | None = None  # why its figure is what it is: settled with no output, unpriced, unmeterable
+
+
+def _job_lines(session: Session, query: Any, *, limit: int, where: Any = None) -> list[JobLine]:
+    """Run a `select(Job)...` and return its newest `limit` jobs as lines, with their current metering's note
+    (`where` may name `JobMetering`: it applies after the join)."""
+    query = query.outerjoin(JobMetering, (JobMetering.job_pk == Job.id) & JobMetering.superseded_at.is_(None))
+    if where is not None:
+        query = query.where(where)
+    query = query.add_columns(JobMetering.note).order_by(Job.create_time.desc(), Job.id.desc()).limit(limit)
+    return [JobLine(job.name, job.team, job.model_id or job.model, job.state, job.create_time, job.cost_status,
+                    Progress.of(job), note) for job, note in session.execute(query)]
 
 
 def list_jobs(session: Session, *, filter: ReportFilter, cost_statuses: Iterable[str | None],
@@ -318,7 +333,49 @@ def list_jobs(session: Session, *, filter: ReportFilter, cost_statuses: Iterable
     condition: Any = Job.cost_status.in_(named)
     if None in statuses:
         condition = condition | Job.cost_status.is_(None)
-    query = _where_jobs(select(Job.name, Job.team, func.coalesce(Job.model_id, Job.model), Job.state, Job.create_time,
-                          Job.cost_status), filter).where(condition)
-    rows = session.execute(query.order_by(Job.create_time.desc(), Job.id.desc()).limit(limit))
-    return [JobLine(str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4], r[5]) for r in rows]
+    return _job_lines(session, _where_jobs(select(Job), filter).where(condition), limit=limit)
+
+
+_TERMINAL = [state.name for state in TERMINAL_STATES]
+
+
+def _waiting() -> Any:
+    """Jobs in flight that have ended (their metering waits for a retry, or a process holds them)."""
+    return Job.cost_status.is_(None) & (Job.metering_state.is_not(None) | Job.state.in_(_TERMINAL))
+
+
+def _settled_with_no_output() -> Any:
+    """Jobs settled at 0 lines and no cost because they ended without any output (a priced figure with a note)."""
+    return (Job.cost_status == "priced") & JobMetering.note.is_not(None)
+
+
+@dataclass
+class ReportDetails:
+    """What the table's notes say beyond the figures: the jobs in flight split into running and waiting (with the
+    first waiting ones and why), and the jobs that ended with no output (with the reason)."""
+
+    running: int = 0
+    waiting: int = 0
+    waiting_jobs: list[JobLine] = field(default_factory=list)
+    no_output: int = 0
+    no_output_jobs: list[JobLine] = field(default_factory=list)
+
+
+def report_details(session: Session, *, filter: ReportFilter, limit: int = 5) -> ReportDetails:
+    """The notes' figures and examples (a few indexed queries; not part of `run_report`, which stays lean)."""
+    in_flight = _where_jobs(select(func.count()).select_from(Job), filter).where(Job.cost_status.is_(None))
+    waiting = int(session.scalar(in_flight.where(_waiting())) or 0)
+    running = int(session.scalar(in_flight) or 0) - waiting
+    current = (JobMetering.job_pk == Job.id) & JobMetering.superseded_at.is_(None)
+    no_output = _where_jobs(select(func.count()).select_from(Job).join(JobMetering, current), filter)
+    return ReportDetails(
+        running=running, waiting=waiting,
+        waiting_jobs=_job_lines(session, _where_jobs(select(Job), filter).where(_waiting()), limit=limit),
+        no_output=int(session.scalar(no_output.where(_settled_with_no_output())) or 0),
+        no_output_jobs=list_no_output(session, filter=filter, limit=limit),
+    )
+
+
+def list_no_output(session: Session, *, filter: ReportFilter, limit: int = 50) -> list[JobLine]:
+    """The newest jobs in range that ended with no output (0 lines, nothing billed), with the reason."""
+    return _job_lines(session, _where_jobs(select(Job), filter), limit=limit, where=_settled_with_no_output())

@@ -1,6 +1,12 @@
 """A report as the JSON document of docs/design.md, as CSV (one row per group), or as a table for people.
 
-Money is printed exactly (`format_usd`: as many decimals as the picodollars need, at least two).
+Money is printed exactly (`format_usd`: as many decimals as the picodollars need, at least two). The JSON document
+also carries `in_flight_jobs`, the jobs in range left out because they have no figure yet (the table says it in a
+note; CSV has no place for it: `/v1/costs` sends it as the `X-VBP-In-Flight-Jobs` header).
+
+The table fits a width (the terminal's): the group keys are always shown whole, JOBS and COST_USD always, and
+the other figure columns from the most to the least asked for while they fit; a note names those left out.
+`columns` picks the figure columns instead.
 """
 
 from __future__ import annotations
@@ -8,10 +14,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
+from proxy.clock import utcnow
 from proxy.money import format_usd
-from proxy.reports.query import Figures, Report
+from proxy.reports.query import Figures, JobLine, Report, ReportDetails, ReportError
 
 TOKEN_FIELDS = ("prompt", "cached", "candidates", "thoughts", "tool_use_prompt")
 LINE_FIELDS = ("succeeded", "failed", "malformed")
@@ -31,9 +39,9 @@ def figures_document(figures: Figures) -> dict[str, Any]:
 
 
 def to_document(report: Report) -> dict[str, Any]:
-    """`{"rows": [{<one field per --by key>, figures...}], "totals": {figures...}}`."""
+    """`{"rows": [{<one field per --by key>, figures...}], "totals": {figures...}, "in_flight_jobs": N}`."""
     rows = [{**dict(zip(report.by, row.key, strict=True)), **figures_document(row.figures)} for row in report.rows]
-    return {"rows": rows, "totals": figures_document(report.totals)}
+    return {"rows": rows, "totals": figures_document(report.totals), "in_flight_jobs": report.in_flight}
 
 
 def to_json(report: Report) -> str:
@@ -60,10 +68,6 @@ def to_csv(report: Report) -> str:
     return out.getvalue()
 
 
-_TABLE_FIGURES = ("JOBS", "COST_USD", "PROMPT", "CACHED", "CANDIDATES", "THOUGHTS", "TOOL_USE_PROMPT",
-                  "LINES_OK", "LINES_FAILED", "LINES_MALFORMED", "UNPRICED", "UNMETERABLE")
-
-
 def _cost_cell(figures: Figures) -> str:
     # A group whose jobs all lack a price has no cost figure at all: never print it as 0.00.
     if figures.priced_jobs == 0 and figures.jobs:
@@ -71,28 +75,108 @@ def _cost_cell(figures: Figures) -> str:
     return format_usd(figures.cost_pico) + ("*" if figures.unpriced_jobs or figures.unmeterable_jobs else "")
 
 
-def _table_values(figures: Figures) -> list[str]:
-    return [str(figures.jobs), _cost_cell(figures), *(str(getattr(figures, n)) for n in TOKEN_FIELDS),
-            *(str(getattr(figures, n)) for n in LINE_FIELDS), str(figures.unpriced_jobs),
-            str(figures.unmeterable_jobs)]
+# The table's figure columns in the order they are shown, each with how to print it.
+TABLE_COLUMNS: dict[str, Callable[[Figures], str]] = {
+    "JOBS": lambda f: str(f.jobs),
+    "COST_USD": _cost_cell,
+    "PROMPT": lambda f: str(f.prompt),
+    "CACHED": lambda f: str(f.cached),
+    "CANDIDATES": lambda f: str(f.candidates),
+    "THOUGHTS": lambda f: str(f.thoughts),
+    "TOOL_USE_PROMPT": lambda f: str(f.tool_use_prompt),
+    "LINES_OK": lambda f: str(f.succeeded),
+    "LINES_FAILED": lambda f: str(f.failed),
+    "LINES_MALFORMED": lambda f: str(f.malformed),
+    "UNPRICED": lambda f: str(f.unpriced_jobs),
+    "UNMETERABLE": lambda f: str(f.unmeterable_jobs),
+}
+ALWAYS = ("JOBS", "COST_USD")
+# Which columns stay when the table must narrow, most wanted first (the notes count unpriced and unmeterable jobs
+# anyway, and malformed lines and tool-use prompts are rare).
+KEEP_ORDER = (*ALWAYS, "PROMPT", "CANDIDATES", "LINES_OK", "LINES_FAILED", "CACHED", "THOUGHTS", "UNPRICED",
+              "UNMETERABLE", "LINES_MALFORMED", "TOOL_USE_PROMPT")
+_GAP = 2
 
 
-def to_table(report: Report) -> str:
-    """Aligned columns, a TOTAL line, and notes on unpriced, unmeterable and in-flight jobs."""
-    header = [k.upper() for k in report.by] + list(_TABLE_FIGURES)
-    lines = [["" if v is None else v for v in row.key] + _table_values(row.figures) for row in report.rows]
-    total_key = ["TOTAL"] + [""] * (len(report.by) - 1) if report.by else []
-    lines.append(total_key + _table_values(report.totals))
-    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+def parse_columns(text: str) -> tuple[str, ...]:
+    """`jobs,cost_usd,prompt` (or `all`) -> the table's figure columns, in the table's order."""
+    if text.strip().lower() == "all":
+        return tuple(TABLE_COLUMNS)
+    wanted = [part.strip().upper() for part in text.split(",") if part.strip()]
+    unknown = [name for name in wanted if name not in TABLE_COLUMNS]
+    if unknown or not wanted:
+        raise ReportError(f"unknown column {', '.join(unknown) or '(none)'}: use any of "
+                          f"{','.join(name.lower() for name in TABLE_COLUMNS)}, or all")
+    return tuple(name for name in TABLE_COLUMNS if name in wanted)
+
+
+def _key_widths(headers: list[str], cells: list[list[str]]) -> list[int]:
+    return [max(len(line[i]) for line in [headers, *cells]) for i in range(len(headers))]
+
+
+def _width(key_widths: list[int], widths: dict[str, int], columns: tuple[str, ...]) -> int:
+    """The width of a table line with these keys and figure columns."""
+    return sum(key_widths) + sum(widths[c] for c in columns) + _GAP * (len(key_widths) + len(columns) - 1)
+
+
+def _fit(widths: dict[str, int], key_widths: list[int], width: int) -> tuple[str, ...]:
+    """The figure columns that fit in `width` next to the keys, dropping the least wanted first."""
+    chosen = list(KEEP_ORDER)
+    while len(chosen) > len(ALWAYS) and _width(key_widths, widths, tuple(chosen)) > width:
+        chosen.pop()
+    return tuple(name for name in TABLE_COLUMNS if name in chosen)
+
+
+def to_table(report: Report, *, width: int | None = None, columns: tuple[str, ...] | None = None,
+             details: ReportDetails | None = None) -> str:
+    """Aligned columns, a TOTAL line, and notes on unpriced, unmeterable, no-output and in-flight jobs.
+
+    `columns`: the figure columns to show; else those that fit in `width` characters (None: every column).
+    """
     keys = len(report.by)
+    key_cells = [["" if v is None else v for v in row.key] for row in report.rows]
+    key_cells.append(["TOTAL"] + [""] * (keys - 1) if keys else [])
+    key_headers = [k.upper() for k in report.by]
+    figures = [row.figures for row in report.rows] + [report.totals]
+    values = {name: [show(f) for f in figures] for name, show in TABLE_COLUMNS.items()}
+    widths = {name: max(len(name), *(len(v) for v in values[name])) for name in TABLE_COLUMNS}
+    key_widths = _key_widths(key_headers, key_cells)
+    fitted = columns is None and width is not None
+    if width is None:
+        columns = columns or tuple(TABLE_COLUMNS)
+    shortened = False
+    if width is not None and "job" in report.by:
+        # A job's full name is ~85 characters; its id alone (19 digits) tells jobs apart. Shown when the full
+        # names do not fit, or leave out figure columns that the ids leave room for.
+        at = report.by.index("job")
+        short_cells = [[cell.rsplit("/", 1)[-1] if i == at and n < len(key_cells) - 1 else cell
+                        for i, cell in enumerate(cells)] for n, cells in enumerate(key_cells)]
+        short_widths = _key_widths(key_headers, short_cells)
+        full = columns or _fit(widths, key_widths, width)
+        short = columns or _fit(widths, short_widths, width)
+        if len(short) > len(full) or _width(key_widths, widths, full) > width:
+            key_cells, key_widths, shortened = short_cells, short_widths, True
+    if columns is None:
+        assert width is not None
+        columns = _fit(widths, key_widths, width)
+    left_out = [name for name in TABLE_COLUMNS if name not in columns] if fitted else []
+    header = key_headers + list(columns)
+    all_widths = key_widths + [widths[name] for name in columns]
+    lines = [cells + [values[name][i] for name in columns] for i, cells in enumerate(key_cells)]
 
     def format_line(cells: list[str]) -> str:
-        parts = [c.ljust(w) if i < keys else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
-        return "  ".join(parts).rstrip()
+        parts = [c.ljust(w) if i < keys else c.rjust(w) for i, (c, w) in enumerate(zip(cells, all_widths,
+                                                                                       strict=True))]
+        return (" " * _GAP).join(parts).rstrip()
 
-    rule = "  ".join("-" * w for w in widths)
+    rule = (" " * _GAP).join("-" * w for w in all_widths)
     text = [format_line(header), rule, *(format_line(line) for line in lines[:-1]), rule, format_line(lines[-1])]
-    text += [""] + _notes(report)
+    text += [""] + _notes(report, details)
+    if shortened:
+        text.append(f"Jobs are shown by their id to fit {width} characters (full names: --format csv or json).")
+    if left_out:
+        text.append(f"Columns left out to fit {width} characters: {', '.join(left_out)} "
+                    "(choose with --columns, e.g. --columns all; or use --format csv).")
     return "\n".join(text).rstrip() + "\n"
 
 
@@ -103,7 +187,14 @@ def _range_text(report: Report) -> str:
     return f"Jobs created in [{start}, {end}) UTC; cost in USD, priced jobs only."
 
 
-def _notes(report: Report) -> list[str]:
+def _job_notes(jobs: list[JobLine], total: int, text: Callable[[JobLine], str]) -> list[str]:
+    notes = [f"  {job.name}: {text(job)}" for job in jobs]
+    if total > len(jobs):
+        notes.append(f"  ... and {total - len(jobs)} more (`vbp report --by job,state`, or the dashboard)")
+    return notes
+
+
+def _notes(report: Report, details: ReportDetails | None = None) -> list[str]:
     notes = [_range_text(report)]
     totals = report.totals
     if totals.unpriced_jobs:
@@ -111,17 +202,27 @@ def _notes(report: Report) -> list[str]:
                      "their cost is not (add the price, then run `vbp reprice`).")
     if totals.unmeterable_jobs:
         notes.append(f"* {totals.unmeterable_jobs} unmeterable job(s) (e.g. BigQuery output): no cost figure.")
+    if details is not None and details.no_output:
+        notes.append(f"{details.no_output} job(s) ended with no output to meter: counted with 0 lines and 0.00 USD.")
+        notes += _job_notes(details.no_output_jobs, details.no_output, lambda job: job.note or "")
     if report.in_flight:
-        notes.append(f"{report.in_flight} job(s) in flight (not metered yet) are not included.")
+        split = (f": {details.running} running, {details.waiting} ended and waiting to be metered"
+                 if details is not None else "")
+        notes.append(f"{report.in_flight} job(s) in flight (not metered yet) are not included{split}.")
+    if details is not None and details.waiting:
+        now = utcnow()
+        notes += _job_notes(details.waiting_jobs, details.waiting, lambda job: job.progress.describe(now))
+        notes.append("  (`vbp meter` checks and meters them now; `vbp meter --job NAME` one of them.)")
     return notes
 
 
-def render(report: Report, fmt: str) -> str:
-    """The report in `fmt`: table, csv or json."""
+def render(report: Report, fmt: str, *, width: int | None = None, columns: tuple[str, ...] | None = None,
+           details: ReportDetails | None = None) -> str:
+    """The report in `fmt`: table (fitted to `width`, or with `columns`, and notes from `details`), csv or json."""
     if fmt == "json":
         return to_json(report)
     if fmt == "csv":
         return to_csv(report)
     if fmt == "table":
-        return to_table(report)
+        return to_table(report, width=width, columns=columns, details=details)
     raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")

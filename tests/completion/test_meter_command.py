@@ -3,22 +3,26 @@ a table correction, and a metering process killed in the middle of a file."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from proxy.clock import utcnow
 from proxy.ledger.models import Job
+from proxy.money import format_usd
 from proxy.providers.vertex.states import TERMINAL_STATES, parse_state
-from tests.completion.conftest import history, submit, text_line
+from tests.completion.conftest import JOBS, history, submit, submit_to_missing_bucket, text_line
 from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
 from tests.support.throttle import ThrottledRelay
@@ -38,12 +42,23 @@ def vbp(env: Proxied, *args: str, extra_env: dict[str, str] | None = None,
     environ = {**os.environ, **env.stack.env, "VBP_DATABASE_URL": env.proxy.app.settings.database_url,
                **(extra_env or {})}
     command = [sys.executable, "-m", "proxy", *args]
-    if background:
+    if background:  # in a process group of its own, so that the test can end it with all its workers
         return subprocess.Popen(command, env=environ, text=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, start_new_session=True)
     done = subprocess.run(command, env=environ, text=True, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
+
+
+def meter_lines(env: Proxied, *args: str) -> dict[str, str]:
+    """`vbp meter ARGS`: each job it names -> its line without the name (`settled      (why)`)."""
+    out = vbp(env, "meter", *args)
+    assert isinstance(out, subprocess.CompletedProcess)
+    lines = {}
+    for line in str(out.stdout).splitlines():
+        label, name, rest = line.split(maxsplit=2) if line.count(" ") >= 2 else (line, "", "")
+        lines[name] = f"{label} {rest}"
+    return lines
 
 
 def wait_ended(env: Proxied, name: str, timeout: float = 30) -> str:
@@ -174,16 +189,17 @@ def test_killed_mid_file_then_restarted_counts_once(quiet: Proxied, workers: int
             assert meter.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
         assert job_row(quiet, name).metering_state == "claimed"
-        meter.send_signal(signal.SIGKILL)
+        os.killpg(meter.pid, signal.SIGKILL)  # the process and its metering workers
         meter.wait(timeout=10)
     finally:
         relay.close()
 
     # While the dead process's lease lasts, nobody else meters the job.
     skipped = vbp(quiet, "meter", "--job", name, extra_env=lease)
-    assert "nothing to meter" in str(skipped.stdout)
     claimed = job_row(quiet, name)
     assert claimed.metering_state == "claimed" and claimed.claim_until is not None
+    assert str(skipped.stdout) == (f"claimed      {name}  (a process is metering it now; its claim lasts until "
+                                   f"{claimed.claim_until:%Y-%m-%d %H:%M:%S} UTC)\n")
     time.sleep(max(0.0, (claimed.claim_until - utcnow()).total_seconds()) + 0.2)
     vbp(quiet, "meter", "--job", name, extra_env=lease)
     job = job_row(quiet, name)
@@ -193,3 +209,109 @@ def test_killed_mid_file_then_restarted_counts_once(quiet: Proxied, workers: int
     assert job.lines_succeeded == rows == want.succeeded
     assert (job.prompt_tokens, job.candidates_tokens, job.cost_pico) == (want.prompt, want.candidates, want.cost_pico)
     assert len(history(quiet, job)) == 1
+
+
+def test_meter_job_settles_a_job_failed_by_a_missing_bucket_and_says_why(quiet: Proxied) -> None:
+    name, bucket = submit_to_missing_bucket(quiet)
+    assert wait_ended(quiet, name) == "JOB_STATE_FAILED"
+    reason = (f"ended FAILED; the output bucket gs://{bucket} does not exist, so the job wrote nothing: nothing is "
+              "billed")
+    assert meter_lines(quiet, "--job", name) == {name: f"settled ({reason}; 0 lines, cost 0.00 USD)"}
+    job = job_row(quiet, name)
+    assert (job.metering_state, job.cost_status, job.cost_pico, job.lines_succeeded) == ("metered", "priced", 0, 0)
+    # asked again, it says what it found before
+    assert meter_lines(quiet, "--job", name) == {
+        name: f"priced (metered at {job.metered_at:%Y-%m-%d %H:%M:%S} UTC: 0 lines (0 succeeded, 0 failed, 0 "
+              f"malformed); tokens: none; cost 0.00 USD; {reason})"}
+    # and the report explains the zero
+    since = job.create_time.isoformat()
+    until = (job.create_time + timedelta(microseconds=1)).isoformat()
+    report = vbp(quiet, "report", "--by", "job", "--since", since, "--until", until)
+    lines = str(report.stdout).splitlines()
+    assert "1 job(s) ended with no output to meter: counted with 0 lines and 0.00 USD." in lines
+    assert f"  {name}: {reason}" in lines
+
+
+def _empty_folder(env: Proxied, directory: str) -> dict[str, bytes]:
+    bucket_name, _, prefix = directory.removeprefix("gs://").partition("/")
+    bucket = env.stack.storage_client().bucket(bucket_name)
+    saved = {}
+    for blob in bucket.list_blobs(prefix=prefix + "/"):
+        saved[blob.name] = blob.download_as_bytes()
+        blob.delete()
+    return saved
+
+
+def test_a_succeeded_job_whose_output_is_not_visible_waits_and_says_until_when(quiet: Proxied) -> None:
+    name = submit(quiet, "gemini-2.5-flash", [text_line("Where did my output go?"), text_line("And this one?")])
+    assert wait_ended(quiet, name) == "JOB_STATE_SUCCEEDED"
+    directory = str(job_row(quiet, name).output_directory)
+    saved = _empty_folder(quiet, directory)  # as if Vertex had not written its files yet
+    reason = f"ended SUCCEEDED with 2 completed line(s), but no output file under {directory} is visible yet"
+    for attempt, backoff in ((1, 60), (2, 120)):  # each `vbp meter --job` tries now, whatever the retry time
+        line = meter_lines(quiet, "--job", name)[name]
+        job = job_row(quiet, name)
+        assert (job.metering_state, job.metering_attempts, job.metering_error) == ("due", attempt, reason)
+        assert job.next_poll_at is not None and job.metered_at is None
+        assert abs((job.next_poll_at - utcnow()).total_seconds() - backoff) < 30
+        assert line == f"waiting ({reason}; next try at {job.next_poll_at:%Y-%m-%d %H:%M:%S} UTC)"
+    # the report lists it among the jobs in flight, with the same reason and time
+    since = job.create_time.isoformat()
+    until = (job.create_time + timedelta(microseconds=1)).isoformat()
+    lines = str(vbp(quiet, "report", "--since", since, "--until", until).stdout).splitlines()
+    assert ("1 job(s) in flight (not metered yet) are not included: 0 running, 1 ended and waiting to be metered."
+            in lines)
+    assert f"  {name}: {reason}; next try at {job.next_poll_at:%Y-%m-%d %H:%M:%S} UTC" in lines
+    # once the files are there, the next `vbp meter --job` meters it and gives the figures
+    bucket = quiet.stack.storage_client().bucket(directory.removeprefix("gs://").partition("/")[0])
+    for blob_name, content in saved.items():
+        bucket.blob(blob_name).upload_from_string(content)
+    line = meter_lines(quiet, "--job", name)[name]
+    job = job_row(quiet, name)
+    want = expected_for(output_rows(quiet.stack.storage_client(), directory), "gemini-2.5-flash")
+    assert (job.metering_state, job.cost_pico, job.lines_succeeded) == ("metered", want.cost_pico, 2)
+    assert line == (f"metered (2 lines (2 succeeded, 0 failed, 0 malformed); tokens: {job.prompt_tokens:,} prompt, "
+                    f"{job.candidates_tokens:,} candidates, {job.thoughts_tokens:,} thoughts; cost "
+                    f"{format_usd(want.cost_pico)} USD)")
+
+
+def test_a_deleted_output_bucket_makes_a_job_with_completed_lines_unmeterable(quiet: Proxied) -> None:
+    bucket_name = f"doomed-{uuid.uuid4().hex[:8]}"
+    client = quiet.stack.storage_client()
+    bucket = client.create_bucket(bucket_name)
+    bucket.blob("in.jsonl").upload_from_string(json.dumps(text_line("Soon gone")) + "\n")
+    body = {"displayName": "doomed", "model": "publishers/google/models/gemini-2.5-flash",
+            "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [f"gs://{bucket_name}/in.jsonl"]}},
+            "outputConfig": {"predictionsFormat": "jsonl",
+                             "gcsDestination": {"outputUriPrefix": f"gs://{bucket_name}/out"}}}
+    with quiet.client() as http:
+        name = str(http.post(JOBS, json=body).json()["name"])
+    assert wait_ended(quiet, name) == "JOB_STATE_SUCCEEDED"
+    for blob in list(bucket.list_blobs()):
+        blob.delete()
+    bucket.delete()
+    reason = (f"the output bucket gs://{bucket_name} does not exist, so the 1 completed line(s) cannot be read (was it "
+              "deleted?); this job has no cost figure")
+    assert meter_lines(quiet, "--job", name) == {name: f"unmeterable ({reason})"}
+    job = job_row(quiet, name)
+    assert (job.metering_state, job.cost_status, job.cost_pico) == ("unmeterable", "unmeterable", None)
+    assert [record.note for record in history(quiet, job)] == [reason]
+
+
+def test_vbp_meter_checks_and_meters_every_unfinished_job_now(quiet: Proxied) -> None:
+    later = utcnow() + timedelta(hours=1)
+    running = submit(quiet, "gemini-2.5-flash-lite", [text_line("Checked an hour from now?")])
+    failed, _ = submit_to_missing_bucket(quiet)
+    deadline = time.monotonic() + 30
+    while {quiet.stack.state.jobs.get(*(n.split("/")[i] for i in (1, 3, 5))).state.terminal
+           for n in (running, failed)} != {True}:  # both ended upstream; the ledger does not know yet
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    with quiet.sessions.begin() as session:  # neither is due for a check before an hour
+        session.execute(update(Job).where(Job.name.in_([running, failed])).values(next_poll_at=later))
+    lines = meter_lines(quiet)
+    assert lines[running].startswith("metered (1 lines (1 succeeded, 0 failed, 0 malformed)")
+    assert lines[failed].startswith("settled (ended FAILED; the output bucket")
+    assert {job_row(quiet, n).metering_state for n in (running, failed)} == {"metered"}
+    # nothing left: it says so
+    assert str(vbp(quiet, "meter").stdout) == "nothing to meter: every job of the ledger has its figure\n"

@@ -10,7 +10,7 @@ import pytest
 
 from proxy.tenancy.keys import create_key
 from proxy.tenancy.team_admin import set_team
-from tests.completion.conftest import JOBS, history, submit, text_line, wait_metered
+from tests.completion.conftest import JOBS, history, submit, submit_to_missing_bucket, text_line, wait_metered
 from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
 
@@ -100,6 +100,19 @@ def test_a_failed_job_with_no_output_costs_nothing_and_says_so(metering: Proxied
     job = wait_metered(metering, name)
     assert job.state == "JOB_STATE_FAILED"
     assert (job.cost_status, job.cost_pico, job.lines_succeeded) == ("priced", 0, 0)
+    [record] = history(metering, job)
+    assert record.note == f"ended FAILED with no output file under {job.output_directory}: nothing is billed"
+
+
+def test_a_job_failed_by_a_missing_bucket_is_settled_at_the_next_poll(metering: Proxied) -> None:
+    name, bucket = submit_to_missing_bucket(metering)
+    job = wait_metered(metering, name, timeout=20)  # not an hour later: a missing bucket is not "not visible yet"
+    assert (job.state, job.metering_state, job.metering_attempts) == ("JOB_STATE_FAILED", "metered", 1)
+    assert (job.cost_status, job.cost_pico, job.lines_succeeded, job.lines_failed) == ("priced", 0, 0, 0)
+    assert job.error is not None and job.error["code"] == 9
+    [record] = history(metering, job)
+    assert record.note == (f"ended FAILED; the output bucket gs://{bucket} does not exist, so the job wrote nothing: "
+                           "nothing is billed")
 
 
 def test_a_model_without_a_price_is_unpriced_not_free(metering: Proxied) -> None:

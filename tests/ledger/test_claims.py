@@ -68,3 +68,39 @@ def test_give_up_makes_the_job_due_after_a_backoff(sessions: sessionmaker[Sessio
         assert claims.claimable_jobs(session, now=now + timedelta(seconds=31)) == [ended_job]
         job = session.get(Job, ended_job)
         assert job is not None and job.metering_error == "read failed"
+
+
+def test_force_claims_a_job_waiting_for_its_retry_but_never_a_live_claim(sessions: sessionmaker[Session],
+                                                                         ended_job: int) -> None:
+    now = utcnow()
+    with sessions.begin() as session:
+        token = claims.claim(session, job_pk=ended_job, now=now, lease=60)
+        assert token is not None
+        claims.give_up(session, job_pk=ended_job, token=token, now=now, error="no output yet", retry_in=3600)
+    with sessions.begin() as session:
+        assert claims.claimable_jobs(session, now=now) == []
+        assert claims.claimable_jobs(session, now=now, force=True) == [ended_job]
+        assert claims.claim(session, job_pk=ended_job, now=now, lease=60) is None
+        forced = claims.claim(session, job_pk=ended_job, now=now, lease=60, force=True)
+    assert forced is not None
+    with sessions.begin() as session:  # held by a live claim: not even an operator takes it over
+        assert claims.claimable_jobs(session, now=now, force=True) == []
+        assert claims.claim(session, job_pk=ended_job, now=now, lease=60, force=True) is None
+
+
+def test_give_up_with_refetch_hands_the_job_back_to_the_poller(sessions: sessionmaker[Session],
+                                                               ended_job: int) -> None:
+    now = utcnow()
+    with sessions.begin() as session:
+        token = claims.claim(session, job_pk=ended_job, now=now, lease=60)
+        assert token is not None
+        claims.give_up(session, job_pk=ended_job, token=token, now=now, error="no outputInfo yet", retry_in=60,
+                       refetch=True)
+    with sessions.begin() as session:
+        job = session.get(Job, ended_job)
+        assert job is not None
+        assert (job.metering_state, job.metering_error, job.claim_token) == (None, "no outputInfo yet", None)
+        assert job.next_poll_at == now + timedelta(seconds=60)
+        assert claims.claimable_jobs(session, now=now, force=True) == []  # the poller fetches it first
+        ledger.record_seen(session, job=job, reply={**REPLY, "state": "JOB_STATE_SUCCEEDED"}, source="poller")
+        assert job.metering_state == "due"

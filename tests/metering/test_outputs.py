@@ -18,6 +18,7 @@ from proxy.emulator.storage import FakeGcsServer
 from proxy.metering.pricing import PricingTable
 from proxy.money import to_decimal_usd
 from proxy.providers.vertex.outputs import (
+    BucketMissing,
     OutputMissing,
     OutputReadError,
     fingerprint,
@@ -111,9 +112,15 @@ def test_a_replaced_object_is_not_read_as_the_listed_one(client: storage.Client,
         list(iter_chunks(client, obj))
 
 
-def test_a_missing_bucket_is_reported(client: storage.Client) -> None:
-    with pytest.raises(OutputMissing):
-        list_output_objects(client, f"gs://no-such-bucket-{uuid.uuid4().hex[:8]}/{DIR}")
+def test_a_missing_bucket_is_reported_apart_from_a_replaced_object(client: storage.Client) -> None:
+    name = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(BucketMissing, match=f"^the output bucket gs://{name} does not exist$") as raised:
+        list_output_objects(client, f"gs://{name}/{DIR}")
+    assert raised.value.bucket == name and isinstance(raised.value, OutputMissing)
+
+
+def test_an_existing_bucket_without_the_folder_lists_nothing(client: storage.Client, bucket: storage.Bucket) -> None:
+    assert list_output_objects(client, f"gs://{bucket.name}/never-written") == []
 
 
 def test_meter_a_job_of_several_objects(client: storage.Client, bucket: storage.Bucket) -> None:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -142,3 +149,60 @@ def test_a_replaced_object_is_missing_in_the_worker_too(client: storage.Client, 
     task = RangeTask(ByteRange(longer, 0, longer.size), media_url(client, current), {}, None, 1024)
     with pytest.raises(Exception, match="range|bytes"):
         count_range(task)  # a range past the object's end is an error, never a silent short count
+
+
+def alive(pid: int) -> bool:
+    """Whether a process still runs (a zombie that nobody has reaped yet does not)."""
+    if Path("/proc/self/stat").exists():
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+PARENT = """
+import multiprocessing, time
+from proxy.metering.ranges import RangeMeter
+RangeMeter(processes=2).start()
+print(*(child.pid for child in multiprocessing.active_children()), flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_workers_end_when_their_parent_is_killed() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        assert parent.stdout is not None
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+        parent.send_signal(signal.SIGKILL)  # the parent alone: nothing is sent to its workers
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while left := [pid for pid in workers if alive(pid)]:
+            assert time.monotonic() < deadline, f"workers {left} outlived their parent"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)  # whatever is left of the test's process group
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def test_the_workers_outlive_the_thread_that_started_them() -> None:
+    meter = RangeMeter(processes=2)
+    starter = threading.Thread(target=meter.start)  # as a poller's worker thread that ends afterwards
+    starter.start()
+    starter.join()
+    try:
+        time.sleep(1.0)  # more than the workers' parent check
+        assert meter._pool is not None
+        assert all(alive(child.pid) for child in meter._pool._processes.values())
+        assert meter._pool.submit(os.getppid).result(timeout=10) == os.getpid()
+    finally:
+        meter.close()

@@ -168,9 +168,15 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ledger]:
         os.environ.update(saved)
 
 
+IN_FLIGHT = JobFacts(name="(the job in flight)", team="team-a", key="", model="gemini-2.5-flash",
+                     state="JOB_STATE_RUNNING", created=IN_FLIGHT_CREATED, cost_status="")
+
+
 def expected_report(jobs: Iterable[JobFacts], by: tuple[str, ...],
-                    keep: Callable[[JobFacts], bool] = lambda _: True) -> dict[str, Any]:
-    """The JSON document docs/design.md specifies, computed by plain grouping of the per-job facts."""
+                    keep: Callable[[JobFacts], bool] = lambda _: True,
+                    in_flight: Iterable[JobFacts] = (IN_FLIGHT,)) -> dict[str, Any]:
+    """The JSON document docs/design.md specifies, computed by plain grouping of the per-job facts; `in_flight_jobs`
+    counts the jobs of `in_flight` that `keep` keeps (they are in no row)."""
     groups: dict[tuple[str | None, ...], list[JobFacts]] = defaultdict(list)
     for job in jobs:
         if keep(job):
@@ -189,4 +195,5 @@ def expected_report(jobs: Iterable[JobFacts], by: tuple[str, ...],
 
     rows = [{**dict(zip(by, key, strict=True)), **figures(members)}
             for key, members in sorted(groups.items(), key=lambda item: [(v is not None, v or "") for v in item[0]])]
-    return {"rows": rows, "totals": figures([j for members in groups.values() for j in members])}
+    return {"rows": rows, "totals": figures([j for members in groups.values() for j in members]),
+            "in_flight_jobs": sum(1 for job in in_flight if keep(job))}

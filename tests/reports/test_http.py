@@ -39,6 +39,33 @@ def test_costs_as_csv_parses_back_to_the_same_numbers(ledger: Ledger) -> None:
     assert from_csv(reply.text, ("week", "key")) == expected_report(ledger.jobs, ("week", "key"))["rows"]
 
 
+def test_costs_count_the_jobs_in_flight_as_the_report_does(ledger: Ledger) -> None:
+    for fmt in ("json", "csv"):
+        assert get_costs(ledger, "admin", by="team", format=fmt).headers["x-vbp-in-flight-jobs"] == "1"
+    assert get_costs(ledger, "admin", by="team").json()["in_flight_jobs"] == 1  # the job still running
+    assert get_costs(ledger, "team-a", by="team").json()["in_flight_jobs"] == 1  # it is team-a's
+    assert get_costs(ledger, "team-b", by="team").json()["in_flight_jobs"] == 0
+    assert get_costs(ledger, "admin", since="2026-11-05").json()["in_flight_jobs"] == 0  # made 2026-11-04
+    csv_reply = get_costs(ledger, "team-b", by="team", format="csv")
+    assert csv_reply.headers["x-vbp-in-flight-jobs"] == "0"
+
+
+def test_the_page_says_why_a_job_has_no_figure_or_a_zero_one(ledger: Ledger) -> None:
+    [failed] = [job for job in ledger.jobs if job.state == "JOB_STATE_FAILED" and job.cost_status == "priced"]
+    with sign_in(ledger, ledger.env.keys["admin"]) as client:
+        page = client.get("/dashboard", params=ALL).text
+    no_output = page.split('<table id="no-output-jobs">', 1)[1].split("</table>", 1)[0]
+    assert failed.name in no_output and no_output.count("<tr>") == 2  # the header and that one job
+    assert re.search(r'<span class="why">ended FAILED with no output file under gs://metering/[^<]*: nothing is '
+                     r"billed</span>", no_output)
+    unmeterable = page.split('<table id="unpriced-jobs">', 1)[1].split("</table>", 1)[0]
+    assert "BigQuery outputs cannot be metered yet; this job has no cost figure" in unmeterable
+    in_flight = page.split('<table id="in-flight-jobs">', 1)[1].split("</table>", 1)[0]
+    assert ledger.in_flight in in_flight
+    assert re.search(r"<td>running</td><td><span class=\"why\">(PENDING|RUNNING): not ended yet</span></td>"
+                     r"<td>next check at [^<]+</td>", in_flight), in_flight
+
+
 def test_a_team_key_sees_only_its_team(ledger: Ledger) -> None:
     for who, team in (("team-a-2", "team-a"), ("team-b", "team-b")):
         reply = get_costs(ledger, who, by="team,model")
@@ -181,6 +208,7 @@ def test_metrics_show_requests_jobs_costs_tokens_and_the_poller(ledger: Ledger) 
     assert _metric(text, "vbp_metered_jobs", team="team-a", model=UNPRICED_MODEL, cost_status="unpriced") == 1
     assert _metric(text, "vbp_ledger_up") == 1
     assert _metric(text, "vbp_poller_lag_seconds") < 60
-    assert _metric(text, "vbp_metering_seconds_count", result="metered") >= 6
+    assert _metric(text, "vbp_metering_seconds_count", result="metered") == 5  # the SUCCEEDED priced jobs
+    assert _metric(text, "vbp_metering_seconds_count", result="settled") == 1  # FAILED with no output
     assert _metric(text, "vbp_metering_seconds_count", result="unmeterable") == 1
     assert _metric(text, "vbp_poller_last_pass_timestamp_seconds") > 0

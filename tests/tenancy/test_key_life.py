@@ -204,17 +204,17 @@ def test_rotating_with_a_negative_grace_is_refused(tenancy: Tenancy) -> None:
 def test_cli_key_commands_are_audited_as_the_cli(tenancy: Tenancy) -> None:
     runner = CliRunner()
     env = {"VBP_DATABASE_URL": tenancy.database_url}
-    made = json.loads(runner.invoke(cli, ["keys", "create", "--team", "cli-audit", "--json"], env=env).output)
+    made = json.loads(runner.invoke(cli, ["keys", "create", "--team", "cli-audit", "--json"], env=env).stdout)
     rotated = runner.invoke(cli, ["keys", "rotate", made["id"], "--grace", "10m"], env=env)
     assert rotated.exit_code == 0 and "key: vbp_" in rotated.output
     assert runner.invoke(cli, ["keys", "revoke", made["id"]], env=env).exit_code == 0
     assert runner.invoke(cli, ["keys", "revoke", made["id"]], env=env).exit_code == 0  # no second event
     result = runner.invoke(cli, ["keys", "events", "--key", made["id"], "--json"], env=env)
-    events = json.loads(result.output)
+    events = json.loads(result.stdout)
     assert [e["action"] for e in events] == ["create", "rotate", "revoke"]
     assert all(e["actor"].startswith("cli:") and e["key_id"] == made["id"] for e in events)
     assert events[1]["detail"]["grace_seconds"] == 600
-    listed = json.loads(runner.invoke(cli, ["keys", "list", "--json"], env=env).output)
+    listed = json.loads(runner.invoke(cli, ["keys", "list", "--json"], env=env).stdout)
     assert [k["state"] for k in listed if k["id"] == made["id"]] == ["revoked"]
     assert made["key"] not in result.output + json.dumps(listed)
     with tenancy.sessions() as session:

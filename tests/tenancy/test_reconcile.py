@@ -51,7 +51,7 @@ def reconcile(tenancy: Tenancy, *args: str) -> list[dict[str, str]]:
     env = {"VBP_DATABASE_URL": tenancy.database_url, "VBP_PROJECT_ALIASES": f"{ALIAS}={REAL_PROJECT}"}
     result = CliRunner().invoke(cli, ["reconcile", "--json", *args], env=env)
     assert result.exit_code == 0, result.output
-    return list(json.loads(result.output))
+    return list(json.loads(result.stdout))
 
 
 def test_a_job_the_ledger_missed_is_adopted_by_vbp_reconcile(tenancy: Tenancy) -> None:

@@ -177,7 +177,7 @@ def test_vbp_keys_create_takes_every_scope(tenancy: Tenancy) -> None:
                                  "--project", REAL_PROJECT, "--location", LOCATION, "--model", "gemini-2.5-*",
                                  "--ops", "create,read", "--admin", "--expires-in", "30d", "--json"], env=env)
     assert result.exit_code == 0, result.output
-    made = json.loads(result.output)
+    made = json.loads(result.stdout)
     with tenancy.sessions() as session:
         key = session.get(ApiKey, made["id"])
         assert key is not None

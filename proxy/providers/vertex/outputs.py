@@ -38,7 +38,18 @@ class OutputReadError(Exception):
 
 
 class OutputMissing(OutputReadError):
-    """The bucket, or the listed generation of an object, no longer exists (a retry will not help)."""
+    """The bucket, or the listed generation of an object, no longer exists."""
+
+
+class BucketMissing(OutputMissing):
+    """The output bucket does not exist: the job could not write there, or its outputs were deleted with it.
+
+    Unlike a replaced object (listing again finds the new generation), no retry can ever read this job's outputs.
+    """
+
+    def __init__(self, bucket: str, message: str) -> None:
+        super().__init__(message)
+        self.bucket = bucket
 
 
 @dataclass(frozen=True, order=True)
@@ -83,6 +94,8 @@ def list_output_objects(client: storage.Client, gcs_output_directory: str) -> li
             found.append(OutputObject(bucket, blob.name, int(blob.generation), int(blob.size),
                                       blob.content_encoding or ""))
     except Exception as exc:  # google.api_core errors, requests and auth errors alike
+        if getattr(exc, "code", None) == 404:  # listing a prefix of a bucket that exists is never a 404
+            raise BucketMissing(bucket, f"the output bucket gs://{bucket} does not exist") from exc
         raise _translate(exc, f"listing {gcs_output_directory}") from exc
     return sorted(found)
 
