@@ -44,17 +44,17 @@ fuzz: $(STAMP)
 	cp -r proxy tests pricing setup.py pyproject.toml $(FUZZ_DIR)/
 	rm -f $(FUZZ_DIR)/proxy/metering/_rowscan*.so
 	cd $(FUZZ_DIR) && CFLAGS="$(SANITIZE)" LDFLAGS="-fsanitize=address,undefined" \
-		../../$(BIN)/python setup.py --quiet build_ext --inplace
+		$(CURDIR)/$(BIN)/python setup.py --quiet build_ext --inplace
 	# The copy comes first on the path (ahead of the editable install), so its sanitized scanner is the one tested.
 	cd $(FUZZ_DIR) && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		../../$(BIN)/python -c "import proxy.metering._rowscan as m, sys; sys.exit('not the sanitized build' if 'build/fuzz' not in m.__file__ else 0)" && \
+		$(CURDIR)/$(BIN)/python -c "import proxy.metering._rowscan as m, sys; sys.exit('not the sanitized build' if 'build/fuzz' not in m.__file__ else 0)" && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		../../$(BIN)/pytest -q -p no:cacheprovider tests/metering/test_rowscan.py tests/metering/test_scanner.py && \
+		$(CURDIR)/$(BIN)/pytest -q -p no:cacheprovider tests/metering/test_rowscan.py tests/metering/test_scanner.py && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		../../$(BIN)/python -m tests.metering.fuzz_rowscan --seconds $(FUZZ_SECONDS)
+		$(CURDIR)/$(BIN)/python -m tests.metering.fuzz_rowscan --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache vbp.db* build proxy/metering/_rowscan.*.so
