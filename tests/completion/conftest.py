@@ -45,10 +45,12 @@ def submit(proxied: Proxied, model: str, lines: list[Any], *, who: str = "team-a
 def submit_to_missing_bucket(proxied: Proxied, who: str = "team-a") -> tuple[str, str]:
     """Create a job whose input and output are in a bucket that does not exist, as the README's quickstart did
     before it uploaded its input: Vertex accepts it and the job FAILS. Returns the job name and the bucket."""
-    bucket = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
+    bucket, folder = "no-such-bucket", uuid.uuid4().hex[:8]  # within the test proxies' prefixes; never created
     body = {"displayName": "missing-bucket", "model": "publishers/google/models/gemini-2.5-flash-lite",
-            "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [f"gs://{bucket}/input.jsonl"]}},
-            "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": f"gs://{bucket}/out"}}}
+            "inputConfig": {"instancesFormat": "jsonl",
+                            "gcsSource": {"uris": [f"gs://{bucket}/{folder}/input.jsonl"]}},
+            "outputConfig": {"predictionsFormat": "jsonl",
+                             "gcsDestination": {"outputUriPrefix": f"gs://{bucket}/{folder}/out"}}}
     with proxied.client(who) as client:
         reply = client.post(JOBS, json=body)
     assert reply.status_code == 200, reply.text

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -276,7 +275,7 @@ def test_a_succeeded_job_whose_output_is_not_visible_waits_and_says_until_when(q
 
 
 def test_a_deleted_output_bucket_makes_a_job_with_completed_lines_unmeterable(quiet: Proxied) -> None:
-    bucket_name = f"doomed-{uuid.uuid4().hex[:8]}"
+    bucket_name = "doomed-bucket"  # within the test proxies' prefixes; made here and deleted below
     client = quiet.stack.storage_client()
     bucket = client.create_bucket(bucket_name)
     bucket.blob("in.jsonl").upload_from_string(json.dumps(text_line("Soon gone")) + "\n")

@@ -94,6 +94,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("VBP_")}
     environ.update(stack.env, VBP_DATABASE_URL=url, VBP_PRICING_DIR=str(pricing), VBP_POLL_INTERVAL="0.2",
+                   VBP_TEAM_GCS_PREFIXES="gs://reload/",
                    VBP_RECONCILE_INTERVAL="0", VBP_METER_PROCESSES="1")
     log = tmp / "serve.log"
     with open(log, "wb") as out:

@@ -24,7 +24,8 @@ from tests.support.samples import SAMPLES as SAMPLES  # re-exported: the tests o
 ALIAS, REAL_PROJECT = "your-project", "my-real-project"
 LOCATION = "us-central1"
 # The buckets these tests use, open to every team: data boundaries have tests of their own (tests/tenancy).
-TEST_PREFIXES = ("gs://my-bucket/", "gs://sdk-bucket/", "gs://metering/", "gs://faults/", "gs://bad-input/")
+TEST_PREFIXES = ("gs://my-bucket/", "gs://sdk-bucket/", "gs://metering/", "gs://faults/", "gs://bad-input/",
+                 "gs://no-such-bucket/", "gs://doomed-bucket/")
 
 
 @dataclass

@@ -152,7 +152,7 @@ def test_a_team_policy_allows_a_restricted_field(tenancy: Tenancy, fresh: ProxyS
                                       "--allow-field", "generateExplanation", "--json"],
                                 env={"VBP_DATABASE_URL": tenancy.database_url})
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["allowed_fields"] == ["serviceAccount", "generateExplanation"]
+    assert json.loads(result.stdout)["allowed_fields"] == ["serviceAccount", "generateExplanation"]
     reply, calls = create(tenancy, fresh, secret, payload)
     assert reply.status_code == 200 and calls == 1, reply.text
     spec = tenancy.emulator_job(reply.json()["name"]).spec

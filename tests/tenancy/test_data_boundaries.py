@@ -70,7 +70,7 @@ def teams_cli(tenancy: Tenancy, *args: str) -> Any:
     result = CliRunner().invoke(cli, ["teams", *args], env={"VBP_DATABASE_URL": tenancy.database_url,
                                                             "VBP_TEAM_GCS_PREFIXES": ",".join(TEMPLATES)})
     assert result.exit_code == 0, result.output
-    return json.loads(result.output) if "--json" in args else result.output
+    return json.loads(result.stdout) if "--json" in args else result.output
 
 
 @pytest.mark.parametrize("version", VERSIONS)
