@@ -26,6 +26,7 @@ from proxy.gateway.error_replies import ErrorReplies
 from proxy.gateway.request_id import RequestIds
 from proxy.ledger.engine import current_revision, head_revision
 from proxy.ledger.reconcile import Reconciler
+from proxy.ledger.request_log_retention import keep_pruning
 from proxy.metering.poller import Poller
 from proxy.providers.vertex.passthrough import Passthrough
 from proxy.providers.vertex.paths import is_passthrough_path
@@ -105,6 +106,8 @@ class ProxyApp:
                     self.poller = Poller(services, open_meter(services))
                     background.start_soon(self.poller.run)
                 background.start_soon(Reconciler(services).run)
+                background.start_soon(partial(keep_pruning, services.engine, keep_days=self.settings.request_log_days,
+                                              now=services.now))
                 with self._reload_pricing_on_sighup():
                     yield
                 background.cancel_scope.cancel()

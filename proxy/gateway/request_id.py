@@ -13,7 +13,7 @@ from typing import Any
 
 REQUEST_ID = "x-request-id"
 _RAW_NAME = REQUEST_ID.encode()
-_SHAPE = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+_SHAPE = re.compile(r"[A-Za-z0-9._:-]{8,40}")  # the request log keeps 40 characters
 SCOPE_KEY = "vbp.request_id"
 
 
