@@ -46,8 +46,8 @@ class RequestAccounting:
             seconds = time.perf_counter() - started
             services = self._services()
             if services is not None:
-                services.request_log.add(record.row(status=status, seconds=seconds, at=services.now()))
                 services.metrics.observe_request(record.route, status, seconds)
+                services.request_log.add(record.row(status=status, seconds=seconds, at=services.now()))
 
 
 def accounted_as(route: str, endpoint: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
