@@ -14,6 +14,7 @@ from typing import Any
 
 from proxy.errors import ApiError, Internal
 from proxy.gateway.dialects import error_reply
+from proxy.gateway.request_id import SCOPE_KEY as REQUEST_ID_KEY
 from proxy.ledger import db_errors
 from proxy.ledger.request_log import record_of
 
@@ -56,13 +57,13 @@ class ErrorReplies:
             error = exc if isinstance(exc, ApiError) else translated(exc)
             if error is None:
                 log.exception("%s %s (request %s) failed", scope.get("method"), scope.get("path"),
-                              scope.get("vbp.request_id"))
+                              scope.get(REQUEST_ID_KEY))
                 if started:
                     raise  # half a reply is out: only the server can end it, by closing the connection
                 error = Internal("The proxy failed to handle this request.")
             elif not isinstance(exc, ApiError):
                 log.warning("%s %s (request %s): %s", scope.get("method"), scope.get("path"),
-                            scope.get("vbp.request_id"), exc.__class__.__name__)
+                            scope.get(REQUEST_ID_KEY), exc.__class__.__name__)
             record_of(scope).error = error.status
             if not started:
                 start, body = error_reply(scope, error)
