@@ -8,21 +8,25 @@ import hmac
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import anyio
 from anyio import to_thread
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from proxy.errors import ApiError, NotFound, Unauthenticated
-from proxy.gateway.unexpected_errors import UnexpectedErrors
+from proxy.errors import NotFound, Unauthenticated
+from proxy.gateway.accounting import RequestAccounting, accounted_as
+from proxy.gateway.error_replies import ErrorReplies
+from proxy.gateway.request_id import RequestIds
 from proxy.ledger.engine import current_revision, head_revision
 from proxy.ledger.reconcile import Reconciler
+from proxy.ledger.request_log_retention import keep_pruning
 from proxy.metering.poller import Poller
 from proxy.providers.vertex.passthrough import Passthrough
 from proxy.providers.vertex.paths import is_passthrough_path
@@ -38,8 +42,20 @@ from proxy.upstream import Upstream
 log = logging.getLogger("proxy")
 
 
+ASGIApp = Callable[..., Any]
+
+
+class Site(Starlette):
+    """Starlette without its own error middleware: errors are the gateway's (`ErrorReplies`), whatever the route."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        handlers = {key: value for key, value in self.exception_handlers.items() if key not in (500, Exception)}
+        return ExceptionMiddleware(self.router, handlers=handlers)
+
+
 class ProxyApp:
-    """The ASGI entry: passthrough paths go straight to the raw handler, everything else to Starlette."""
+    """The ASGI entry: the gateway's middleware, then passthrough paths straight to the raw handler and everything
+    else to Starlette's routes."""
 
     def __init__(self, settings: Settings, *, upstream: Upstream | None = None) -> None:
         self.settings = settings
@@ -47,19 +63,31 @@ class ProxyApp:
         self.services: Services | None = None
         self.passthrough: Passthrough | None = None
         self.poller: Poller | None = None
-        self.site = Starlette(routes=[
-            Route("/healthz", self.healthz),
-            Route("/readyz", self.readyz),
-            Route("/metrics", self.metrics),
+        self.site = Site(routes=[
+            Route("/healthz", accounted_as("healthz", self.healthz)),
+            Route("/readyz", accounted_as("readyz", self.readyz)),
+            Route("/metrics", accounted_as("metrics", self.metrics)),
             *key_routes(lambda: self.services),
             *team_routes(lambda: self.services),
             *report_routes(lambda: self.services),
-        ], middleware=[Middleware(UnexpectedErrors)], lifespan=self.lifespan,
-            exception_handlers={404: self.not_found, 405: self.not_found})
+        ], lifespan=self.lifespan, exception_handlers={404: self.not_found, 405: self.not_found})
         # `/v1/keys/` must be a 404, not a redirect to `/v1/keys` built from the Host header the caller sent.
         self.site.router.redirect_slashes = False
+        # The gateway: every request, on every route, passes these in order (outermost first).
+        layers: list[Callable[[ASGIApp], ASGIApp]] = [
+            RequestIds,                                                  # keep or make x-request-id; echo it
+            partial(RequestAccounting, services=lambda: self.services),  # one log row + one metrics observation
+            ErrorReplies,                                                # ApiError -> the route's dialect; 500s
+        ]
+        self.stack: ASGIApp = self.dispatch
+        for layer in reversed(layers):
+            self.stack = layer(self.stack)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self.stack(scope, receive, send)
+
+    async def dispatch(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The native door's raw handler for its paths; Starlette's routes for the rest (and the lifespan)."""
         if scope["type"] == "http" and is_passthrough_path(scope.get("raw_path") or scope["path"].encode()):
             assert self.passthrough is not None, "the lifespan has not run"
             await self.passthrough(scope, receive, send)
@@ -78,6 +106,8 @@ class ProxyApp:
                     self.poller = Poller(services, open_meter(services))
                     background.start_soon(self.poller.run)
                 background.start_soon(Reconciler(services).run)
+                background.start_soon(partial(keep_pruning, services.engine, keep_days=self.settings.request_log_days,
+                                              now=services.now))
                 with self._reload_pricing_on_sighup():
                     yield
                 background.cancel_scope.cancel()
@@ -122,16 +152,14 @@ class ProxyApp:
         assert self.services is not None
         token = self.settings.metrics_token
         if token is not None and not _same_secret(bearer_token(request.headers.get("authorization")), token):
-            error = Unauthenticated("/metrics needs its bearer token (VBP_METRICS_TOKEN).",
-                                    headers={"www-authenticate": 'Bearer realm="metrics"'})
-            return JSONResponse(error.envelope(), status_code=error.http_status, headers=error.headers)
+            raise Unauthenticated("/metrics needs its bearer token (VBP_METRICS_TOKEN).",
+                                  headers={"www-authenticate": 'Bearer realm="metrics"'})
         self.services.metrics.watch_ledger(self.services.sessions)
         return PlainTextResponse(await to_thread.run_sync(self.services.metrics.render),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def not_found(self, request: Request, _exc: Exception) -> Response:
-        error: ApiError = NotFound(f"The requested URL {request.url.path} was not found on this server.")
-        return JSONResponse(error.envelope(), status_code=error.http_status)
+        raise NotFound(f"The requested URL {request.url.path} was not found on this server.")
 
 
 def _same_secret(given: str | None, expected: str) -> bool:

@@ -13,7 +13,11 @@
     ├── Unavailable               503 UNAVAILABLE
     └── DeadlineExceeded          504 DEADLINE_EXCEEDED
 
-Foreign exceptions (httpx, aiohttp, google-auth, SQLAlchemy) are translated into these where they enter.
+Foreign exceptions are translated into these where they enter, one table per library: httpx and aiohttp in
+their upstreams (`proxy/upstream/httpx_upstream.py`, `aiohttp_upstream.py`: connect failures, timeouts, broken
+connections), google-auth in `proxy/upstream/google_credentials.py` (`_translate`), SQLAlchemy in
+`proxy/ledger/db_errors.py` (the database out of reach: 503), applied by the gateway's one error handler
+(`proxy/gateway/error_replies.py`), which answers every `ApiError` in the route's dialect.
 """
 
 from __future__ import annotations

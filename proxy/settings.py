@@ -105,6 +105,14 @@ def _count(text: str) -> int:
     return value
 
 
+def _days(text: str) -> int:
+    """A whole number of days, at least 0."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be a number of days of at least 0, not {value}")
+    return value
+
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -161,6 +169,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_KEY_CACHE_SECONDS", "key_cache_seconds", "5", _seconds,
             "How long one process trusts a key lookup: a revoked key stops working on every replica within "
             "this many seconds."),
+    Setting("VBP_REQUEST_LOG_DAYS", "request_log_days", "30", _days,
+            "Days the request log keeps a row; older rows are deleted hourly inside `vbp serve`, in batches, by one "
+            "replica at a time (0: kept forever)."),
     Setting("VBP_AUTO_MIGRATE", "auto_migrate", "true", _bool,
             "Apply database migrations when `vbp serve` starts."),
     Setting("VBP_POLLER", "poller_enabled", "true", _bool,
@@ -219,6 +230,7 @@ class Settings:
     retry_attempts: int = 4
     retry_max_seconds: float = 10.0
     key_cache_seconds: float = 5.0
+    request_log_days: int = 30
     auto_migrate: bool = True
     poller_enabled: bool = True
     reconcile_interval: float = 300.0

@@ -6,6 +6,9 @@ import logging
 import operator
 import queue
 import threading
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, insert
@@ -18,6 +21,37 @@ log = logging.getLogger(__name__)
 _TABLE = ledger.REQUEST_LOG
 _INSERT = insert(_TABLE)
 _COLUMNS = ledger.REQUEST_LOG_COLUMNS
+SCOPE_KEY = "vbp.record"  # where the gateway's accounting puts the request's record in the ASGI scope
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the request log keeps of one request; the route that answers fills in what only it knows."""
+
+    request_id: str
+    method: str
+    route: str = "unmatched"
+    key_id: str | None = None
+    team: str | None = None
+    api_version: str | None = None
+    job_name: str | None = None
+    upstream_status: int | None = None
+    error: str | None = None
+
+    def row(self, *, status: int, seconds: float, at: datetime) -> dict[str, Any]:
+        """The request log's row, once the reply's status and the time it took are known."""
+        return {"at": at, "request_id": self.request_id, "method": self.method, "route": self.route,
+                "key_id": self.key_id, "team": self.team, "api_version": self.api_version,
+                "job_name": self.job_name, "status": status, "upstream_status": self.upstream_status,
+                "latency_ms": seconds * 1000, "error": self.error}
+
+
+def record_of(scope: MutableMapping[str, Any]) -> RequestRecord:
+    """The record the gateway's accounting put in this request's scope."""
+    record: RequestRecord = scope[SCOPE_KEY]
+    return record
+
+
 # Rows per multi-row INSERT: 80 x 12 columns = 960 parameters, under the oldest SQLite limit (999).
 _CHUNK_ROWS = 80
 

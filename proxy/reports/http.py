@@ -19,8 +19,7 @@ says).
 
 from __future__ import annotations
 
-import time as clock
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import date
 from urllib.parse import parse_qs
 
@@ -31,8 +30,10 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from proxy.clock import utcnow
-from proxy.errors import ApiError, InvalidArgument, PermissionDenied, Unauthenticated
+from proxy.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from proxy.gateway.accounting import accounted_as
 from proxy.gateway.forwarded import request_origin, request_scheme
+from proxy.ledger.request_log import record_of
 from proxy.reports.dashboard import dashboard_page, default_range, error_page, gather, login_page
 from proxy.reports.query import Report, ReportError, ReportFilter, parse_by, parse_moment, run_report
 from proxy.reports.render import to_csv, to_document
@@ -54,18 +55,15 @@ _PAGE_HEADERS = {
     "referrer-policy": "no-referrer",
 }
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
 def report_routes(services: Callable[[], Services | None]) -> list[Route]:
     """The routes, for the app's route list; `services` gives the running app's services."""
     endpoints = ReportEndpoints(services)
     return [
-        Route("/v1/costs", endpoints.timed("costs", endpoints.costs), methods=["GET"]),
-        Route("/dashboard", endpoints.timed("dashboard", endpoints.dashboard), methods=["GET"]),
-        Route("/dashboard/login", endpoints.timed("dashboard_login", endpoints.login), methods=["POST"]),
-        Route("/dashboard/logout", endpoints.timed("dashboard_logout", endpoints.logout), methods=["POST"]),
-        Route("/dashboard/costs.csv", endpoints.timed("dashboard_csv", endpoints.dashboard_csv), methods=["GET"]),
+        Route("/v1/costs", accounted_as("costs", endpoints.costs), methods=["GET"]),
+        Route("/dashboard", accounted_as("dashboard", endpoints.dashboard), methods=["GET"]),
+        Route("/dashboard/login", accounted_as("dashboard_login", endpoints.login), methods=["POST"]),
+        Route("/dashboard/logout", accounted_as("dashboard_logout", endpoints.logout), methods=["POST"]),
+        Route("/dashboard/costs.csv", accounted_as("dashboard_csv", endpoints.dashboard_csv), methods=["GET"]),
     ]
 
 
@@ -116,19 +114,6 @@ class ReportEndpoints:
             self._signer = SessionSigner.from_setting(settings.session_secret, settings.session_seconds)
         return self._signer
 
-    def timed(self, route: str, handler: Handler) -> Handler:
-        """Count the request by route and status, and time it, in the proxy's metrics."""
-        async def run(request: Request) -> Response:
-            started = clock.perf_counter()
-            status = 500
-            try:
-                response = await handler(request)
-                status = response.status_code
-                return response
-            finally:
-                self.services.metrics.observe_request(route, status, clock.perf_counter() - started)
-        return run
-
     async def _report(self, by: tuple[str, ...], chosen: ReportFilter) -> Report:
         def query() -> Report:
             with self.services.sessions() as session:
@@ -137,14 +122,12 @@ class ReportEndpoints:
 
     async def costs(self, request: Request) -> Response:
         """GET /v1/costs: the report document (JSON), or CSV with format=csv."""
-        try:
-            principal = await authenticate(self.services, request.headers.items())
-            fmt = request.query_params.get("format", "json")
-            if fmt not in ("json", "csv"):
-                raise InvalidArgument(f"format {fmt!r} is not json or csv")
-            report = await self._report(*report_params(request.query_params, principal))
-        except ApiError as exc:
-            return JSONResponse(exc.envelope(), status_code=exc.http_status, headers=exc.headers)
+        principal = await authenticate(self.services, request.headers.items())
+        record_of(request.scope).key_id, record_of(request.scope).team = principal.key_id, principal.team
+        fmt = request.query_params.get("format", "json")
+        if fmt not in ("json", "csv"):
+            raise InvalidArgument(f"format {fmt!r} is not json or csv")
+        report = await self._report(*report_params(request.query_params, principal))
         if fmt == "csv":
             return csv_response(report)
         return JSONResponse(to_document(report), headers={"cache-control": "no-store",
@@ -242,8 +225,5 @@ class ReportEndpoints:
         principal = await self._session_principal(request)
         if principal is None:
             return RedirectResponse("/dashboard", status_code=303)
-        try:
-            report = await self._report(*report_params(request.query_params, principal))
-        except ApiError as exc:
-            return JSONResponse(exc.envelope(), status_code=exc.http_status)
-        return csv_response(report)
+        record_of(request.scope).key_id, record_of(request.scope).team = principal.key_id, principal.team
+        return csv_response(await self._report(*report_params(request.query_params, principal)))

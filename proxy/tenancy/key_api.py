@@ -8,15 +8,12 @@
     POST /v1/keys/{id}:rotate     {grace_seconds?} -> the key's view plus `key`, the new secret
 
 No key -> 401 UNAUTHENTICATED; a team key -> 403 PERMISSION_DENIED; a bad body or a value out of range -> 400;
-an unknown key -> 404; anything unexpected -> 500, logged with its traceback.
-Every change is audited with the admin key's id as the actor; every call goes to the request log.
+an unknown key -> 404; anything unexpected -> 500, logged with its traceback (the gateway's error replies).
+Every change is audited with the admin key's id as the actor; the gateway logs every call.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,15 +24,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from proxy.clock import utcnow
-from proxy.errors import ApiError, Internal, InvalidArgument, NotFound, PermissionDenied
+from proxy.errors import InvalidArgument, NotFound, PermissionDenied
 from proxy.json_body import parse_json_body
 from proxy.ledger.models import ApiKey
+from proxy.ledger.request_log import record_of
 from proxy.services import Services
 from proxy.tenancy import key_admin
 from proxy.tenancy.auth import authenticate
 from proxy.tenancy.keys import Principal, list_keys
-
-log = logging.getLogger("proxy.tenancy.key_api")
 
 _MAX_BODY = 64 * 1024
 _MAX_LIST, _MAX_ITEM = 100, 200  # scope lists: entries, and characters per entry
@@ -66,30 +62,15 @@ def key_routes(services: Callable[[], Services | None]) -> list[Route]:
 
 
 async def _serve(request: Request, route: str, handler: Handler, services: Services | None) -> Response:
+    """Authenticate an admin key, name the call on the request's record, run it (errors: the gateway's)."""
     assert services is not None, "the lifespan has not run"
-    started = time.perf_counter()
-    request_id = uuid.uuid4().hex
-    record: dict[str, Any] = {"request_id": request_id, "method": request.method, "route": route, "key_id": None,
-                              "team": None, "api_version": None, "job_name": None, "upstream_status": None,
-                              "error": None}
-    try:
-        principal = await authenticate(services, request.headers.items())
-        record["key_id"], record["team"] = principal.key_id, principal.team
-        if not principal.admin:
-            raise PermissionDenied("This call needs an admin key.")
-        response = await handler(request, principal, services)
-    except ApiError as exc:
-        record["error"] = exc.status
-        response = JSONResponse(exc.envelope(), status_code=exc.http_status, headers=exc.headers)
-    except Exception:
-        log.exception("request %s (%s) failed", request_id, route)
-        record["error"] = "INTERNAL"
-        error = Internal("The proxy failed to handle this request.")
-        response = JSONResponse(error.envelope(), status_code=error.http_status)
-    response.headers["x-request-id"] = request_id
-    record.update(status=response.status_code, latency_ms=(time.perf_counter() - started) * 1000, at=utcnow())
-    services.request_log.add(record)
-    return response
+    record = record_of(request.scope)
+    record.route = route
+    principal = await authenticate(services, request.headers.items())
+    record.key_id, record.team = principal.key_id, principal.team
+    if not principal.admin:
+        raise PermissionDenied("This call needs an admin key.")
+    return await handler(request, principal, services)
 
 
 async def read_body(request: Request) -> dict[str, Any]:

@@ -7,8 +7,6 @@ belongs to the upstream connection or to Google's domain rather than the proxy's
 
 from __future__ import annotations
 
-import re
-import uuid
 from collections.abc import Iterable
 
 # RFC 9110 section 7.6.1 and RFC 9112: meaningful for one connection only, never forwarded.
@@ -33,8 +31,7 @@ RESPONSE_DROPPED: frozenset[str] = HOP_BY_HOP | {"set-cookie", "set-cookie2", "a
 # Only set once the body has been decoded by the HTTP client, when these would describe the wrong bytes.
 DECODED_DROPPED: frozenset[str] = frozenset({"content-encoding", "content-length"})
 
-REQUEST_ID = "x-request-id"
-_REQUEST_ID_SHAPE = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+REQUEST_ID = "x-request-id"  # the gateway's id for the request (proxy.gateway.request_id), passed on to Vertex
 
 
 def connection_named(headers: Iterable[tuple[str, str]]) -> set[str]:
@@ -62,11 +59,3 @@ def response_headers(upstream: Iterable[tuple[str, str]], *, decoded: bool = Fal
     if decoded:
         dropped = dropped | DECODED_DROPPED
     return [(name.lower(), value) for name, value in upstream if name.lower() not in dropped]
-
-
-def new_request_id(incoming: Iterable[tuple[str, str]] = ()) -> str:
-    """The caller's `x-request-id` when it looks like one (so traces join up), else a fresh random id."""
-    for name, value in incoming:
-        if name.lower() == REQUEST_ID and _REQUEST_ID_SHAPE.fullmatch(value):
-            return value
-    return uuid.uuid4().hex

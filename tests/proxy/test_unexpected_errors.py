@@ -25,8 +25,8 @@ def broken(tmp_path: Path) -> Iterator[Proxied]:
 
 
 @pytest.mark.parametrize(("table", "method", "target", "body", "logger"), [
-    ("key_events", "POST", "/v1/keys", b'{"team": "t"}', "proxy.tenancy.key_api"),
-    ("job_rollups", "GET", "/v1/costs?by=team", b"", "proxy.site"),
+    ("key_events", "POST", "/v1/keys", b'{"team": "t"}', "proxy.gateway"),
+    ("job_rollups", "GET", "/v1/costs?by=team", b"", "proxy.gateway"),
 ])
 def test_an_unexpected_error_is_a_logged_500_in_the_envelope(broken: Proxied, caplog: pytest.LogCaptureFixture,
                                                              table: str, method: str, target: str, body: bytes,

@@ -55,10 +55,18 @@ class LocalPostgres:
     def start(self) -> None:
         self._run(_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                   "--no-sync")
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its data folder (again, after `pause`), on the same port."""
         options = (f"-p {self.port} -h 127.0.0.1 -k {self._tmp} -c fsync=off -c synchronous_commit=off "
                    "-c full_page_writes=off -c max_connections=200")
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(Path(self._tmp) / "pg.log"),
                   "-w", "-t", "60", "start")
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data, as an outage would (open connections are cut); `resume` restarts it."""
+        self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
 
     def create_database(self, name: str) -> str:
         """Create an empty database and return its SQLAlchemy URL."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from proxy.upstream import Upstream
-from proxy.upstream.headers import new_request_id, request_headers, response_headers
+from proxy.upstream.headers import request_headers, response_headers
 from tests.upstream.stub import StubServer
 
 pytestmark = pytest.mark.anyio
@@ -96,13 +96,6 @@ def test_response_headers_after_decoding_drop_length_and_encoding() -> None:
 def test_response_headers_keep_repeated_headers_in_order() -> None:
     upstream = [("Vary", "Origin"), ("Vary", "X-Origin"), ("Set-Cookie", "a=1"), ("Vary", "Referer")]
     assert response_headers(upstream) == [("vary", "Origin"), ("vary", "X-Origin"), ("vary", "Referer")]
-
-
-def test_new_request_id_reuses_a_sane_caller_id_only() -> None:
-    assert new_request_id([("X-Request-Id", "trace-1234-abcd")]) == "trace-1234-abcd"
-    fresh = new_request_id([("x-request-id", "bad id\r\nx-injected: 1")])
-    assert len(fresh) == 32 and int(fresh, 16) >= 0
-    assert new_request_id() != new_request_id()
 
 
 async def test_upstream_receives_only_the_filtered_headers(

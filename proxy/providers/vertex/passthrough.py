@@ -1,4 +1,7 @@
-"""The five batchPredictionJobs calls: authenticate, match, check ownership, forward, record.
+"""The five batchPredictionJobs calls: match, authenticate, check scopes and ownership, forward, record.
+
+One method per operation (create, list, get, cancel, delete). Request ids, accounting and error replies are the
+gateway's (`proxy.app`'s middleware stack); this module enriches the request's record and raises `ApiError`s.
 
 A raw ASGI handler rather than a framework route: this is the hot path, and it needs the raw path and
 headers anyway (matching happens on the still-encoded target).
@@ -8,17 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
 
-from proxy.errors import ApiError, Internal, InvalidArgument, NotFound, PayloadTooLarge
+from proxy.errors import Internal, InvalidArgument, NotFound, PayloadTooLarge
 from proxy.json_body import parse_json_body
 from proxy.ledger import jobs as ledger
 from proxy.ledger.job_index import JobRef
+from proxy.ledger.request_log import RequestRecord, record_of
 from proxy.providers.vertex.create_body import body_model, prepare_create_body
 from proxy.providers.vertex.job_fields import normalise_job
 from proxy.providers.vertex.paths import JobRoute, match
@@ -33,6 +36,7 @@ from proxy.tenancy.keys import Principal
 from proxy.tenancy.project_names import ProjectNames
 from proxy.tenancy.scopes import check_model, check_scope, model_place
 from proxy.tenancy.team_policy import TeamPolicy
+from proxy.upstream import UpstreamResponse
 from proxy.upstream.headers import request_headers, response_headers
 
 log = logging.getLogger("proxy.providers.vertex.passthrough")
@@ -41,123 +45,133 @@ Scope = dict[str, Any]
 _RECORD_CAP = 8 * 1024 * 1024  # replies larger than this are passed on but not read for states
 
 
+@dataclass(slots=True)
+class Call:
+    """One matched call on its way through: what every operation's handler needs."""
+
+    scope: Scope
+    receive: Any
+    send: Any
+    route: JobRoute
+    headers: list[tuple[str, str]]
+    principal: Principal
+    projects: tuple[str, ...]  # the names the path's project goes by (alias, id, number)
+    record: RequestRecord
+
+
 class Passthrough:
-    """ASGI app for `/{v1,v1beta1}/projects/...`; every error it makes is in Google's envelope."""
+    """ASGI app for `/{v1,v1beta1}/projects/...`; errors are raised for the gateway to answer in Google's envelope.
+
+    Every call is matched, authenticated and scope-checked here (from the path alone, before any body is read),
+    then handled by its operation's method.
+    """
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.project_names = ProjectNames(services.sessions, services.settings.project_aliases)
+        self._operations: dict[str, Callable[[Call], Awaitable[None]]] = {
+            "create": self._create, "list": self._list, "get": self._get, "cancel": self._cancel,
+            "delete": self._delete,
+        }
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        started = time.perf_counter()
-        request_id = os.urandom(16).hex()  # as random as uuid4().hex, at a fraction of the cost
-        record: dict[str, Any] = {"request_id": request_id, "method": scope["method"], "route": "unmatched",
-                                  "key_id": None, "team": None, "api_version": None, "job_name": None,
-                                  "upstream_status": None, "error": None}
-        status = 500
-        started_reply = False
-
-        async def tracked_send(message: dict[str, Any]) -> None:
-            nonlocal started_reply
-            started_reply = started_reply or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            status = await self._handle(scope, receive, tracked_send, request_id, record)
-        except ApiError as exc:
-            status = exc.http_status
-            record["error"] = exc.status
-            if not started_reply:
-                await send_error(send, exc, request_id)
-        except Exception:
-            log.exception("request %s failed", request_id)
-            record["error"] = "INTERNAL"
-            if not started_reply:
-                await send_error(send, Internal("The proxy failed to handle this request."), request_id)
-        finally:
-            record["status"] = status
-            record["latency_ms"] = (time.perf_counter() - started) * 1000
-            record["at"] = self.services.now()
-            self.services.request_log.add(record)
-            self.services.metrics.observe_request(record["route"], status, record["latency_ms"] / 1000)
-
-    async def _handle(self, scope: Scope, receive: Any, send: Any, request_id: str, record: dict[str, Any]) -> int:
+        record = record_of(scope)
         if scope.get("vbp.absolute_form"):
             raise InvalidArgument("Absolute-form request targets are not accepted.")
         route = match(scope["method"], scope.get("raw_path") or scope["path"].encode())
-        record["route"] = route.operation
-        record["api_version"] = route.api_version
+        record.route, record.api_version = route.operation, route.api_version
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         principal = await self._authenticate(headers)
-        record["key_id"], record["team"] = principal.key_id, principal.team
-
-        real_project = self.services.settings.project_aliases.get(route.project, route.project)
+        record.key_id, record.team = principal.key_id, principal.team
         # Scopes first (from the path alone, before the body is read), then ownership: another team's job and a
         # missing one get the same answer whatever the key's scopes.
         projects = await self._project_names(route.project)
         check_scope(principal, operation=route.operation, projects=projects, location=route.location)
-        body: bytes | AsyncIterator[bytes] | None = None
-        create_body: dict[str, Any] | None = None
-        if route.operation == "create":
-            policy = await self._team_policy(principal.team)
-            job = normalise_job(await self._read_json(receive), allowed=policy.allowed_fields)
-            create_body = prepare_create_body(job, principal=principal, aliases=self.services.settings.project_aliases)
-            model_path = body_model(create_body) or ""
-            model_project, model_location = model_place(model_path)
-            check_model(principal, model=model_id(model_path),
-                        model_projects=await self._project_names(model_project)
-                        if model_project and principal.projects else (),
-                        model_location=model_location)
-            check_job_locations(create_body, policy)
-            body = json.dumps(create_body).encode()
+        await self._operations[route.operation](Call(scope, receive, send, route, headers, principal, projects,
+                                                     record))
 
-        # Before ownership, so that a refused parameter is refused alike whoever's job (if any) the call names.
-        params = parse_query(scope.get("query_string", b""), operation=route.operation)
-        if route.operation == "list" and not principal.admin:
-            params["filter"] = team_filter(params.get("filter"), principal.team)
-        query = encode_query(params)
-        owned: JobRef | None = None
-        if route.job_id is not None:
-            owned = await self._owned_job(route, principal, projects)
-            record["job_name"] = owned.name if owned else None
-        if route.operation == "cancel":
-            body = await self._read_cancel_body(receive)
+    async def _create(self, call: Call) -> None:
+        """Check the job against the key and the team's policy, forward it, and record it before replying."""
+        principal, route = call.principal, call.route
+        policy = await self._team_policy(principal.team)
+        job = normalise_job(await self._read_json(call.receive), allowed=policy.allowed_fields)
+        create_body = prepare_create_body(job, principal=principal, aliases=self.services.settings.project_aliases)
+        model_path = body_model(create_body) or ""
+        model_project, model_location = model_place(model_path)
+        check_model(principal, model=model_id(model_path),
+                    model_projects=await self._project_names(model_project)
+                    if model_project and principal.projects else (),
+                    model_location=model_location)
+        check_job_locations(create_body, policy)
+        reply = await self._forward(call, self._query(call), json.dumps(create_body).encode())
+        data = await reply.read()
+        if reply.status == 200:
+            call.record.job_name = await self._record_create(data, create_body, principal, route,
+                                                             self._real_project(route))
+        await send_reply(call.send, reply.status, response_headers(reply.headers), data)
 
+    async def _list(self, call: Call) -> None:
+        """A team key lists only its team's jobs (a filter ANDed onto the caller's); states seen are recorded."""
+        reply = await self._forward(call, self._query(call))
+        await self._relay_recording_states(call, reply, owned=None)
+
+    async def _get(self, call: Call) -> None:
+        query = self._query(call)
+        owned = await self._owned_job(call)
+        reply = await self._forward(call, query)
+        await self._relay_recording_states(call, reply, owned=owned)
+
+    async def _cancel(self, call: Call) -> None:
+        query = self._query(call)
+        owned = await self._owned_job(call)
+        body = await self._read_cancel_body(call.receive)
+        await self._act(call, owned, await self._forward(call, query, body))
+
+    async def _delete(self, call: Call) -> None:
+        query = self._query(call)
+        owned = await self._owned_job(call)
+        await self._act(call, owned, await self._forward(call, query))
+
+    def _query(self, call: Call) -> str:
+        """The query string to forward. Checked before ownership, so that a refused parameter is refused alike
+        whoever's job (if any) the call names."""
+        params = parse_query(call.scope.get("query_string", b""), operation=call.route.operation)
+        if call.route.operation == "list" and not call.principal.admin:
+            params["filter"] = team_filter(params.get("filter"), call.principal.team)
+        return encode_query(params)
+
+    def _real_project(self, route: JobRoute) -> str:
+        return self.services.settings.project_aliases.get(route.project, route.project)
+
+    async def _forward(self, call: Call, query: str, body: bytes | None = None) -> UpstreamResponse:
+        """Send the call on to Vertex (the caller's allowed headers, the request id); the reply's status is noted."""
+        route = call.route
         base = self.services.settings.vertex_base_url or google_base_url(route.location)
-        url = base.rstrip("/") + route.upstream_path(real_project) + (f"?{query}" if query else "")
+        url = base.rstrip("/") + route.upstream_path(self._real_project(route)) + (f"?{query}" if query else "")
         reply = await self.services.upstream.send(
-            scope["method"], url,
-            headers=request_headers(headers, request_id=request_id), body=body,
-            idempotent=route.operation in ("get", "list"),
+            call.scope["method"], url, headers=request_headers(call.headers, request_id=call.record.request_id),
+            body=body, idempotent=route.operation in ("get", "list"),
         )
-        record["upstream_status"] = reply.status
-        out_headers = response_headers(reply.headers)
+        call.record.upstream_status = reply.status
+        return reply
 
-        if route.operation == "create":
-            data = await reply.read()
-            if reply.status == 200:
-                record["job_name"] = await self._record_create(data, create_body or {}, principal, route,
-                                                               real_project)
-            await send_reply(send, reply.status, out_headers, data, request_id)
-            return reply.status
+    async def _act(self, call: Call, owned: JobRef | None, reply: UpstreamResponse) -> None:
+        """Cancel and delete: small replies, recorded before the caller hears back, so the ledger is never behind."""
+        data = await reply.read()
+        if reply.status == 200 and owned is not None:
+            await to_thread.run_sync(self._record_action, owned, call.route.operation)
+        await send_reply(call.send, reply.status, response_headers(reply.headers), data)
 
-        if route.operation in ("cancel", "delete"):
-            # Small replies: recorded before the caller hears back, so the ledger is never behind them.
-            data = await reply.read()
-            if reply.status == 200 and owned is not None:
-                await to_thread.run_sync(self._record_action, owned, route.operation)
-            await send_reply(send, reply.status, out_headers, data, request_id)
-            return reply.status
-
+    async def _relay_recording_states(self, call: Call, reply: UpstreamResponse, *, owned: JobRef | None) -> None:
+        """Get and list: pass the reply on, recording the job states it shows before the caller sees it whole."""
         async def record_states(body: bytes) -> None:
             if reply.status != 200:
                 return
-            if route.operation == "get" and owned is not None and shows_state(body, owned.state):
+            if owned is not None and shows_state(body, owned.state):
                 return  # most polls show the state the ledger already holds: nothing to parse or record
-            await self._record_states(body, route.operation)
+            await self._record_states(body, call.route.operation)
 
-        await relay_reply(send, reply, out_headers, request_id, before_end=record_states)
-        return reply.status
+        await relay_reply(call.send, reply, response_headers(reply.headers), before_end=record_states)
 
     async def _authenticate(self, headers: list[tuple[str, str]]) -> Principal:
         return await authenticate(self.services, headers)
@@ -173,18 +187,18 @@ class Passthrough:
             names = await to_thread.run_sync(self.project_names.load, project)
         return names
 
-    async def _owned_job(self, route: JobRoute, principal: Principal, projects: tuple[str, ...]) -> JobRef | None:
+    async def _owned_job(self, call: Call) -> JobRef | None:
         """The ledger's job behind a get/cancel/delete; another team's job answers exactly like a missing one."""
+        route, principal, projects = call.route, call.principal, call.projects
         assert route.job_id is not None
         index = self.services.jobs
         known, ref = index.cached_for(location=route.location, job_id=route.job_id, projects=projects)
         if not known:  # misses are cached too, so a missing job and another team's are answered alike
             ref = await to_thread.run_sync(
                 lambda: index.load(location=route.location, job_id=route.job_id or "", projects=projects))
-        if principal.admin:
-            return ref
-        if ref is None or ref.team != principal.team:
+        if not principal.admin and (ref is None or ref.team != principal.team):
             raise NotFound(f"The BatchPredictionJob {route.job_id} does not exist.")
+        call.record.job_name = ref.name if ref else None
         return ref
 
     async def _read_body(self, receive: Any) -> bytes:
@@ -299,25 +313,19 @@ async def _stream(receive: Any) -> AsyncIterator[bytes]:
             return
 
 
-def _start(status: int, headers: list[tuple[str, str]], request_id: str) -> dict[str, Any]:
+def _start(status: int, headers: list[tuple[str, str]]) -> dict[str, Any]:
     raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    raw.append((b"x-request-id", request_id.encode()))
     return {"type": "http.response.start", "status": status, "headers": raw}
 
 
-async def send_reply(send: Any, status: int, headers: list[tuple[str, str]], body: bytes, request_id: str) -> None:
+async def send_reply(send: Any, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
     headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
     headers.append(("content-length", str(len(body))))
-    await send(_start(status, headers, request_id))
+    await send(_start(status, headers))
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Any, error: ApiError, request_id: str) -> None:
-    headers = [("content-type", "application/json; charset=UTF-8"), *error.headers.items()]
-    await send_reply(send, error.http_status, headers, error.body(), request_id)
-
-
-async def relay_reply(send: Any, reply: Any, headers: list[tuple[str, str]], request_id: str, *,
+async def relay_reply(send: Any, reply: Any, headers: list[tuple[str, str]], *,
                       before_end: Callable[[bytes], Awaitable[None]]) -> None:
     """Pass a get or list reply on, calling `before_end` with its body before the caller sees it whole.
 
@@ -336,7 +344,7 @@ async def relay_reply(send: Any, reply: Any, headers: list[tuple[str, str]], req
             size += len(chunk)
             if size > _RECORD_CAP:
                 streaming = True
-                await send(_start(reply.status, headers, request_id))
+                await send(_start(reply.status, headers))
                 await send({"type": "http.response.body", "body": b"".join(held), "more_body": True})
                 held = []
         if streaming:
@@ -346,4 +354,4 @@ async def relay_reply(send: Any, reply: Any, headers: list[tuple[str, str]], req
         await reply.aclose()
     body = b"".join(held)
     await before_end(body)
-    await send_reply(send, reply.status, headers, body, request_id)
+    await send_reply(send, reply.status, headers, body)
