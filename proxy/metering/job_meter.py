@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,9 +52,8 @@ _SUCCESS_STATES = {JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_PARTIALLY_SU
 
 
 def storage_client() -> storage.Client:
-    """Cloud Storage with the platform's credentials, or anonymous against a local emulator."""
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client(project="vbp-local", credentials=AnonymousCredentials())
+    """Cloud Storage with the platform's credentials (google-cloud-storage itself goes anonymously to a local
+    emulator named by STORAGE_EMULATOR_HOST)."""
     return storage.Client()
 
 
