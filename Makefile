@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml setup.py proxy/metering/_rowscan.c
 	@echo "==> Creating $(VENV) and installing the proxy with its dependencies and test tools (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,emulator]'
 	touch $(STAMP)
 
 ## make test: lint, type-check and the whole test suite

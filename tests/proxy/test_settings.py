@@ -59,3 +59,14 @@ def test_the_pricing_and_migrations_folders_come_from_the_settings(tmp_path: Pat
     assert Settings.from_env({}).migrations_path == shipped("migrations") == PACKAGE.parent / "migrations"
     chosen = Settings.from_env({"VBP_PRICING_DIR": str(tmp_path / "p"), "VBP_MIGRATIONS_DIR": str(tmp_path / "m")})
     assert (chosen.pricing_path, chosen.migrations_path) == (tmp_path / "p", tmp_path / "m")
+
+
+def test_classes_whose_defaults_are_settings_take_them_from_the_table() -> None:
+    from proxy.metering.job_meter import DEFAULT_LEASE_SECONDS
+    from proxy.metering.ranges import DEFAULT_MIN_RANGE_BYTES
+    from proxy.upstream.retry import RetryPolicy
+
+    defaults = Settings()
+    assert (RetryPolicy().attempts, RetryPolicy().max_seconds) == (defaults.retry_attempts, defaults.retry_max_seconds)
+    assert (DEFAULT_LEASE_SECONDS, DEFAULT_MIN_RANGE_BYTES) == (120.0, 32 * 1024 * 1024)
+    assert (defaults.metering_lease_seconds, defaults.meter_range_mb) == (120.0, 32)
