@@ -207,6 +207,3 @@ class KeyStore:
             pending.add_done_callback(done)
         # shield: one caller giving up must not cancel the lookup the others wait for.
         return await asyncio.shield(pending)
-
-    def forget(self) -> None:
-        self._cache.clear()
