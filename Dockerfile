@@ -4,17 +4,20 @@
 # --- build: a wheel of the project (with its compiled row scanner) and of every dependency -----------
 FROM python:3.11.7-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY proxy ./proxy
+# The wheel carries the migrations and pricing tables inside the package (setup.py copies them to proxy/_data/).
+COPY migrations ./migrations
+COPY pricing ./pricing
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/* \
     && python -m pip wheel --no-cache-dir --wheel-dir /wheels '.[postgres]'
 
-# --- runtime: the wheels, the migrations and the pricing table; no compiler, no cache, not root ---------
+# --- runtime: the wheels alone (the migrations and pricing tables are inside); no emulator, no compiler, no test
+# tools, no cache, not root ------------------------------------------------------------------------------------
 FROM python:3.11.7-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    VBP_PRICING_DIR=/app/pricing \
     VBP_DATABASE_URL=sqlite:////data/vbp.db
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin vbp \
     && mkdir -p /app /data && chown vbp /data
@@ -22,10 +25,6 @@ WORKDIR /app
 COPY --from=build /wheels /wheels
 RUN python -m pip install --no-cache-dir --no-index --find-links /wheels 'vertex-batch-proxy[postgres]' \
     && rm -rf /wheels
-COPY migrations ./migrations
-COPY alembic.ini ./
-COPY pricing ./pricing
-ENV VBP_MIGRATIONS_DIR=/app/migrations
 USER vbp
 EXPOSE 4000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \

@@ -4,18 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck pytest demo bench fuzz clean
+.PHONY: test test-fast lint typecheck pytest demo bench fuzz clean
 
 # Rebuilt when the dependencies or the compiled row scanner change (pip builds it in place with gcc).
 $(STAMP): pyproject.toml setup.py proxy/metering/_rowscan.c
 	@echo "==> Creating $(VENV) and installing the proxy with its dependencies and test tools (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,emulator]'
 	touch $(STAMP)
 
 ## make test: lint, type-check and the whole test suite
 test: lint typecheck pytest
+
+## make test-fast: the tests that run no emulator job, start no server and need no PostgreSQL (about a minute)
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow and not postgres" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

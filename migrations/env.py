@@ -1,16 +1,16 @@
-"""Alembic environment: the models' metadata, the URL from the config or VBP_DATABASE_URL, batch mode for SQLite."""
+"""Alembic environment: the models' metadata, the URL from the config or the settings (VBP_DATABASE_URL), batch mode
+for SQLite."""
 
 from __future__ import annotations
-
-import os
 
 from alembic import context
 
 from proxy.ledger.engine import make_engine
 from proxy.ledger.models import Base
+from proxy.settings import Settings
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url") or os.environ.get("VBP_DATABASE_URL", "sqlite:///vbp.db")
+url = config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url
 
 
 def run_migrations_offline() -> None:

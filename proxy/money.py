@@ -47,12 +47,3 @@ def format_usd(pico: int) -> str:
     if len(digits) < 2:
         digits = digits.ljust(2, "0")
     return f"{sign}{whole}.{digits}"
-
-
-def _strip(value: Decimal) -> Decimal:
-    """Drop trailing zeros without switching to exponent notation (`Decimal("5.000")` -> `5`)."""
-    normalized = value.normalize()
-    _, _, exponent = normalized.as_tuple()
-    if isinstance(exponent, int) and exponent > 0:
-        return normalized.quantize(Decimal(1))
-    return normalized

@@ -59,7 +59,7 @@ def open_services(settings: Settings, *, upstream: Upstream | None = None) -> Se
     from proxy.tenancy.keys import KeyStore
 
     if settings.auto_migrate:
-        upgrade(settings.database_url)
+        upgrade(settings.database_url, settings.migrations_path)
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     request_log = RequestLogWriter(sessions)
@@ -91,8 +91,6 @@ def default_upstream(settings: Settings) -> Upstream:
 
 def open_meter(services: Services) -> JobMeter:
     """The job meter, with the pricing table of VBP_PRICING_DIR (reloaded when its files change)."""
-    from pathlib import Path
-
     from proxy.metering.job_meter import JobMeter
     from proxy.metering.pricing import PricingTable
     from proxy.metering.pricing_reload import PricingWatcher
@@ -100,7 +98,7 @@ def open_meter(services: Services) -> JobMeter:
 
     warn_if_pure_python()
     settings = services.settings
-    pricing = PricingTable.load(Path(settings.pricing_dir) if settings.pricing_dir else None)
+    pricing = PricingTable.load(settings.pricing_path)
     return JobMeter(services.sessions, pricing=pricing, lease_seconds=settings.metering_lease_seconds,
                     ranges=range_meter(settings), watcher=PricingWatcher(pricing))
 

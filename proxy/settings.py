@@ -11,6 +11,9 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 
@@ -194,9 +197,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Smallest byte range (in MiB) a metering worker reads; outputs under twice this are metered in the "
             "serving process, where starting workers would cost more than it saves."),
     Setting("VBP_PRICING_DIR", "pricing_dir", None, _optional_str,
-            "Folder of the pricing TOML files; unset: the repository's `pricing/` folder."),
+            "Folder of the pricing TOML files; unset: the tables shipped with the proxy (the repository's `pricing/` "
+            "folder, which the wheel carries inside the package)."),
     Setting("VBP_MIGRATIONS_DIR", "migrations_dir", None, _optional_str,
-            "Folder of the Alembic migrations; unset: the repository's `migrations/` folder (the container sets it)."),
+            "Folder of the Alembic migrations; unset: the migrations shipped with the proxy (the repository's "
+            "`migrations/` folder, which the wheel carries inside the package)."),
     Setting("VBP_SESSION_SECRET", "session_secret", None, _optional_str,
             "Key that signs dashboard session cookies (HMAC-SHA256). Unset: a random key per process, so sign-ins "
             "end on restart and do not carry across replicas: set the same value on every replica."),
@@ -211,41 +216,80 @@ SETTINGS: tuple[Setting, ...] = (
             "Unset: `/metrics` is open."),
     Setting("VBP_LOG_LEVEL", "log_level", "info", _log_level,
             "Python logging level of the proxy: debug, info, warning, error."),
+    # Google's own convention, read by google-auth; the proxy reads it only to name it in a start-up error.
+    Setting("GOOGLE_APPLICATION_CREDENTIALS", "google_credentials", None, _optional_str,
+            "Google's application default credentials: a service-account file (else the metadata server). This is "
+            "what the proxy injects."),
 )
+
+
+def shipped(folder: str) -> Path:
+    """`pricing` or `migrations` as shipped: the repository's top-level folder in a checkout (edits seen at once),
+    else the copy the build puts inside the package (`proxy/_data/`, see setup.py)."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / folder).is_dir():
+        return checkout / folder
+    return Path(str(resources.files("proxy").joinpath("_data", folder)))
+
+
+_BY_ATTR = {setting.attr: setting for setting in SETTINGS}
+
+
+def default(attr: str) -> Any:
+    """The parsed default of one setting of the table (None when it has none): the only place defaults are stated,
+    read by the dataclass below and by the classes whose own defaults are a setting's."""
+    setting = _BY_ATTR[attr]
+    return None if setting.default is None else setting.parse(setting.default)
+
+
+def _from_table(attr: str, *, shown: bool = True) -> Any:
+    """A dataclass field whose default is the table's, parsed afresh for each instance (some are dicts)."""
+    return field(default_factory=partial(default, attr), repr=shown)
 
 
 @dataclass(frozen=True)
 class Settings:
     """The parsed settings; build with `Settings.from_env()` or pass overrides in tests."""
 
-    database_url: str = "sqlite:///vbp.db"
-    vertex_base_url: str | None = None
-    project_aliases: dict[str, str] = field(default_factory=dict)
-    team_gcs_prefixes: tuple[str, ...] = ()
-    team_cache_seconds: float = 30.0
-    poll_interval: float = 30.0
-    max_body_bytes: int = 1048576
-    upstream_timeout: float = 60.0
-    upstream_connect_timeout: float = 10.0
-    retry_attempts: int = 4
-    retry_max_seconds: float = 10.0
-    key_cache_seconds: float = 5.0
-    request_log_days: int = 30
-    auto_migrate: bool = True
-    poller_enabled: bool = True
-    reconcile_interval: float = 300.0
-    reconcile_projects: tuple[tuple[str, str], ...] = ()
-    reconcile_min_age: float = 60.0
-    metering_lease_seconds: float = 120.0
-    meter_processes: int | None = None
-    meter_range_mb: int = 32
-    pricing_dir: str | None = None
-    migrations_dir: str | None = None
-    session_secret: str | None = field(default=None, repr=False)
-    session_seconds: float = 43200.0
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    metrics_token: str | None = field(default=None, repr=False)
-    log_level: str = "info"
+    database_url: str = _from_table("database_url")
+    vertex_base_url: str | None = _from_table("vertex_base_url")
+    project_aliases: dict[str, str] = _from_table("project_aliases")
+    team_gcs_prefixes: tuple[str, ...] = _from_table("team_gcs_prefixes")
+    team_cache_seconds: float = _from_table("team_cache_seconds")
+    poll_interval: float = _from_table("poll_interval")
+    max_body_bytes: int = _from_table("max_body_bytes")
+    upstream_timeout: float = _from_table("upstream_timeout")
+    upstream_connect_timeout: float = _from_table("upstream_connect_timeout")
+    retry_attempts: int = _from_table("retry_attempts")
+    retry_max_seconds: float = _from_table("retry_max_seconds")
+    key_cache_seconds: float = _from_table("key_cache_seconds")
+    request_log_days: int = _from_table("request_log_days")
+    auto_migrate: bool = _from_table("auto_migrate")
+    poller_enabled: bool = _from_table("poller_enabled")
+    reconcile_interval: float = _from_table("reconcile_interval")
+    reconcile_projects: tuple[tuple[str, str], ...] = _from_table("reconcile_projects")
+    reconcile_min_age: float = _from_table("reconcile_min_age")
+    metering_lease_seconds: float = _from_table("metering_lease_seconds")
+    meter_processes: int | None = _from_table("meter_processes")
+    meter_range_mb: int = _from_table("meter_range_mb")
+    pricing_dir: str | None = _from_table("pricing_dir")
+    migrations_dir: str | None = _from_table("migrations_dir")
+    session_secret: str | None = _from_table("session_secret", shown=False)
+    session_seconds: float = _from_table("session_seconds")
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _from_table("trusted_proxies")
+    metrics_token: str | None = _from_table("metrics_token", shown=False)
+    log_level: str = _from_table("log_level")
+    google_credentials: str | None = _from_table("google_credentials")
+
+    @property
+    def pricing_path(self) -> Path:
+        """The folder of the pricing TOML files: VBP_PRICING_DIR, else the one shipped with the code."""
+        return Path(self.pricing_dir) if self.pricing_dir else shipped("pricing")
+
+    @property
+    def migrations_path(self) -> Path:
+        """The folder of the Alembic migrations: VBP_MIGRATIONS_DIR, else the one shipped with the code."""
+        return Path(self.migrations_dir) if self.migrations_dir else shipped("migrations")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

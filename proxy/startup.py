@@ -7,9 +7,7 @@ prints it and exits non-zero, having created nothing (no ledger file, no listeni
 
 from __future__ import annotations
 
-import os
 import socket
-from pathlib import Path
 
 from proxy.ledger.ledger_check import LedgerError, check_creatable, require_ledger
 from proxy.settings import Settings
@@ -21,7 +19,7 @@ class StartupError(Exception):
     """A reason the proxy cannot start; the message says what to set."""
 
 
-def check_credentials() -> None:
+def check_credentials(settings: Settings) -> None:
     """Google's application default credentials can be found (they are not refreshed here: no network call)."""
     import google.auth
     import google.auth.exceptions
@@ -31,7 +29,7 @@ def check_credentials() -> None:
     try:
         google.auth.default(scopes=[CLOUD_PLATFORM])
     except google.auth.exceptions.DefaultCredentialsError as exc:
-        configured = os.environ.get(CREDENTIALS_SETTING)
+        configured = settings.google_credentials
         if configured:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StartupError(f"{CREDENTIALS_SETTING}={configured} cannot be used: {first}") from None
@@ -46,7 +44,7 @@ def check_pricing(settings: Settings) -> None:
     from proxy.metering.pricing import PricingError, PricingTable
 
     try:
-        PricingTable.load(Path(settings.pricing_dir) if settings.pricing_dir else None)
+        PricingTable.load(settings.pricing_path)
     except PricingError as exc:
         raise StartupError(f"the pricing table cannot be loaded (VBP_PRICING_DIR): {exc}") from None
 
@@ -74,7 +72,8 @@ def prepare_ledger(settings: Settings) -> bool:
     try:
         if settings.auto_migrate:
             return check_creatable(settings.database_url)
-        require_ledger(settings.database_url)  # with migrations off, the ledger must already be there
+        # with migrations off, the ledger must already be there
+        require_ledger(settings.database_url, settings.migrations_path)
         return False
     except LedgerError as exc:
         raise StartupError(str(exc) + ("" if settings.auto_migrate else " (VBP_AUTO_MIGRATE is off)")) from None
@@ -82,7 +81,7 @@ def prepare_ledger(settings: Settings) -> bool:
 
 def preflight(settings: Settings, *, host: str, port: int) -> tuple[socket.socket, bool]:
     """Every check, in order; the bound socket and whether the ledger is new. The caller then migrates."""
-    check_credentials()
+    check_credentials(settings)
     if settings.poller_enabled:
         check_pricing(settings)
     new = prepare_ledger(settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-
-def migrations_dir() -> Path:
-    """VBP_MIGRATIONS_DIR, else the repository's `migrations/` (beside the package in a checkout)."""
-    configured = os.environ.get("VBP_MIGRATIONS_DIR", "").strip()
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "migrations"
+from proxy.settings import shipped
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -40,17 +35,17 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(url: str) -> Config:
-    """An Alembic config pointing at the project's migrations and the given database."""
+def alembic_config(url: str, migrations: Path | None = None) -> Config:
+    """An Alembic config pointing at the migrations (default: those shipped with the code) and the given database."""
     config = Config()
-    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("script_location", str(shipped("migrations") if migrations is None else migrations))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
-def upgrade(url: str) -> None:
-    """Bring the database at `url` to the newest migration."""
-    command.upgrade(alembic_config(url), "head")
+def upgrade(url: str, migrations: Path | None = None) -> None:
+    """Bring the database at `url` to the newest migration (of `migrations`, default: those shipped)."""
+    command.upgrade(alembic_config(url, migrations), "head")
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -60,14 +55,16 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def head_revision() -> str | None:
+def head_revision(migrations: Path | None = None) -> str | None:
+    """The newest revision of the migrations (default: those shipped)."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    return ScriptDirectory.from_config(alembic_config("sqlite://", migrations)).get_current_head()
 
 
-def migration_scripts() -> set[str]:
-    """Every revision id this code's migrations know."""
+def migration_scripts(migrations: Path | None = None) -> set[str]:
+    """Every revision id the migrations (default: those shipped) know."""
     from alembic.script import ScriptDirectory
 
-    return {script.revision for script in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()}
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://", migrations))
+    return {script.revision for script in scripts.walk_revisions()}

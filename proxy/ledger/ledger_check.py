@@ -99,7 +99,7 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
-def require_ledger(url: str) -> None:
+def require_ledger(url: str, migrations: Path | None = None) -> None:
     """For every other command: the ledger exists and its schema is at the newest migration; never creates it."""
     parsed = parse(url)
     path = _sqlite_file(parsed)
@@ -110,9 +110,9 @@ def require_ledger(url: str) -> None:
     if revision is None:
         raise LedgerError(f"the ledger at {shown(url)} has no schema: run `vbp db upgrade` (or start `vbp serve`) "
                           "first.")
-    head = head_revision()
+    head = head_revision(migrations)
     if revision != head:
-        if revision not in migration_scripts():
+        if revision not in migration_scripts(migrations):
             raise LedgerError(f"the ledger at {shown(url)} is at migration {revision}, newer than this vbp knows "
                               f"(its newest is {head}): upgrade vbp.")
         raise LedgerError(f"the ledger at {shown(url)} is at migration {revision}, this vbp needs {head}: run "

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -45,17 +44,17 @@ from proxy.providers.vertex.outputs import (
     list_output_objects,
 )
 from proxy.providers.vertex.states import JobState, parse_state
+from proxy.settings import default
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE_SECONDS = 120.0
+DEFAULT_LEASE_SECONDS: float = default("metering_lease_seconds")
 _SUCCESS_STATES = {JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_PARTIALLY_SUCCEEDED}
 
 
 def storage_client() -> storage.Client:
-    """Cloud Storage with the platform's credentials, or anonymous against a local emulator."""
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client(project="vbp-local", credentials=AnonymousCredentials())
+    """Cloud Storage with the platform's credentials (google-cloud-storage itself goes anonymously to a local
+    emulator named by STORAGE_EMULATOR_HOST)."""
     return storage.Client()
 
 

@@ -8,7 +8,6 @@ file and key.
 from __future__ import annotations
 
 import hashlib
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,9 +15,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import proxy
 from proxy.money import InexactRate, rate_to_pico_per_unit
 from proxy.providers.vertex.resources import model_id as parse_model_id
+from proxy.settings import shipped
 
 PRICING_DIR_ENV = "VBP_PRICING_DIR"
 KINDS = ("generative", "embedding")
@@ -36,11 +35,8 @@ class PricingError(ValueError):
 
 
 def default_pricing_dir() -> Path:
-    """`VBP_PRICING_DIR`, else the repository's `pricing/` folder (beside the `proxy` package, editable installs)."""
-    configured = os.environ.get(PRICING_DIR_ENV, "").strip()
-    if configured:
-        return Path(configured)
-    return Path(proxy.__file__).resolve().parent.parent / "pricing"
+    """The pricing tables shipped with the code (`Settings.pricing_path` is this unless VBP_PRICING_DIR is set)."""
+    return shipped("pricing")
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,9 @@ from proxy.providers.vertex.outputs import (
     meter_objects,
     stream_bytes,
 )
+from proxy.settings import default
 
-DEFAULT_MIN_RANGE_BYTES = 32 * 1024 * 1024
+DEFAULT_MIN_RANGE_BYTES: int = default("meter_range_mb") * 1024 * 1024
 _RANGES_PER_PROCESS = 4  # smaller ranges than an even split, so that a slow one does not hold up the end
 _TAIL_BYTES = 64 * 1024  # first read past a range's end to finish its last line (doubled until a newline)
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from anyio import to_thread
 from sqlalchemy import or_, select
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from proxy.clock import utcnow
 from proxy.ledger.models import ApiKey
 from proxy.providers.vertex.resources import valid_location, valid_project
+from proxy.settings import default
 
 KEY_PREFIX = "vbp_"
 OPERATIONS = ("create", "read", "cancel", "delete")
@@ -155,7 +157,7 @@ class KeyStore:
     """
 
     sessions: sessionmaker[Session]
-    ttl: float = 5.0
+    ttl: float = field(default_factory=partial(default, "key_cache_seconds"))
     _cache: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _inflight: dict[str, asyncio.Future[Principal | None]] = field(default_factory=dict)
@@ -205,6 +207,3 @@ class KeyStore:
             pending.add_done_callback(done)
         # shield: one caller giving up must not cancel the lookup the others wait for.
         return await asyncio.shield(pending)
-
-    def forget(self) -> None:
-        self._cache.clear()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aiohttp
 import yarl
@@ -32,12 +31,6 @@ class AiohttpUpstream:
         self._keepalive = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Any, tokens: TokenSource | None) -> AiohttpUpstream:
-        """The upstream that `VBP_UPSTREAM_TIMEOUT`, `VBP_UPSTREAM_CONNECT_TIMEOUT` and the retry settings describe."""
-        return cls(tokens=tokens, timeout=settings.upstream_timeout,
-                   connect_timeout=settings.upstream_connect_timeout, retry=RetryPolicy.from_settings(settings))
 
     def __repr__(self) -> str:
         return (f"AiohttpUpstream(timeout={self._timeout}, connect_timeout={self._connect_timeout}, "

@@ -8,10 +8,11 @@ import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import partial
 
 from proxy.errors import Unavailable
+from proxy.settings import default
 from proxy.upstream.response import UpstreamResponse
 
 # Statuses a read is tried again on: Vertex's quota and overload answers.
@@ -30,15 +31,10 @@ class ConnectionLost(Unavailable):
 class RetryPolicy:
     """How many attempts at most, and how long in total to back off between them (seconds)."""
 
-    attempts: int = 4
-    max_seconds: float = 10.0
+    attempts: int = field(default_factory=partial(default, "retry_attempts"))
+    max_seconds: float = field(default_factory=partial(default, "retry_max_seconds"))
     base_delay: float = 0.1
     max_delay: float = 2.0
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> RetryPolicy:
-        """The policy of `VBP_RETRY_ATTEMPTS` and `VBP_RETRY_MAX_SECONDS`."""
-        return cls(attempts=settings.retry_attempts, max_seconds=settings.retry_max_seconds)
 
     def backoff(self, attempt: int) -> float:
         """The pause after failed attempt number `attempt` (1-based): doubling, capped, upper half jittered."""

@@ -26,6 +26,9 @@ from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
 from tests.support.throttle import ThrottledRelay
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -14,6 +14,9 @@ from tests.completion.conftest import JOBS, history, submit, submit_to_missing_b
 from tests.proxy.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 CACHE = "projects/meter-project/locations/us-central1/cachedContents/123"
 AUDIO = {"inlineData": {"mimeType": "audio/wav", "data": base64.b64encode(b"\0" * 40_000).decode()}}
 

@@ -23,7 +23,8 @@ from proxy.tenancy.keys import create_key
 from tests.support.expected import expected_for, output_rows
 from tests.support.postgres import LocalPostgres
 
-pytestmark = pytest.mark.postgres
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 JOBS = "/v1/projects/replica-project/locations/us-central1/batchPredictionJobs"
 
 

@@ -27,6 +27,9 @@ from tests.emulator.support import (
     wait_done,
 )
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 LINE = {"request": {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}}
 

@@ -13,11 +13,15 @@ from pathlib import Path
 
 import google.auth.transport.requests
 import httpx
+import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
 from proxy.emulator.command import parse_export_line
+
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 # tests/data/create-job.json and tests/data/vertex-batch-input.jsonl (the public passthrough and LiteLLM examples).
 CREATE_JOB = """{

@@ -13,6 +13,9 @@ from google.cloud import storage
 from proxy.emulator.stack import EmulatorStack
 from tests.emulator.support import COLLECTION, create, envelope, job_body, output_rows, upload_lines, wait_done
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def _user(text: str) -> dict[str, object]:
     return {"request": {"contents": [{"role": "user", "parts": [{"text": text}]}]}}

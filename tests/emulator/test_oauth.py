@@ -18,6 +18,9 @@ from proxy.emulator.oauth import GOOGLE_TOKEN_URI, JWT_BEARER, ServiceAccount
 from proxy.emulator.stack import EmulatorStack
 from tests.emulator.support import COLLECTION, envelope
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def _assertion(account_info: dict[str, str], **claims: Any) -> str:
     signer = crypt.RSASigner.from_string(account_info["private_key"], account_info["private_key_id"])

@@ -16,6 +16,9 @@ from google.cloud import storage
 from proxy.emulator.stack import EmulatorStack
 from tests.emulator.support import create, job_body, output_rows, unique, upload_lines, wait_done
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 PROCESSED_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
 
 

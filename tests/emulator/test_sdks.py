@@ -17,6 +17,9 @@ from google.genai import errors, types
 from proxy.emulator.stack import EmulatorStack
 from tests.emulator.support import LOCATION, PROJECT, PlainCredentials, output_rows, unique, upload_lines
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 PARENT = f"projects/{PROJECT}/locations/{LOCATION}"
 
 

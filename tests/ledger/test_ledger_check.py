@@ -18,6 +18,9 @@ from proxy.cli import cli
 from proxy.ledger.engine import alembic_config, head_revision, upgrade
 from tests.support.postgres import LocalPostgres
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 # Commands that create the ledger, and the one that uses none.
 CREATORS = {"vbp serve", "vbp db upgrade"}
 NO_LEDGER = {"vbp emulator"}

@@ -27,6 +27,9 @@ from proxy.providers.vertex.outputs import (
     meter_objects,
 )
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 REPO_PRICING = Path(__file__).resolve().parents[2] / "pricing"
 GOOD = (b'{"status":"","request":{"contents":[{"parts":[{"text":"Hi"}]}]},"response":{"modelVersion":'
         b'"gemini-2.5-flash-lite","usageMetadata":{"promptTokenCount":%d,"candidatesTokenCount":%d}}}')

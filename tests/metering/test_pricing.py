@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from proxy.metering.pricing import PRICING_DIR_ENV, PricingError, PricingTable, default_pricing_dir
+from proxy.settings import Settings
 
 REPO_PRICING = Path(__file__).resolve().parents[2] / "pricing"
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -38,15 +39,12 @@ def test_shipped_table_loads_every_model() -> None:
     assert len(table.version) == 64
 
 
-def test_default_dir_is_the_repository_pricing_folder_or_the_env(monkeypatch: pytest.MonkeyPatch,
-                                                                  tmp_path: Path) -> None:
-    monkeypatch.delenv(PRICING_DIR_ENV, raising=False)
-    assert default_pricing_dir() == REPO_PRICING
+def test_default_dir_is_the_repository_pricing_folder_or_the_setting(tmp_path: Path) -> None:
+    assert default_pricing_dir() == REPO_PRICING == Settings.from_env({}).pricing_path
     assert PricingTable.load().version == PricingTable.load(REPO_PRICING).version
-    monkeypatch.setenv(PRICING_DIR_ENV, str(tmp_path))
-    assert default_pricing_dir() == tmp_path
+    assert Settings.from_env({PRICING_DIR_ENV: str(tmp_path)}).pricing_path == tmp_path
     with pytest.raises(PricingError, match="no \\*.toml"):
-        PricingTable.load()
+        PricingTable.load(Settings.from_env({PRICING_DIR_ENV: str(tmp_path)}).pricing_path)
 
 
 def test_shipped_rates_in_pico_per_unit() -> None:

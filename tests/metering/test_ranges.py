@@ -99,6 +99,7 @@ def test_plan_ranges_covers_each_object_once() -> None:
     assert len(ranges) == 1 + 1 + 7
 
 
+@pytest.mark.slow
 def test_ranges_in_worker_processes_meter_what_one_process_meters(
         client: storage.Client, bucket: storage.Bucket, range_meter: RangeMeter) -> None:
     rng = random.Random(5)
@@ -117,6 +118,7 @@ def test_ranges_in_worker_processes_meter_what_one_process_meters(
     assert len(whole.problems) == 20
 
 
+@pytest.mark.slow
 def test_a_large_object_by_range_to_the_exact_cost(
         client: storage.Client, bucket: storage.Bucket, range_meter: RangeMeter) -> None:
     rows = [ROW % (b"x" * (n % 97), n, n % 13) for n in range(4000)]
@@ -129,6 +131,7 @@ def test_a_large_object_by_range_to_the_exact_cost(
     assert totals.model_versions == {"m": 4000}
 
 
+@pytest.mark.slow
 def test_a_small_output_is_metered_in_this_process(client: storage.Client, bucket: storage.Bucket) -> None:
     put(bucket, f"{DIR}/predictions.jsonl", ROW % (b"hi", 3, 4) + b"\n")
     objects = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
@@ -138,6 +141,7 @@ def test_a_small_output_is_metered_in_this_process(client: storage.Client, bucke
     assert meter._pool is None  # no worker was started for it
 
 
+@pytest.mark.slow
 def test_a_replaced_object_is_missing_in_the_worker_too(client: storage.Client, bucket: storage.Bucket) -> None:
     obj = put(bucket, f"{DIR}/predictions.jsonl", ROW % (b"a", 1, 1) + b"\n")
     put(bucket, f"{DIR}/predictions.jsonl", ROW % (b"b", 2, 2) + b"\n")  # a new generation

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import pytest
 
 from proxy.cli import cli
 from proxy.emulator.jobs import project_number
@@ -69,6 +70,7 @@ def test_the_quickstart_shows_each_example_file_as_it_is() -> None:
         assert f"\n.venv/bin/python {path}\n" in terminal_2
 
 
+@pytest.mark.slow
 def test_the_quickstart_runs_as_written_to_metered_jobs(tmp_path: Path) -> None:
     """Terminal 1's block, its three `export` lines pasted into terminal 2, then terminal 2's blocks, in a fresh
     folder holding only `examples/` and `.venv`: every job the examples create ends up metered, and every command
@@ -125,6 +127,7 @@ def test_every_curl_call_fails_loudly_and_shows_what_it_prints() -> None:
                 assert rest and rest[0].startswith("#   "), f"no expected output under: {line}"
 
 
+@pytest.mark.slow
 def test_a_bad_key_in_the_curl_example_shows_the_proxys_401(tmp_path: Path) -> None:
     """The curl block as written, with a key the proxy does not know: Google's envelope, not a traceback."""
     block = next(b for b in _quickstart_blocks("terminal 2") if "examples/create-job.json" in b.code)
@@ -175,6 +178,7 @@ def test_the_prerequisites_name_what_ci_installs() -> None:
     assert "dashboard" in top.split("chromium", 1)[1][:80]
 
 
+@pytest.mark.slow
 def test_the_metrics_table_lists_what_metrics_serves(tmp_path: Path) -> None:
     table = _section("<!-- metrics:start -->", "<!-- metrics:end -->")
     documented = dict(re.findall(r"^\| `(vbp_\w+)` \| (\w+) \|", table, flags=re.M))

@@ -114,6 +114,7 @@ def test_no_tracked_symbolic_link_points_outside(clone: Path) -> None:
     assert outside == []
 
 
+@pytest.mark.slow
 def test_the_tests_that_read_sample_data_pass_in_the_clone(clone: Path) -> None:
     """They once read a folder beside the repository; in the clone there is none."""
     for built in (REPO / "proxy" / "metering").glob("_rowscan*.so"):  # the compiled scanner is not tracked

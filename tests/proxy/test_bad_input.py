@@ -12,6 +12,9 @@ from proxy.tenancy.keys import create_key, revoke_key
 from tests.proxy.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 P = "your-project"
 JOBS = f"/v1/projects/{P}/locations/{LOCATION}/batchPredictionJobs"
 GOOD_BODY = json.dumps({"displayName": "x", "model": "publishers/google/models/gemini-2.5-flash",

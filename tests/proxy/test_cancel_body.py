@@ -10,6 +10,9 @@ from tests.proxy.conftest import LOCATION, Proxied
 from tests.proxy.test_bad_input import GOOD_BODY
 from tests.support.raw_http import raw_request
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 JOBS = f"/v1/projects/your-project/locations/{LOCATION}/batchPredictionJobs"
 
 

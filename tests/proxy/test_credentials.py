@@ -15,6 +15,9 @@ from sqlalchemy import select, text
 from proxy.ledger.models import RequestLog
 from tests.proxy.conftest import LOCATION, Proxied, running
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 JOBS = f"/v1/projects/cred-project/locations/{LOCATION}/batchPredictionJobs"
 
 

@@ -18,6 +18,9 @@ from proxy.tenancy.keys import create_key
 from tests.proxy.conftest import LOCATION, Proxied, running
 from tests.support.proxy_server import ProxyServer
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 JOBS = f"/v1/projects/fault-project/locations/{LOCATION}/batchPredictionJobs"
 BODY = {"displayName": "f", "model": "publishers/google/models/gemini-2.5-flash",
         "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://faults/in.jsonl"]}},

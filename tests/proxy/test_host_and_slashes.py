@@ -8,6 +8,9 @@ import pytest
 from tests.proxy.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 HOSTILE_HOST = "evil.example"
 JOBS = f"/v1/projects/your-project/locations/{LOCATION}/batchPredictionJobs"
 

@@ -74,6 +74,7 @@ def _admin(proxied: Proxied) -> dict[str, str]:
     return {"Authorization": f"Bearer {proxied.keys['admin']}", "Content-Type": "application/json"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
 @pytest.mark.parametrize("route", ["create", "keys.create", "keys.rotate"])
 def test_hostile_bodies_are_a_quiet_400_on_every_route(proxied: Proxied, caplog: pytest.LogCaptureFixture,

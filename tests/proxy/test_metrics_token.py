@@ -11,6 +11,9 @@ import pytest
 from tests.proxy.conftest import Proxied, running
 from tests.support.raw_http import raw_request
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TOKEN = "metrics-token-7f3a9c"
 
 

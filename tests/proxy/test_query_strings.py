@@ -10,6 +10,9 @@ from proxy.providers.vertex.query import parse_query
 from tests.proxy.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 JOBS = f"/v1/projects/your-project/locations/{LOCATION}/batchPredictionJobs"
 MISSING = f"{JOBS}/1234567890123456789"
 TARGETS = {"list": ("GET", JOBS), "create": ("POST", JOBS), "get": ("GET", MISSING),

@@ -19,6 +19,9 @@ from sqlalchemy import select
 from proxy.ledger.models import Job
 from tests.proxy.conftest import ALIAS, LOCATION, REAL_PROJECT, Proxied
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def _upload(proxied: Proxied, n: int = 2) -> str:
     bucket = proxied.bucket("sdk-bucket")

@@ -18,6 +18,9 @@ from proxy.emulator.oauth import ServiceAccount
 from proxy.emulator.storage import free_port
 from tests.support.postgres import LocalPostgres
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -14,6 +14,9 @@ from proxy.tenancy.keys import create_key
 from tests.proxy.conftest import Proxied, running
 from tests.support.raw_http import raw_request
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def broken(tmp_path: Path) -> Iterator[Proxied]:

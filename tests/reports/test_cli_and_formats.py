@@ -16,6 +16,9 @@ from proxy.cli import cli
 from proxy.money import format_usd
 from tests.reports.conftest import UNPRICED_MODEL, Ledger, expected_report
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROW_FIELDS = {"jobs", "cost_usd", "tokens", "lines", "unpriced_jobs", "unmeterable_jobs"}
 
 

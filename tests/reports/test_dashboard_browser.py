@@ -7,8 +7,13 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.reports.browser import Chromium, Page
 from tests.reports.conftest import UNPRICED_MODEL, Ledger, expected_report
+
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 RANGE = "since=2025-12-01&until=2027-02-01"
 

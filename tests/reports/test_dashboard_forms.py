@@ -15,6 +15,9 @@ from proxy.reports.session_cookie import COOKIE_NAME
 from tests.proxy.conftest import Proxied, running
 from tests.support.raw_http import RawReply, raw_request
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def untrusting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:

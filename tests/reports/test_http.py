@@ -18,6 +18,9 @@ from proxy.tenancy.keys import create_key, revoke_key, rotate_key
 from tests.reports.conftest import UNPRICED_MODEL, Ledger, expected_report
 from tests.reports.test_cli_and_formats import from_csv
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ALL = {"since": "2025-01-01", "until": "2028-01-01"}
 
 

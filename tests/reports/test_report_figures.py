@@ -17,6 +17,9 @@ from proxy.reports.render import to_document
 from tests.reports.conftest import UNPRICED_MODEL, JobFacts, Ledger, expected_report
 from tests.support.postgres import LocalPostgres
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 GROUPINGS = [(), ("team",), ("team", "model"), ("key",), ("model",), ("project", "location"), ("state",), ("day",),
              ("week",), ("month",), ("job",), ("team", "model", "month"), ("week", "team"), ("location", "key", "day")]
 

@@ -11,6 +11,9 @@ from sqlalchemy import select
 from proxy.ledger.models import ApiKey, KeyEvent
 from tests.tenancy.conftest import Tenancy, envelope
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TEN_YEARS = "expires_in must be from 1 seconds to 3650 days"
 MONTH = "grace_seconds must be from 0 seconds to 30 days"
 

@@ -21,6 +21,9 @@ from proxy.providers.vertex.job_fields import RESTRICTED_FIELDS
 from tests.support.proxy_server import ProxyServer
 from tests.tenancy.conftest import ALIAS, BUCKET, LOCATION, REAL_PROJECT, Tenancy, envelope, job_body, unique
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 VERSIONS = ("v1", "v1beta1")
 SNAKE = {"serviceAccount": "service_account", "dedicatedResources": "dedicated_resources",
          "manualBatchTuningParameters": "manual_batch_tuning_parameters", "encryptionSpec": "encryption_spec",

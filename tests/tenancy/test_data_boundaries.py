@@ -20,6 +20,9 @@ from proxy.cli import cli
 from tests.support.proxy_server import ProxyServer
 from tests.tenancy.conftest import ALIAS, LOCATION, Tenancy, envelope, unique
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TEMPLATES = ("gs://batch-data/{team}/", "gs://shared-data/")
 TEAM_A, TEAM_B = "bound-a", "bound-b"
 VERSIONS = ("v1", "v1beta1")

@@ -22,6 +22,9 @@ from proxy.tenancy.keys import hash_secret
 from tests.support.proxy_server import ProxyServer
 from tests.tenancy.conftest import COLLECTION, Tenancy, envelope
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TTL = 0.5
 
 

@@ -17,6 +17,9 @@ from proxy.providers.vertex import filters
 from proxy.providers.vertex.team_filter import team_filter
 from tests.tenancy.conftest import COLLECTION, MISSING_ID, Tenancy, envelope, unique
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 OWN, OTHER = "filt-a", "filt-b"
 
 

@@ -17,6 +17,9 @@ from proxy.ledger.models import Job
 from proxy.providers.vertex.create_body import label_value
 from tests.tenancy.conftest import COLLECTION, MISSING_ID, Tenancy, envelope, job_body, unique
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 CALLERS = ("team-a", "team-b", "admin")
 OTHER = {"team-a": "team-b", "team-b": "team-a", "admin": "team-a"}
 OPERATIONS = ("create", "get", "list", "cancel", "delete")

@@ -9,6 +9,7 @@ import re
 import time
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text
 
@@ -16,6 +17,9 @@ from proxy.cli import cli
 from proxy.ledger.models import Job
 from proxy.tenancy.project_names import MISS_SECONDS
 from tests.tenancy.conftest import ALIAS, COLLECTION, LOCATION, REAL_PROJECT, Tenancy, envelope, job_body, unique
+
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 REFUSAL = "the ledger refuses writes (test)"
 

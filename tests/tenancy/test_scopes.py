@@ -26,6 +26,9 @@ from tests.tenancy.conftest import (
     unique,
 )
 
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 METHODS = {"create": "POST", "list": "GET", "get": "GET", "cancel": "POST", "delete": "DELETE"}
 
 

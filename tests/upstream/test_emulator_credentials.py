@@ -10,7 +10,8 @@ from proxy.emulator.stack import EmulatorStack
 from proxy.upstream import Upstream
 from proxy.upstream.google_credentials import TokenSource
 
-pytestmark = pytest.mark.anyio
+# Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
