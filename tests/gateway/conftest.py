@@ -19,3 +19,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
             key, secret = create_key(session, team="platform", name="admin", admin=True)
             env.keys["admin"], env.key_ids["admin"] = secret, key.id
         yield env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses `gateway` runs against the emulator and a proxy server: it is `slow` (out of test-fast)."""
+    for item in items:
+        if "gateway" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

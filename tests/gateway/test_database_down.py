@@ -21,7 +21,7 @@ from tests.proxy.conftest import start_proxied
 from tests.proxy.test_bad_input import GOOD_BODY
 from tests.support.postgres import LocalPostgres
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 UNAVAILABLE = {"error": {"code": 503, "status": "UNAVAILABLE",
                          "message": "The proxy's database is unavailable; try again shortly."}}
