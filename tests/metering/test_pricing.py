@@ -159,3 +159,24 @@ def test_embedding_models_take_one_rate(tmp_path: Path) -> None:
     write_model(tmp_path, "e", row("2025-01-01", on_demand=FLASH_RATES, batch='{ input = "0.02" }'), header=header)
     with pytest.raises(PricingError, match="unknown key"):
         PricingTable.load(tmp_path)
+
+
+def test_a_model_of_the_same_name_under_another_provider_is_another_price(tmp_path: Path) -> None:
+    # No `provider` key: the file is Vertex's, as every file written before providers were named.
+    write_model(tmp_path, "m", row("2025-01-01"))
+    other = FLASH_RATES.replace('output = "2.50"', 'output = "9.00"')
+    write_model(tmp_path, "m-openai", row("2025-01-01", on_demand=other, batch=other),
+                header='provider = "openai"\nmodel = "m"\nkind = "generative"\nunit = "token"\naliases = ["m-1"]\n')
+    table = PricingTable.load(tmp_path)
+    assert sorted(table.models) == [("openai", "m"), ("vertex", "m")]
+    vertex, openai = table.rates_for("vertex", "m", NOW), table.rates_for("openai", "m", NOW)
+    assert vertex is not None and openai is not None
+    assert (vertex.provider, vertex.batch.output, vertex.file) == ("vertex", 2_500_000, "m.toml")
+    assert (openai.provider, openai.batch.output, openai.file) == ("openai", 9_000_000, "m-openai.toml")
+    # An alias belongs to its provider only; a provider with no table for the model has no price.
+    assert table.rates_for("openai", "m-1", NOW) == openai
+    assert table.rates_for("vertex", "m-1", NOW) is None
+    assert table.rates_for("azure", "m", NOW) is None
+    # Vertex's model resource names are read by the Vertex provider; another provider's names are taken as given.
+    assert table.rates_for("vertex", "publishers/google/models/m@001", NOW) == vertex
+    assert table.rates_for("openai", "publishers/google/models/m@001", NOW) is None

@@ -93,7 +93,7 @@ def test_a_block_of_plain_rows_costs_what_its_rows_cost_one_by_one() -> None:
         one_by_one.add(row)
     block = JobTotals(pro)
     block.add_plain(0, len(rows), *(sum(getattr(row, name) for row in rows)
-                                    for name in ("prompt", "cached", "candidates", "thoughts", "tool_use_prompt")))
+                                    for name in ("input", "cached_input", "output", "reasoning", "tool_use_input")))
     assert block.to_dict() == one_by_one.to_dict()
     assert block.cost_pico == sum(price_row(row, pro) for row in rows)
 
