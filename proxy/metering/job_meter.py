@@ -40,7 +40,7 @@ from proxy.metering.ranges import RangeMeter
 from proxy.metering.totals import JobTotals
 from proxy.money import format_usd
 from proxy.providers.base import NoOutput, NotReady, OutputObject, OutputReadError, Unreadable
-from proxy.providers.registry import get_provider
+from proxy.providers.registry import UnknownProvider, get_provider
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,10 @@ class JobMeter:
 
     def _meter_claimed(self, job: Job, token: str) -> Outcome:
         pricing = self.pricing  # one table for the whole job, even if a reload swaps `self.pricing` meanwhile
-        provider = get_provider(job.provider)
+        try:
+            provider = get_provider(job.provider)
+        except UnknownProvider as exc:  # a job recorded by a newer proxy: it waits for one that knows its provider
+            raise NotReady(f"{exc}, so this proxy cannot read its outputs") from exc
         try:
             objects = provider.output_objects(self.storage_factory(), job)
         except NoOutput as exc:

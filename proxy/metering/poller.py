@@ -19,7 +19,7 @@ from proxy.clock import utcnow
 from proxy.ledger import jobs as ledger
 from proxy.ledger.models import Job
 from proxy.metering.job_meter import JobMeter, Outcome
-from proxy.providers.registry import get_provider
+from proxy.providers.registry import UnknownProvider, get_provider
 from proxy.services import Services
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,14 @@ class Poller:
     async def _check_one(self, job_pk: int, name: str, api_version: str, location: str, provider: str,
                          limiter: anyio.CapacityLimiter) -> None:
         async with limiter:
-            reply = await get_provider(provider, self.services.settings).read_job(
-                self.services.upstream, name=name, api_version=api_version, location=location)
+            try:
+                upstream = get_provider(provider, self.services.settings)
+            except UnknownProvider as exc:  # recorded by a newer proxy: checked less and less often, as a failure
+                log.warning("poll of %s skipped: %s", name, exc)
+                reply = None
+            else:
+                reply = await upstream.read_job(self.services.upstream, name=name, api_version=api_version,
+                                                location=location)
             await to_thread.run_sync(self._record, job_pk, reply)
 
     def _record(self, job_pk: int, reply: dict[str, object] | None) -> None:
