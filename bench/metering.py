@@ -32,12 +32,12 @@ from google.cloud import storage
 
 from proxy.emulator.storage import FakeGcsServer
 from proxy.metering.cost import price_row
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks
 from proxy.metering.pricing import PricingTable, Rates
-from proxy.metering.scanner import LineScanner
 from proxy.metering.totals import JobTotals
 from proxy.money import format_usd
-from proxy.providers.vertex.outputs import DEFAULT_CHUNK_BYTES, OutputObject, iter_chunks
-from proxy.providers.vertex.usage import FAILED, SUCCEEDED, RowUsage
+from proxy.providers.base import FAILED, SUCCEEDED, OutputObject, RowUsage
+from proxy.providers.vertex.scanner import LineScanner
 
 MODEL = "gemini-2.5-flash"
 BUCKET = "bench-metering"
@@ -111,8 +111,8 @@ def make_row(rng: random.Random, row_bytes: int) -> tuple[bytes, RowUsage]:
         "usageMetadata": usage,
     }
     row = {"status": "", "processed_time": processed, "request": request, "response": response}
-    known = RowUsage(SUCCEEDED, prompt=prompt, cached=cached, candidates=candidates, thoughts=thoughts,
-                     tool_use_prompt=tool_use, audio_prompt=audio, audio_cached=audio_cached, model_version=MODEL)
+    known = RowUsage(SUCCEEDED, input=prompt, cached_input=cached, output=candidates, reasoning=thoughts,
+                     tool_use_input=tool_use, audio_input=audio, audio_cached_input=audio_cached, model_version=MODEL)
     return json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode(), known
 
 
@@ -178,7 +178,7 @@ def child(chunk_bytes: int, processes: int | None) -> None:
     from proxy.providers.vertex.outputs import list_output_objects
 
     client = storage.Client(project="bench", credentials=AnonymousCredentials())
-    rates = PricingTable.load().rates_for(MODEL, datetime.now(UTC))
+    rates = PricingTable.load().rates_for("vertex", MODEL, datetime.now(UTC))
     assert rates is not None
     list(client.list_blobs(BUCKET, max_results=1))  # open the connection before the baseline
     meter = RangeMeter(processes=processes)
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         result = json.loads(reply.stdout)
 
-    rates = PricingTable.load().rates_for(MODEL, datetime.now(UTC))
+    rates = PricingTable.load().rates_for("vertex", MODEL, datetime.now(UTC))
     assert rates is not None
     memory_rate = in_memory_rate(pool, rates, rng, chunk_bytes)
     rows = picks.total()

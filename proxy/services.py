@@ -94,7 +94,7 @@ def open_meter(services: Services) -> JobMeter:
     from proxy.metering.job_meter import JobMeter
     from proxy.metering.pricing import PricingTable
     from proxy.metering.pricing_reload import PricingWatcher
-    from proxy.metering.scanner import warn_if_pure_python
+    from proxy.providers.vertex.scanner import warn_if_pure_python
 
     warn_if_pure_python()
     settings = services.settings

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from proxy.clock import parse_rfc3339, utcnow
 from proxy.ledger.models import Job, JobEvent, RequestLog
+from proxy.providers.registry import DEFAULT_PROVIDER
 from proxy.providers.vertex.resources import JobName, model_id
 from proxy.providers.vertex.states import JobState, advances, parse_state
 from proxy.tenancy.keys import Principal
@@ -60,7 +61,7 @@ def _output_directory(reply: Mapping[str, Any]) -> str | None:
 
 def record_created(session: Session, *, reply: Mapping[str, Any], request: Mapping[str, Any],
                    principal: Principal, api_version: str, project: str, location: str,
-                   origin: str = "create") -> Job:
+                   origin: str = "create", provider: str = DEFAULT_PROVIDER) -> Job:
     """Insert the job Vertex just created (or that reconciliation found), with its owner and first state."""
     name = JobName.parse(str(reply.get("name", "")))
     if name is None:
@@ -79,7 +80,7 @@ def record_created(session: Session, *, reply: Mapping[str, Any], request: Mappi
         input_format=input_format, input_uris=input_uris, output_format=output_format, output_prefix=output_prefix,
         output_directory=_output_directory(reply), labels=dict(reply.get("labels") or request.get("labels") or {}),
         state=state.name, create_time=parse_rfc3339(reply.get("createTime")) or now, recorded_at=now, origin=origin,
-        next_poll_at=now,
+        next_poll_at=now, provider=provider,
     )
     _apply_details(job, reply)
     _mark_due_if_ended(job, source=origin)

@@ -119,6 +119,8 @@ class Job(Base):
     recorded_at: Mapped[datetime]
     # Where the row came from: "create" through the proxy, or "reconcile" (adopted from upstream labels).
     origin: Mapped[str] = mapped_column(String(16), default="create")
+    # The upstream batch provider the job lives at (`proxy.providers.registry`); "vertex" for the jobs of before.
+    provider: Mapped[str] = mapped_column(String(32), default="vertex", server_default="vertex")
     next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
     poll_failures: Mapped[int] = mapped_column(Integer, default=0)
 

@@ -1,6 +1,6 @@
 """Reconciliation: adopting into the ledger the jobs that carry the proxy's labels upstream but are missing from it.
 
-A create goes to Vertex first and into the ledger second; if the proxy dies (or the database refuses the write)
+A create goes to the provider first and into the ledger second; if the proxy dies (or the database refuses the write)
 in between, the job exists with the `vbp-team` and `vbp-key` labels the proxy stamped and nowhere else. A pass
 lists, in every project/location the proxy serves, the jobs with a `vbp-team` label, and adopts those the ledger
 does not have (`origin = "reconcile"`). The owner comes from the labels: the `vbp-key` label must name a key of
@@ -20,34 +20,25 @@ duplicate insert fails on the unique job name and is skipped).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
-from urllib.parse import quote
 
 import anyio
 from anyio import to_thread
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from proxy.clock import parse_rfc3339, utcnow
-from proxy.errors import ApiError
+from proxy.clock import utcnow
 from proxy.ledger import jobs as ledger
 from proxy.ledger.models import ApiKey, Job
-from proxy.providers.vertex import filters
-from proxy.providers.vertex.create_body import KEY_LABEL, TEAM_LABEL, label_value
-from proxy.providers.vertex.resources import JobName, google_base_url, valid_location, valid_project
+from proxy.providers.base import UpstreamJob
+from proxy.providers.registry import DEFAULT_PROVIDER, get_provider
 from proxy.services import Services
 from proxy.tenancy.keys import Principal
 
 log = logging.getLogger(__name__)
-
-PAGE_SIZE = 1000
-API_VERSION = "v1"
-LABELLED = filters.render(filters.Compare(("labels", TEAM_LABEL), ":", "*"))
 
 
 @dataclass(frozen=True)
@@ -67,9 +58,10 @@ class Reconciler:
     """One per process; `min_age` and `projects` default to the settings."""
 
     def __init__(self, services: Services, *, min_age: float | None = None,
-                 projects: Iterable[tuple[str, str]] | None = None) -> None:
+                 projects: Iterable[tuple[str, str]] | None = None, provider: str = DEFAULT_PROVIDER) -> None:
         settings = services.settings
         self.services = services
+        self.provider = get_provider(provider, settings)
         self.min_age = settings.reconcile_min_age if min_age is None else min_age
         configured = tuple(settings.reconcile_projects if projects is None else projects)
         self.configured = tuple((settings.project_aliases.get(p, p), loc) for p, loc in configured)
@@ -97,7 +89,7 @@ class Reconciler:
         """List every served pair upstream and adopt what the ledger lacks."""
         outcomes: list[Adoption] = []
         for project, location in await to_thread.run_sync(self.served):
-            jobs = await self.list_labelled(project, location)
+            jobs = await self.provider.list_labelled_jobs(self.services.upstream, project=project, location=location)
             if jobs:
                 outcomes += await to_thread.run_sync(self.adopt, project, location, jobs)
         return outcomes
@@ -105,84 +97,53 @@ class Reconciler:
     def served(self) -> list[tuple[str, str]]:
         """The configured pairs, then those of the ledger's jobs (blocking)."""
         with self.services.sessions() as session:
-            known = session.execute(select(Job.project, Job.location).distinct()).all()
+            known = session.execute(select(Job.project, Job.location).where(
+                Job.provider == self.provider.name).distinct()).all()
         pairs = dict.fromkeys([*self.configured, *((str(p), str(loc)) for p, loc in known)])
-        return [(p, loc) for p, loc in pairs if valid_project(p) and valid_location(loc)]
+        return [(p, loc) for p, loc in pairs if self.provider.served(p, loc)]
 
-    async def list_labelled(self, project: str, location: str) -> list[dict[str, Any]]:
-        """Every job of the pair with a `vbp-team` label, all pages; [] (logged) if Vertex says no."""
-        base = self.services.settings.vertex_base_url or google_base_url(location)
-        url = (f"{base.rstrip('/')}/{API_VERSION}/projects/{project}/locations/{location}/batchPredictionJobs"
-               f"?filter={quote(LABELLED, safe='')}&pageSize={PAGE_SIZE}")
-        jobs: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            try:
-                reply = await self.services.upstream.send(
-                    "GET", url + (f"&pageToken={quote(token, safe='')}" if token else ""),
-                    headers=[("accept", "application/json")], body=None, idempotent=True)
-                data = await reply.read()
-            except ApiError as exc:
-                log.warning("reconciliation could not list %s/%s: %s", project, location, exc.message)
-                return jobs
-            if reply.status != 200:
-                log.warning("reconciliation list of %s/%s answered %d", project, location, reply.status)
-                return jobs
-            try:
-                page = json.loads(data)
-            except ValueError:
-                return jobs
-            items = page.get("batchPredictionJobs", []) if isinstance(page, dict) else []
-            jobs += [item for item in items if isinstance(item, dict) and isinstance(item.get("name"), str)]
-            token = page.get("nextPageToken") if isinstance(page, dict) else None
-            if not isinstance(token, str) or not token:
-                return jobs
-
-    def adopt(self, project: str, location: str, jobs: list[dict[str, Any]]) -> list[Adoption]:
+    def adopt(self, project: str, location: str, jobs: list[UpstreamJob]) -> list[Adoption]:
         """Adopt the listed jobs the ledger does not have (blocking); one transaction per job."""
         missing = self._missing(location, jobs)
         young_after = utcnow() - timedelta(seconds=self.min_age)
         outcomes: list[Adoption] = []
         for item in missing:
-            labels = item["labels"] if isinstance(item.get("labels"), dict) else {}
-            team, key_id = str(labels.get(TEAM_LABEL, "")), str(labels.get(KEY_LABEL, ""))
-            created = parse_rfc3339(item.get("createTime"))
-            if created is not None and created > young_after:
-                outcomes.append(Adoption(item["name"], "young", team, key_id))
+            if item.created is not None and item.created > young_after:
+                outcomes.append(Adoption(item.name, "young", item.team_label, item.key_id))
                 continue
-            outcomes.append(self._adopt_one(item, project, location, team, key_id))
+            outcomes.append(self._adopt_one(item, project, location))
         return [o for o in outcomes if o.result]
 
-    def _missing(self, location: str, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        names = {item["name"]: JobName.parse(item["name"]) for item in jobs}
-        ids = [name.job_id for name in names.values() if name is not None]
+    def _missing(self, location: str, jobs: list[UpstreamJob]) -> list[UpstreamJob]:
+        ids = [item.job_id for item in jobs]
         with self.services.sessions() as session:
             rows = session.execute(select(Job.name, Job.job_id, Job.project, Job.project_number).where(
                 Job.location == location, Job.job_id.in_(ids))).all() if ids else []
         known_names = {row[0] for row in rows}
         known = {(row[1], p) for row in rows for p in (row[2], row[3]) if p}
         return [item for item in jobs
-                if (name := names[item["name"]]) is not None and name.location == location
-                and item["name"] not in known_names and (name.job_id, name.project) not in known]
+                if item.location == location and item.name not in known_names
+                and (item.job_id, item.project) not in known]
 
-    def _adopt_one(self, item: dict[str, Any], project: str, location: str, team: str, key_id: str) -> Adoption:
+    def _adopt_one(self, listed: UpstreamJob, project: str, location: str) -> Adoption:
+        item, team, key_id = dict(listed.resource), listed.team_label, listed.key_id
         try:
             with self.services.sessions.begin() as session:
                 key = session.get(ApiKey, key_id) if key_id else None
                 if key is None:
-                    log.warning("job %s names key %r, which this ledger does not know: not adopted", item["name"],
+                    log.warning("job %s names key %r, which this ledger does not know: not adopted", listed.name,
                                 key_id)
-                    return Adoption(item["name"], "foreign", team, key_id)
-                if label_value(key.team) != team:
-                    log.warning("job %s names team %r but its key %s is team %r's: not adopted", item["name"],
+                    return Adoption(listed.name, "foreign", team, key_id)
+                if self.provider.label_value(key.team) != team:
+                    log.warning("job %s names team %r but its key %s is team %r's: not adopted", listed.name,
                                 team, key.id, key.team)
-                    return Adoption(item["name"], "mismatch", team, key_id)
+                    return Adoption(listed.name, "mismatch", team, key_id)
                 job = ledger.record_created(session, reply=item, request=item,
                                             principal=Principal(key_id=key.id, team=key.team),
-                                            api_version=API_VERSION, project=project, location=location,
-                                            origin="reconcile")
+                                            api_version=listed.api_version, project=project, location=location,
+                                            origin="reconcile", provider=self.provider.name)
                 owner = job.team
         except IntegrityError:
-            return Adoption(item["name"], "", team, key_id)  # another replica or the create itself got there first
+            return Adoption(listed.name, "", team, key_id)  # another replica or the create itself got there first
         self.services.jobs.remember(job)
-        return Adoption(item["name"], "adopted", owner, key_id)
+        return Adoption(listed.name, "adopted", owner, key_id)

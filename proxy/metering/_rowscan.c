@@ -1,4 +1,4 @@
-/* The plain-row accelerator of the metering scanner (proxy/metering/scanner.py calls it; this is its contract).
+/* The plain-row accelerator of the Vertex row reader (proxy/providers/vertex/scanner.py calls it; this is its contract).
 
    `scan_gemini(buf, pos, above)` reads the lines of `buf` from `pos` and claims every line that is, beyond
    doubt, a succeeded Gemini row: one strictly valid JSON object whose single top-level `response` carries a

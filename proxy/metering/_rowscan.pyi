@@ -1,4 +1,4 @@
-# The compiled accelerator of proxy/metering/scanner.py (source and contract: _rowscan.c).
+# The compiled accelerator of proxy/providers/vertex/scanner.py (source and contract: _rowscan.c).
 # rows; tokens: prompt, cached, candidates, thoughts, tool-use prompt, audio prompt, audio cached;
 # units: input, audio input, cached input, cached audio input, output
 TierSums = tuple[int, int, int, int, int, int, int, int, int, int, int, int, int]

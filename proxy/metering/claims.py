@@ -81,7 +81,7 @@ def finish(session: Session, *, job_pk: int, token: str, now: datetime, state: s
 def give_up(session: Session, *, job_pk: int, token: str, now: datetime, error: str, retry_in: float,
             refetch: bool = False) -> None:
     """Release a claim after a failed read: the job is due again after `retry_in` seconds. With `refetch`, it goes
-    back to the poller instead, which fetches the job from Vertex again then (its output directory was missing)."""
+    back to the poller instead, which fetches the job from its provider again (its output directory was missing)."""
     session.execute(
         update(Job).where(Job.id == job_pk, Job.claim_token == token, Job.metering_state == "claimed")
         .values(metering_state=None if refetch else "due", claim_token=None, claim_until=None,

@@ -1,19 +1,19 @@
 """The cost of one output row, in integer pUSD, by the billing rules of docs/pricing.md.
 
 - Batch rates are the table's explicit batch rates (about 50% of on-demand; flash-lite's batch audio is not).
-- Cached tokens pay the cached rate, never halved again: cache and batch discounts do not stack.
-  promptTokenCount includes the cached tokens, so uncached input = prompt - cached.
-- Thinking tokens are output; toolUsePromptTokenCount is input.
-- Long context: a row whose prompt is above the tier's threshold pays the higher rates for ALL its tokens.
-- Audio prompt tokens pay the audio rate, cached audio the cached audio rate.
-- Embedding models: tokens (or characters of `instance.content`) at their one input rate.
+- Cached input pays the cached rate, never halved again: cache and batch discounts do not stack.
+  Input includes the cached input, so uncached input = input - cached input.
+- Reasoning tokens are output; tool-use input is input.
+- Long context: a row whose input is above the tier's threshold pays the higher rates for ALL its tokens.
+- Audio input pays the audio rate, cached audio input the cached audio rate.
+- Embedding models: tokens (or characters) at their one input rate.
 Only `succeeded` rows cost anything; failed, malformed and no-usage rows are free.
 """
 
 from __future__ import annotations
 
 from proxy.metering.pricing import Rates, TierRates
-from proxy.providers.vertex.usage import SUCCEEDED, RowUsage
+from proxy.providers.base import SUCCEEDED, RowUsage
 
 # What a row bills at each rate of its tier, in this order (the fields of TierRates they are priced with).
 UNIT_RATES = ("input", "audio_input", "cached_input", "cached_audio_input", "output")
@@ -24,7 +24,7 @@ NO_UNITS: Units = (0, 0, 0, 0, 0)
 def is_long_context(usage: RowUsage, rates: Rates) -> bool:
     """Whether this row's prompt is above the model's long-context threshold (the tier is decided per row)."""
     long_context = rates.long_context
-    return long_context is not None and usage.prompt > long_context.above_prompt_tokens
+    return long_context is not None and usage.input > long_context.above_prompt_tokens
 
 
 def tier_for(usage: RowUsage, rates: Rates, *, batch: bool = True) -> TierRates:
@@ -45,16 +45,16 @@ def row_units(usage: RowUsage, rates: Rates) -> Units:
     if rates.kind == "embedding":
         if rates.unit == "character":
             return (usage.embedding_characters, 0, 0, 0, 0)
-        # An embedding row reports its tokens in statistics.token_count; count promptTokenCount too, should a
-        # row report it that way, so that tokens are never dropped.
-        return (usage.embedding_tokens + usage.prompt, 0, 0, 0, 0)
-    prompt = usage.prompt
-    cached = usage.cached
-    audio_cached = usage.audio_cached
-    audio_prompt = usage.audio_prompt
-    # embedding_tokens is 0 on Gemini rows; counted so that no token a row reports is ever dropped
-    other_input = usage.tool_use_prompt + usage.embedding_tokens
-    output = usage.candidates + usage.thoughts
+        # An embedding row reports embedding tokens; count plain input too, should a row report it that way,
+        # so that tokens are never dropped.
+        return (usage.embedding_tokens + usage.input, 0, 0, 0, 0)
+    prompt = usage.input
+    cached = usage.cached_input
+    audio_cached = usage.audio_cached_input
+    audio_prompt = usage.audio_input
+    # embedding_tokens is 0 on generation rows; counted so that no token a row reports is ever dropped
+    other_input = usage.tool_use_input + usage.embedding_tokens
+    output = usage.output + usage.reasoning
     uncached = prompt - cached if prompt > cached else 0
     if not audio_prompt and not audio_cached:  # the common case, without the audio shares
         return (uncached + other_input, 0, cached, 0, output)

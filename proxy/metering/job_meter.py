@@ -9,6 +9,7 @@ What an attempt can end in (`Outcome.result`):
 - retry: the outputs may still appear or a read failed: the job waits, with the reason and the next try's time.
 - skipped: another process holds the job's claim.
 
+Where a job's outputs are, and how their rows read, is the job's provider's to say (`proxy.providers.base`).
 Blocking code (Cloud Storage reads and row parsing are CPU and I/O work): the poller runs it in a worker thread.
 """
 
@@ -31,25 +32,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from proxy.clock import utcnow
 from proxy.ledger.models import Job, JobMetering
 from proxy.metering import claims
+from proxy.metering.objects import fingerprint
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.pricing_reload import PricingWatcher
 from proxy.metering.ranges import RangeMeter
 from proxy.metering.totals import JobTotals
 from proxy.money import format_usd
-from proxy.providers.vertex.outputs import (
-    BucketMissing,
-    OutputObject,
-    OutputReadError,
-    fingerprint,
-    list_output_objects,
-)
-from proxy.providers.vertex.states import JobState, parse_state
+from proxy.providers.base import NoOutput, NotReady, OutputObject, OutputReadError, Unreadable
+from proxy.providers.registry import UnknownProvider, get_provider
 from proxy.settings import default
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_SECONDS: float = default("metering_lease_seconds")
-_SUCCESS_STATES = {JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_PARTIALLY_SUCCEEDED}
 
 
 def storage_client() -> storage.Client:
@@ -65,22 +60,6 @@ class Outcome:
     name: str
     result: str  # metered | unpriced | settled | unmeterable | retry | skipped
     detail: str = ""
-
-
-class NotReady(Exception):
-    """The job's outputs are not there (yet): try again later. `refetch`: ask Vertex for the job again first."""
-
-    def __init__(self, message: str, *, refetch: bool = False) -> None:
-        super().__init__(message)
-        self.refetch = refetch
-
-
-class NoOutput(Exception):
-    """The job ended without any output to read: it is settled with 0 lines, nothing billed, and this reason."""
-
-
-class Unreadable(Exception):
-    """The job's outputs cannot be read, now or later: it is settled as unmeterable, with this reason."""
 
 
 def describe_figures(*, succeeded: int, failed: int, malformed: int, no_usage: int, tokens: dict[str, int],
@@ -120,11 +99,6 @@ def _figures(totals: JobTotals, *, cost_status: str, cost_pico: int | None) -> d
         "input_characters": totals.embedding_characters, "lines_succeeded": totals.succeeded,
         "lines_failed": totals.failed, "lines_malformed": totals.malformed, "lines_no_usage": totals.no_usage,
     }
-
-
-def is_bigquery(job: Job) -> bool:
-    return job.output_format == "bigquery" or any(
-        (value or "").startswith("bq://") for value in (job.output_prefix, job.output_directory))
 
 
 class JobMeter:
@@ -203,7 +177,11 @@ class JobMeter:
     def _meter_claimed(self, job: Job, token: str) -> Outcome:
         pricing = self.pricing  # one table for the whole job, even if a reload swaps `self.pricing` meanwhile
         try:
-            objects = self._objects(job)
+            provider = get_provider(job.provider)
+        except UnknownProvider as exc:  # a job recorded by a newer proxy: it waits for one that knows its provider
+            raise NotReady(f"{exc}, so this proxy cannot read its outputs") from exc
+        try:
+            objects = provider.output_objects(self.storage_factory(), job)
         except NoOutput as exc:
             # Zero lines cost exactly nothing, whether or not the model has a price.
             self._finish(job, token, pricing=pricing, state="metered", cost_status="priced", cost_pico=0,
@@ -213,8 +191,8 @@ class JobMeter:
             self._finish(job, token, pricing=pricing, state="unmeterable", cost_status="unmeterable", cost_pico=None,
                          totals=JobTotals(None), rates=None, objects=[], note=str(exc))
             return Outcome(job.name, "unmeterable", str(exc))
-        rates = pricing.rates_for(job.model_id or job.model, job.create_time)
-        totals = self.ranges.meter(self.storage_factory(), objects, rates=rates)
+        rates = pricing.rates_for(job.provider, job.model_id or job.model, job.create_time)
+        totals = self.ranges.meter(self.storage_factory(), objects, rates=rates, provider=provider.name)
         status = "priced" if rates is not None else "unpriced"
         note = None if rates is not None else f"no price for model {job.model_id!r} at {job.create_time:%Y-%m-%d}"
         self._finish(job, token, pricing=pricing, state="metered", cost_status=status, cost_pico=totals.cost_pico,
@@ -222,32 +200,6 @@ class JobMeter:
         detail = describe_totals(totals) + ("" if rates is not None else
                                             f" ({note}: add it to the pricing table, then run `vbp reprice`)")
         return Outcome(job.name, "metered" if rates is not None else "unpriced", detail)
-
-    def _objects(self, job: Job) -> list[OutputObject]:
-        """The job's final output objects, or why there is nothing to read (NoOutput, Unreadable, NotReady)."""
-        if is_bigquery(job):
-            raise Unreadable("BigQuery outputs cannot be metered yet; this job has no cost figure")
-        state = parse_state(job.state)
-        ended = job.state.removeprefix("JOB_STATE_")
-        if not job.output_directory:
-            if state in _SUCCESS_STATES:
-                raise NotReady(f"ended {ended} but Vertex shows no output directory (outputInfo) yet", refetch=True)
-            raise NoOutput(f"ended {ended} before writing any output (no output directory): nothing was "
-                           "completed, nothing is billed")
-        try:
-            objects = list_output_objects(self.storage_factory(), job.output_directory)
-        except BucketMissing as exc:
-            completed = job.succeeded_count or 0
-            if completed:
-                raise Unreadable(f"{exc}, so the {completed:,} completed line(s) cannot be read (was it deleted?); "
-                                 "this job has no cost figure") from exc
-            raise NoOutput(f"ended {ended}; {exc}, so the job wrote nothing: nothing is billed") from exc
-        if not objects:
-            if state in _SUCCESS_STATES and (job.succeeded_count or 0) > 0:
-                raise NotReady(f"ended {ended} with {job.succeeded_count:,} completed line(s), but no output file "
-                               f"under {job.output_directory} is visible yet")
-            raise NoOutput(f"ended {ended} with no output file under {job.output_directory}: nothing is billed")
-        return objects
 
     def _finish(self, job: Job, token: str, *, pricing: PricingTable, state: str, cost_status: str,
                 cost_pico: int | None, totals: JobTotals, rates: Rates | None, objects: list[OutputObject],

@@ -1,4 +1,4 @@
-"""The completion poller: checks unfinished jobs against Vertex, and meters the ones that ended.
+"""The completion poller: checks unfinished jobs against their provider, and meters the ones that ended.
 
 Runs inside `vbp serve` (every VBP_POLL_INTERVAL seconds) and once with `vbp meter`. Young jobs are checked at
 the base pace and older ones less often; a job whose check fails (429, 5xx, no connection) backs off. `vbp meter`
@@ -7,7 +7,6 @@ asks for everything now: every unfinished job is checked and every ended one met
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import timedelta
@@ -17,11 +16,10 @@ from anyio import to_thread
 from sqlalchemy import select
 
 from proxy.clock import utcnow
-from proxy.errors import ApiError
 from proxy.ledger import jobs as ledger
 from proxy.ledger.models import Job
 from proxy.metering.job_meter import JobMeter, Outcome
-from proxy.providers.vertex.resources import google_base_url
+from proxy.providers.registry import UnknownProvider, get_provider
 from proxy.services import Services
 
 log = logging.getLogger(__name__)
@@ -64,12 +62,12 @@ class Poller:
 
     async def check_jobs(self, *, name: str | None = None, everything: bool = False) -> int:
         """GET each unfinished job whose next check is due (`name`: that job; `everything`: all of them, in batches);
-        record what Vertex says. Returns how many were checked."""
+        record what the provider says. Returns how many were checked."""
         now = utcnow()
 
-        def batch(after: int) -> list[tuple[int, str, str, str]]:
+        def batch(after: int) -> list[tuple[int, str, str, str, str]]:
             with self.services.sessions() as session:
-                query = select(Job.id, Job.name, Job.api_version, Job.location).where(
+                query = select(Job.id, Job.name, Job.api_version, Job.location, Job.provider).where(
                     Job.metering_state.is_(None), Job.deleted_at.is_(None))
                 if name:
                     query = query.where(Job.name == name)
@@ -78,7 +76,7 @@ class Poller:
                 else:
                     query = query.where(Job.next_poll_at <= now).order_by(Job.next_poll_at)
                 rows = session.execute(query.limit(_BATCH)).all()
-                return [(r[0], r[1], r[2], r[3]) for r in rows]
+                return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
         checked, after = 0, 0
         while True:
@@ -92,23 +90,17 @@ class Poller:
                 return checked
             after = jobs[-1][0]
 
-    async def _check_one(self, job_pk: int, name: str, api_version: str, location: str,
+    async def _check_one(self, job_pk: int, name: str, api_version: str, location: str, provider: str,
                          limiter: anyio.CapacityLimiter) -> None:
         async with limiter:
-            base = self.services.settings.vertex_base_url or google_base_url(location)
-            url = f"{base.rstrip('/')}/{api_version}/{name}"
-            reply: dict[str, object] | None = None
             try:
-                response = await self.services.upstream.send(
-                    "GET", url, headers=[("accept", "application/json")], body=None, idempotent=True)
-                body = await response.read()
-                if response.status == 200:
-                    parsed = json.loads(body)
-                    reply = parsed if isinstance(parsed, dict) else None
-                else:
-                    log.warning("poll of %s answered %d", name, response.status)
-            except (ApiError, ValueError) as exc:
-                log.warning("poll of %s failed: %s", name, exc)
+                upstream = get_provider(provider, self.services.settings)
+            except UnknownProvider as exc:  # recorded by a newer proxy: checked less and less often, as a failure
+                log.warning("poll of %s skipped: %s", name, exc)
+                reply = None
+            else:
+                reply = await upstream.read_job(self.services.upstream, name=name, api_version=api_version,
+                                                location=location)
             await to_thread.run_sync(self._record, job_pk, reply)
 
     def _record(self, job_pk: int, reply: dict[str, object] | None) -> None:

@@ -1,4 +1,7 @@
-"""The pricing table: per model and effective-from date, on-demand and batch rates, loaded from `pricing/*.toml`.
+"""The pricing table: per provider, model and effective-from date, on-demand and batch rates, from `pricing/*.toml`.
+
+A file names its provider (`provider = "vertex"`, the default when absent, so older files keep working): a model of
+the same name under another provider is another model, with its own price.
 
 Rates are held as integer pUSD per unit (token or character), see `proxy.money`. The files' format is described
 in `pricing/README.md`; everything in them is validated on load, and a mistake is a `PricingError` naming the
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.money import InexactRate, rate_to_pico_per_unit
-from proxy.providers.vertex.resources import model_id as parse_model_id
+from proxy.providers.registry import DEFAULT_PROVIDER, PROVIDERS, get_provider
 from proxy.settings import shipped
 
 PRICING_DIR_ENV = "VBP_PRICING_DIR"
@@ -24,7 +27,7 @@ KINDS = ("generative", "embedding")
 UNITS = ("token", "character")
 GENERATIVE_RATES = ("input", "audio_input", "output", "cached_input", "cached_audio_input")
 EMBEDDING_RATES = ("input",)
-_FILE_KEYS = {"model", "kind", "unit", "aliases", "rates"}
+_FILE_KEYS = {"provider", "model", "kind", "unit", "aliases", "rates"}
 _ROW_KEYS = {"effective_from", "source", "read_on", "on_demand", "batch", "long_context", "notes"}
 _ROW_REQUIRED = ("effective_from", "source", "read_on", "on_demand", "batch")
 _LONG_KEYS = {"above_prompt_tokens", "on_demand", "batch"}
@@ -74,6 +77,7 @@ class Rates:
     long_context: LongContext | None = None
     notes: tuple[tuple[str, str], ...] = ()
     file: str = ""
+    provider: str = DEFAULT_PROVIDER
 
     @property
     def key(self) -> str:
@@ -88,10 +92,11 @@ class Rates:
 
 @dataclass(frozen=True)
 class PricingTable:
-    """Every model's rate rows (sorted by date), the aliases, and a hash of the files they came from."""
+    """Every model's rate rows (sorted by date), the aliases, and a hash of the files they came from. Models and
+    aliases are keyed by (provider, model id)."""
 
-    models: Mapping[str, tuple[Rates, ...]]
-    aliases: Mapping[str, str]
+    models: Mapping[tuple[str, str], tuple[Rates, ...]]
+    aliases: Mapping[tuple[str, str], str]
     version: str
     directory: Path = field(default_factory=Path)
 
@@ -105,9 +110,9 @@ class PricingTable:
         if not files:
             raise PricingError(f"pricing directory {directory} holds no *.toml file")
         digest = hashlib.sha256()
-        models: dict[str, tuple[Rates, ...]] = {}
-        aliases: dict[str, str] = {}
-        owner: dict[str, str] = {}  # every id and alias -> the file that claims it
+        models: dict[tuple[str, str], tuple[Rates, ...]] = {}
+        aliases: dict[tuple[str, str], str] = {}
+        owner: dict[tuple[str, str], str] = {}  # every (provider, id or alias) -> the file that claims it
         for path in files:
             try:
                 content = path.read_bytes()
@@ -115,46 +120,47 @@ class PricingTable:
                 raise PricingError(f"{path.name}: cannot be read: {exc.strerror or exc}") from exc
             digest.update(f"{path.name}\0{len(content)}\0".encode())
             digest.update(content)
-            model, model_aliases, rows = _load_file(path, content)
+            provider, model, model_aliases, rows = _load_file(path, content)
             for name in (model, *model_aliases):
-                if name in owner:
-                    raise PricingError(f"{path.name}: model or alias {name!r} is already defined in {owner[name]}")
-                owner[name] = path.name
-            models[model] = rows
-            aliases.update({alias: model for alias in model_aliases})
+                if (provider, name) in owner:
+                    raise PricingError(f"{path.name}: model or alias {name!r} is already defined in "
+                                       f"{owner[provider, name]}")
+                owner[provider, name] = path.name
+            models[provider, model] = rows
+            aliases.update({(provider, alias): model for alias in model_aliases})
         return cls(models=models, aliases=aliases, version=digest.hexdigest(), directory=directory)
 
-    def canonical(self, model_id: str) -> str | None:
-        """The table's id for a model id, alias or resource name (`publishers/google/models/x@001`)."""
-        name = model_id.strip()
-        if "/" in name:
-            name = parse_model_id(name) or name
+    def canonical(self, provider: str, model_id: str) -> str | None:
+        """The table's id for a provider's model id, alias or model name (`publishers/google/models/x@001`)."""
+        name = get_provider(provider).model_id(model_id) if provider in PROVIDERS else model_id.strip()
         name = name.split("@", 1)[0]
-        if name in self.models:
+        if (provider, name) in self.models:
             return name
-        return self.aliases.get(name)
+        return self.aliases.get((provider, name))
 
-    def rates_for(self, model_id: str, at: datetime) -> Rates | None:
-        """The rates in effect at `at` (a job's create time; naive means UTC), or None for an unknown model."""
-        name = self.canonical(model_id)
+    def rates_for(self, provider: str, model_id: str, at: datetime) -> Rates | None:
+        """The rates of a provider's model in effect at `at` (a job's create time; naive means UTC), or None for a
+        model the table does not price under that provider."""
+        name = self.canonical(provider, model_id)
         if name is None:
             return None
         moment = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
         day = moment.date()  # effective_from is a UTC calendar day, from its first instant
         chosen: Rates | None = None
-        for rates in self.models[name]:
+        for rates in self.models[provider, name]:
             if rates.effective_from <= day:
                 chosen = rates
         return chosen
 
 
-def _load_file(path: Path, content: bytes) -> tuple[str, tuple[str, ...], tuple[Rates, ...]]:
+def _load_file(path: Path, content: bytes) -> tuple[str, str, tuple[str, ...], tuple[Rates, ...]]:
     where = path.name
     try:
         data = tomllib.loads(content.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PricingError(f"{where}: not valid TOML: {exc}") from exc
     _check_keys(data, allowed=_FILE_KEYS, required=("model", "kind", "unit", "rates"), where=where)
+    provider = _text(data.get("provider", DEFAULT_PROVIDER), f"{where}: provider")
     model = _text(data["model"], f"{where}: model")
     kind = _choice(data["kind"], KINDS, f"{where}: kind")
     unit = _choice(data["unit"], UNITS, f"{where}: unit")
@@ -168,17 +174,18 @@ def _load_file(path: Path, content: bytes) -> tuple[str, tuple[str, ...], tuple[
     if not isinstance(raw_rows, list) or not raw_rows:
         raise PricingError(f"{where}: rates must be a non-empty array of tables ([[rates]])")
     names = GENERATIVE_RATES if kind == "generative" else EMBEDDING_RATES
-    rows = [_load_row(raw, model=model, kind=kind, unit=unit, names=names, where=f"{where}: rates[{n}]", file=where)
+    rows = [_load_row(raw, provider=provider, model=model, kind=kind, unit=unit, names=names,
+                      where=f"{where}: rates[{n}]", file=where)
             for n, raw in enumerate(raw_rows)]
     rows.sort(key=lambda rates: rates.effective_from)
     for earlier, later in zip(rows, rows[1:], strict=False):
         # Each row runs from its date until the next one: two rows on one date would overlap.
         if earlier.effective_from == later.effective_from:
             raise PricingError(f"{where}: two rate rows are effective from {later.effective_from} (overlapping dates)")
-    return model, aliases, tuple(rows)
+    return provider, model, aliases, tuple(rows)
 
 
-def _load_row(raw: Any, *, model: str, kind: str, unit: str, names: tuple[str, ...], where: str,
+def _load_row(raw: Any, *, provider: str, model: str, kind: str, unit: str, names: tuple[str, ...], where: str,
               file: str) -> Rates:
     if not isinstance(raw, dict):
         raise PricingError(f"{where}: must be a table")
@@ -194,8 +201,9 @@ def _load_row(raw: Any, *, model: str, kind: str, unit: str, names: tuple[str, .
             raise PricingError(f"{where}.long_context: only generative models have a long-context tier")
         long_context = _long_context(raw["long_context"], names, f"{where}.long_context")
     notes = _notes(raw.get("notes", {}), names, has_long=long_context is not None, where=f"{where}.notes")
-    return Rates(model=model, effective_from=effective_from, source=source, read_on=read_on, kind=kind, unit=unit,
-                 on_demand=on_demand, batch=batch, long_context=long_context, notes=notes, file=file)
+    return Rates(provider=provider, model=model, effective_from=effective_from, source=source, read_on=read_on,
+                 kind=kind, unit=unit, on_demand=on_demand, batch=batch, long_context=long_context, notes=notes,
+                 file=file)
 
 
 def _long_context(raw: Any, names: tuple[str, ...], where: str) -> LongContext:

@@ -1,7 +1,7 @@
 """Why a job has no figure yet, and when the proxy looks at it again: the sentence `vbp meter`, `vbp report` and the
 dashboard show for a job in flight.
 
-A job in flight is either running (Vertex has not ended it: the poller checks it again at `next_poll_at`) or
+A job in flight is either running (its provider has not ended it: the poller checks it again at `next_poll_at`) or
 waiting (it ended, but its outputs could not be metered yet: `metering_error` says why, `next_poll_at` is the next
 try), or being metered right now by some process (until its claim lapses).
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from proxy.ledger.models import Job
-from proxy.providers.vertex.states import parse_state
+from proxy.providers.registry import DEFAULT_PROVIDER, get_provider
 
 
 def utc_text(moment: datetime) -> str:
@@ -30,16 +30,17 @@ class Progress:
     next_poll_at: datetime | None
     claim_until: datetime | None
     poll_failures: int = 0
+    provider: str = DEFAULT_PROVIDER
 
     @classmethod
     def of(cls, job: Job) -> Progress:
         return cls(state=job.state, metering_state=job.metering_state, metering_error=job.metering_error,
-                   next_poll_at=job.next_poll_at, claim_until=job.claim_until, poll_failures=job.poll_failures or 0)
+                   next_poll_at=job.next_poll_at, claim_until=job.claim_until, poll_failures=job.poll_failures or 0,
+                   provider=job.provider or DEFAULT_PROVIDER)
 
     @property
     def ended(self) -> bool:
-        state = parse_state(self.state)
-        return self.metering_state is not None or (state is not None and state.terminal)
+        return self.metering_state is not None or get_provider(self.provider).ended(self.state)
 
     @property
     def kind(self) -> str:
@@ -50,7 +51,7 @@ class Progress:
 
     def reason(self) -> str:
         """Why the job has no figure yet, without the time."""
-        short = self.state.removeprefix("JOB_STATE_")
+        short = get_provider(self.provider).state_name(self.state)
         if self.metering_state == "claimed":
             return "a process is metering it now"
         if not self.ended:

@@ -27,17 +27,11 @@ import google.auth.transport.requests
 import requests
 from google.cloud import storage
 
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES, describe_malformed, media_url, meter_objects, stream_bytes
 from proxy.metering.pricing import Rates
-from proxy.metering.scanner import LineScanner, describe_malformed
 from proxy.metering.totals import MAX_PROBLEMS, JobTotals
-from proxy.providers.vertex.outputs import (
-    DEFAULT_CHUNK_BYTES,
-    OutputObject,
-    OutputReadError,
-    media_url,
-    meter_objects,
-    stream_bytes,
-)
+from proxy.providers.base import OutputObject, OutputReadError
+from proxy.providers.registry import DEFAULT_PROVIDER, get_provider
 from proxy.settings import default
 
 DEFAULT_MIN_RANGE_BYTES: int = default("meter_range_mb") * 1024 * 1024
@@ -56,13 +50,14 @@ class ByteRange:
 
 @dataclass(frozen=True)
 class RangeTask:
-    """What a worker needs to count one range: all plain data, picklable."""
+    """What a worker needs to count one range: all plain data, picklable (the provider by its name)."""
 
     byte_range: ByteRange
     url: str
     headers: dict[str, str]
     rates: Rates | None
     chunk_bytes: int
+    provider: str = DEFAULT_PROVIDER
 
 
 @dataclass
@@ -131,11 +126,11 @@ def count_range(task: RangeTask) -> RangeCount:
         return stream_bytes(session, task.url, obj, task.chunk_bytes, byte_range=(first, stop), headers=task.headers)
 
     totals = JobTotals(task.rates)
-    scanner = LineScanner(totals)
+    rows = get_provider(task.provider).row_reader(totals)
     for chunk in owned_chunks(read, task.byte_range):
-        scanner.feed(chunk)
-    scanner.close()
-    return RangeCount(totals, scanner.rows, scanner.malformed_rows)
+        rows.feed(chunk)
+    rows.close()
+    return RangeCount(totals, rows.rows, rows.malformed_rows)
 
 
 def authorization(client: storage.Client, url: str) -> dict[str, str]:
@@ -200,19 +195,22 @@ class RangeMeter:
             self._pool = None
 
     def meter(self, client: storage.Client, objects: list[OutputObject], *, rates: Rates | None,
-              chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> JobTotals:
-        """The totals of every object: large plain objects by range in the workers, the rest here."""
+              chunk_bytes: int = DEFAULT_CHUNK_BYTES, provider: str = DEFAULT_PROVIDER) -> JobTotals:
+        """The totals of every object, its rows read by `provider`'s reader: large plain objects by range in the
+        workers, the rest here."""
         rangeable = [obj for obj in objects if "gzip" not in obj.encoding]
         if self.processes < 2 or sum(obj.size for obj in rangeable) < 2 * self.min_bytes:
             rangeable = []  # starting workers would cost more than they save
         in_process = [obj for obj in objects if obj not in rangeable]
-        totals = meter_objects(client, in_process, rates=rates, chunk_bytes=chunk_bytes)
+        totals = meter_objects(client, in_process, rates=rates, chunk_bytes=chunk_bytes,
+                               reader=get_provider(provider).row_reader)
         if rangeable:
-            totals.merge(self._meter_ranges(client, rangeable, rates=rates, chunk_bytes=chunk_bytes))
+            totals.merge(self._meter_ranges(client, rangeable, rates=rates, chunk_bytes=chunk_bytes,
+                                            provider=provider))
         return totals
 
     def _meter_ranges(self, client: storage.Client, objects: list[OutputObject], *, rates: Rates | None,
-                      chunk_bytes: int) -> JobTotals:
+                      chunk_bytes: int, provider: str) -> JobTotals:
         self.start()
         assert self._pool is not None
         ranges = plan_ranges(objects, parts=self.processes * _RANGES_PER_PROCESS, min_bytes=self.min_bytes)
@@ -221,7 +219,7 @@ class RangeMeter:
         try:
             for byte_range in ranges:
                 url = urls[byte_range.obj]
-                task = RangeTask(byte_range, url, authorization(client, url), rates, chunk_bytes)
+                task = RangeTask(byte_range, url, authorization(client, url), rates, chunk_bytes, provider)
                 futures.append(self._pool.submit(count_range, task))
             counts = [future.result() for future in futures]
         except BrokenProcessPool as exc:

@@ -3,6 +3,11 @@
 Prices are linear in the units each row bills (see `cost.row_units`), so the totals keep, per tier (base and
 long context), the sum of every row's units and price them at the end: the same exact integer as summing each
 row's price, at a fraction of the work, and totals of separate parts of a job simply add up (`merge`).
+
+The token totals keep the names of the ledger's columns and of the report document (`tokens: {prompt, cached,
+candidates, thoughts, tool_use_prompt, ...}`), which stay as they are: prompt is the rows' input (cached
+included), cached their cached input, candidates their output, thoughts their reasoning, tool_use_prompt their
+tool-use input, audio_prompt and audio_cached their audio input and cached audio input.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 from proxy.metering.cost import is_long_context, price_units, row_units
 from proxy.metering.pricing import Rates
 from proxy.money import format_usd
-from proxy.providers.vertex.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
+from proxy.providers.base import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
 
 MAX_PROBLEMS = 20  # malformed lines reported by place and reason; the rest are only counted
 MAX_MODEL_VERSIONS = 20  # distinct modelVersion values remembered (a job normally has one)
@@ -85,13 +90,13 @@ class JobTotals:
         kind = usage.kind
         if kind == SUCCEEDED:
             self.succeeded += 1
-            self.prompt += usage.prompt
-            self.cached += usage.cached
-            self.candidates += usage.candidates
-            self.thoughts += usage.thoughts
-            self.tool_use_prompt += usage.tool_use_prompt
-            self.audio_prompt += usage.audio_prompt
-            self.audio_cached += usage.audio_cached
+            self.prompt += usage.input
+            self.cached += usage.cached_input
+            self.candidates += usage.output
+            self.thoughts += usage.reasoning
+            self.tool_use_prompt += usage.tool_use_input
+            self.audio_prompt += usage.audio_input
+            self.audio_cached += usage.audio_cached_input
             self.embedding_tokens += usage.embedding_tokens
             self.embedding_characters += usage.embedding_characters
             if self.rates is not None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import inspect
+from sqlalchemy import MetaData, Table, insert, inspect, text
 
 from proxy.ledger.engine import alembic_config, current_revision, head_revision, make_engine, upgrade
 from proxy.settings import Settings, shipped
@@ -54,6 +55,36 @@ def test_the_migrations_folder_is_the_setting(tmp_path: Path) -> None:
     upgrade(settings.database_url, settings.migrations_path)
     engine = make_engine(settings.database_url)
     try:
-        assert current_revision(engine) == head_revision(settings.migrations_path) == "0004" != newest
+        previous = f"{int(newest) - 1:04d}"  # revisions are numbered 0001, 0002, ...
+        assert current_revision(engine) == head_revision(settings.migrations_path) == previous != newest
     finally:
         engine.dispose()
+def test_jobs_recorded_before_the_provider_column_are_vertex_jobs(database_url: str) -> None:
+    """0006 adds `jobs.provider` in place: the jobs already there read "vertex", and the rollup triggers survive."""
+    config = alembic_config(database_url)
+    command.upgrade(config, "0005")
+    engine = make_engine(database_url)
+    try:
+        assert "provider" not in {column["name"] for column in inspect(engine).get_columns("jobs")}
+        jobs = Table("jobs", MetaData(), autoload_with=engine)  # the table as 0005 left it
+        moment = datetime(2026, 11, 1, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(insert(jobs).values(
+                name="projects/p/locations/us-central1/batchPredictionJobs/1", job_id="1", team="team-a",
+                project="p", location="us-central1", api_version="v1", model="gemini-2.5-flash", display_name="",
+                input_uris=[], labels={}, state="JOB_STATE_RUNNING", create_time=moment, recorded_at=moment,
+                origin="create", poll_failures=0, metering_attempts=0,
+                **{name: 0 for name in ("prompt_tokens", "cached_tokens", "candidates_tokens", "thoughts_tokens",
+                                        "tool_use_prompt_tokens", "audio_prompt_tokens", "embedding_tokens",
+                                        "input_characters", "lines_succeeded", "lines_failed", "lines_malformed",
+                                        "lines_no_usage")}))
+        upgrade(database_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT provider FROM jobs")).scalars().all() == ["vertex"]
+            if engine.dialect.name == "sqlite":
+                triggers = set(conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                                 "AND tbl_name = 'jobs'")).scalars())
+                assert triggers == {"job_rollups_insert", "job_rollups_update", "job_rollups_delete"}
+    finally:
+        engine.dispose()
+    command.check(config)

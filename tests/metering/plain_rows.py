@@ -6,13 +6,13 @@ import json
 from datetime import UTC, datetime
 
 from proxy.metering.pricing import PricingTable
-from proxy.metering.scanner import LineScanner
 from proxy.metering.totals import JobTotals
+from proxy.providers.vertex.scanner import LineScanner
 
 
 def figures() -> list[object]:
     """(rows, failed rows, exact cost in picodollars) of 50 succeeded rows and a failed one."""
-    rates = PricingTable.load().rates_for("gemini-2.5-flash", datetime(2026, 11, 1, tzinfo=UTC))
+    rates = PricingTable.load().rates_for("vertex", "gemini-2.5-flash", datetime(2026, 11, 1, tzinfo=UTC))
     assert rates is not None
     totals = JobTotals(rates)
     scanner = LineScanner(totals)

@@ -15,17 +15,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from proxy.emulator.storage import FakeGcsServer
+from proxy.metering.objects import fingerprint, iter_chunks, meter_objects
 from proxy.metering.pricing import PricingTable
 from proxy.money import to_decimal_usd
-from proxy.providers.vertex.outputs import (
-    BucketMissing,
-    OutputMissing,
-    OutputReadError,
-    fingerprint,
-    iter_chunks,
-    list_output_objects,
-    meter_objects,
-)
+from proxy.providers.base import BucketMissing, OutputMissing, OutputReadError
+from proxy.providers.vertex.outputs import list_output_objects
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -132,7 +126,7 @@ def test_meter_a_job_of_several_objects(client: storage.Client, bucket: storage.
     put(bucket, f"{DIR}/predictions_0002.jsonl", b"\r\n".join([GOOD % (9, 9), b"[]", b'{"status":""}', b""]))
     put(bucket, f"{DIR}/incremental_predictions/predictions.jsonl", GOOD % (10**6, 10**6))
     objects = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
-    rates = PricingTable.load(REPO_PRICING).rates_for("gemini-2.5-flash-lite", datetime.now(UTC))
+    rates = PricingTable.load(REPO_PRICING).rates_for("vertex", "gemini-2.5-flash-lite", datetime.now(UTC))
     assert rates is not None
     totals = meter_objects(client, objects, rates=rates, chunk_bytes=50)
     # 18 prompt tokens at 0.05 and 19 output tokens at 0.20 per 1M.
@@ -158,7 +152,7 @@ def _many() -> Iterator[bytes]:
 def test_meter_a_larger_object_across_many_chunks(client: storage.Client, bucket: storage.Bucket) -> None:
     put(bucket, f"{DIR}/predictions.jsonl", b"".join(_many()))
     objects = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
-    rates = PricingTable.load(REPO_PRICING).rates_for("gemini-2.5-flash-lite", datetime.now(UTC))
+    rates = PricingTable.load(REPO_PRICING).rates_for("vertex", "gemini-2.5-flash-lite", datetime.now(UTC))
     assert rates is not None
     totals = meter_objects(client, objects, rates=rates, chunk_bytes=4096)
     prompt = sum(range(5000))

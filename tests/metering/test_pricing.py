@@ -31,11 +31,11 @@ def row(effective_from: str, *, on_demand: str = FLASH_RATES, batch: str = FLASH
 
 def test_shipped_table_loads_every_model() -> None:
     table = PricingTable.load(REPO_PRICING)
-    assert sorted(table.models) == ["gemini-2.0-flash", "gemini-2.0-flash-lite", "gemini-2.5-flash",
-                                    "gemini-2.5-flash-lite", "gemini-2.5-pro", "gemini-embedding-001",
-                                    "text-embedding-005"]
-    assert table.aliases == {"gemini-2.0-flash-001": "gemini-2.0-flash",
-                             "gemini-2.0-flash-lite-001": "gemini-2.0-flash-lite"}
+    assert sorted(table.models) == [("vertex", model) for model in [
+        "gemini-2.0-flash", "gemini-2.0-flash-lite", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
+        "gemini-embedding-001", "text-embedding-005"]]
+    assert table.aliases == {("vertex", "gemini-2.0-flash-001"): "gemini-2.0-flash",
+                             ("vertex", "gemini-2.0-flash-lite-001"): "gemini-2.0-flash-lite"}
     assert len(table.version) == 64
 
 
@@ -49,28 +49,28 @@ def test_default_dir_is_the_repository_pricing_folder_or_the_setting(tmp_path: P
 
 def test_shipped_rates_in_pico_per_unit() -> None:
     table = PricingTable.load(REPO_PRICING)
-    pro = table.rates_for("gemini-2.5-pro", NOW)
+    pro = table.rates_for("vertex", "gemini-2.5-pro", NOW)
     assert pro is not None and pro.long_context is not None
     assert (pro.batch.input, pro.batch.output, pro.batch.cached_input) == (625_000, 5_000_000, 125_000)
     assert pro.long_context.above_prompt_tokens == 200_000
     assert (pro.long_context.batch.input, pro.long_context.batch.output) == (1_250_000, 7_500_000)
-    lite = table.rates_for("gemini-2.5-flash-lite", NOW)
+    lite = table.rates_for("vertex", "gemini-2.5-flash-lite", NOW)
     assert lite is not None
     assert (lite.batch.audio_input, lite.on_demand.audio_input) == (50_000, 300_000)
-    flash2 = table.rates_for("gemini-2.0-flash-001", NOW)
+    flash2 = table.rates_for("vertex", "gemini-2.0-flash-001", NOW)
     assert flash2 is not None and flash2.model == "gemini-2.0-flash"
     assert flash2.batch.cached_input == flash2.batch.input == 75_000
-    text005 = table.rates_for("text-embedding-005", NOW)
+    text005 = table.rates_for("vertex", "text-embedding-005", NOW)
     assert text005 is not None
     assert (text005.unit, text005.kind, text005.batch.input, text005.on_demand.input) == (
         "character", "embedding", 25_000, 25_000)
     assert "UNCONFIRMED" in dict(text005.notes)["batch.input"]
-    embedding = table.rates_for("gemini-embedding-001", NOW)
+    embedding = table.rates_for("vertex", "gemini-embedding-001", NOW)
     assert embedding is not None and (embedding.batch.input, embedding.on_demand.input) == (120_000, 150_000)
 
 
 def test_rates_identify_themselves() -> None:
-    rates = PricingTable.load(REPO_PRICING).rates_for("publishers/google/models/gemini-2.5-flash@001", NOW)
+    rates = PricingTable.load(REPO_PRICING).rates_for("vertex", "publishers/google/models/gemini-2.5-flash@001", NOW)
     assert rates is not None
     assert rates.key == "gemini-2.5-flash@2025-01-01"
     assert rates.describe()["file"] == "gemini-2.5-flash.toml"
@@ -80,8 +80,8 @@ def test_rates_identify_themselves() -> None:
 
 def test_unknown_model_has_no_rates() -> None:
     table = PricingTable.load(REPO_PRICING)
-    assert table.rates_for("gemini-does-not-exist", NOW) is None
-    assert table.rates_for("gemini-2.5-flash", datetime(2024, 12, 31, 23, 59, tzinfo=UTC)) is None
+    assert table.rates_for("vertex", "gemini-does-not-exist", NOW) is None
+    assert table.rates_for("vertex", "gemini-2.5-flash", datetime(2024, 12, 31, 23, 59, tzinfo=UTC)) is None
 
 
 def test_rates_in_effect_at_a_date(tmp_path: Path) -> None:
@@ -89,16 +89,16 @@ def test_rates_in_effect_at_a_date(tmp_path: Path) -> None:
                'cached_audio_input = "0.10" }')
     write_model(tmp_path, "m", row("2026-03-01", batch=cheaper) + row("2025-01-01"))
     table = PricingTable.load(tmp_path)
-    before = table.rates_for("m", datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC))
-    on_the_day = table.rates_for("m", datetime(2026, 3, 1, 0, 0, tzinfo=UTC))
+    before = table.rates_for("vertex", "m", datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC))
+    on_the_day = table.rates_for("vertex", "m", datetime(2026, 3, 1, 0, 0, tzinfo=UTC))
     assert before is not None and on_the_day is not None
     assert (before.effective_from, before.batch.input) == (date(2025, 1, 1), 300_000)
     assert (on_the_day.effective_from, on_the_day.batch.input) == (date(2026, 3, 1), 200_000)
     # The day is a UTC day: 23:30 on Feb 28 at UTC-1 is already March 1st in UTC.
     west = timezone(timedelta(hours=-1))
-    shifted = table.rates_for("m", datetime(2026, 2, 28, 23, 30, tzinfo=west))
+    shifted = table.rates_for("vertex", "m", datetime(2026, 2, 28, 23, 30, tzinfo=west))
     assert shifted is not None and shifted.effective_from == date(2026, 3, 1)
-    naive = table.rates_for("m", datetime(2026, 3, 1, 0, 0))
+    naive = table.rates_for("vertex", "m", datetime(2026, 3, 1, 0, 0))
     assert naive is not None and naive.effective_from == date(2026, 3, 1)
 
 
@@ -152,8 +152,29 @@ def test_embedding_models_take_one_rate(tmp_path: Path) -> None:
     header = 'model = "e"\nkind = "embedding"\nunit = "character"\n'
     write_model(tmp_path, "e", row("2025-01-01", on_demand='{ input = "0.025" }', batch='{ input = "0.02" }'),
                 header=header)
-    rates = PricingTable.load(tmp_path).rates_for("e", NOW)
+    rates = PricingTable.load(tmp_path).rates_for("vertex", "e", NOW)
     assert rates is not None and (rates.batch.input, rates.on_demand.input) == (20_000, 25_000)
     write_model(tmp_path, "e", row("2025-01-01", on_demand=FLASH_RATES, batch='{ input = "0.02" }'), header=header)
     with pytest.raises(PricingError, match="unknown key"):
         PricingTable.load(tmp_path)
+
+
+def test_a_model_of_the_same_name_under_another_provider_is_another_price(tmp_path: Path) -> None:
+    # No `provider` key: the file is Vertex's, as every file written before providers were named.
+    write_model(tmp_path, "m", row("2025-01-01"))
+    other = FLASH_RATES.replace('output = "2.50"', 'output = "9.00"')
+    write_model(tmp_path, "m-openai", row("2025-01-01", on_demand=other, batch=other),
+                header='provider = "openai"\nmodel = "m"\nkind = "generative"\nunit = "token"\naliases = ["m-1"]\n')
+    table = PricingTable.load(tmp_path)
+    assert sorted(table.models) == [("openai", "m"), ("vertex", "m")]
+    vertex, openai = table.rates_for("vertex", "m", NOW), table.rates_for("openai", "m", NOW)
+    assert vertex is not None and openai is not None
+    assert (vertex.provider, vertex.batch.output, vertex.file) == ("vertex", 2_500_000, "m.toml")
+    assert (openai.provider, openai.batch.output, openai.file) == ("openai", 9_000_000, "m-openai.toml")
+    # An alias belongs to its provider only; a provider with no table for the model has no price.
+    assert table.rates_for("openai", "m-1", NOW) == openai
+    assert table.rates_for("vertex", "m-1", NOW) is None
+    assert table.rates_for("azure", "m", NOW) is None
+    # Vertex's model resource names are read by the Vertex provider; another provider's names are taken as given.
+    assert table.rates_for("vertex", "publishers/google/models/m@001", NOW) == vertex
+    assert table.rates_for("openai", "publishers/google/models/m@001", NOW) is None

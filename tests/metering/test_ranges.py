@@ -22,10 +22,12 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from proxy.emulator.storage import FakeGcsServer
+from proxy.metering.objects import media_url, meter_objects
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.ranges import ByteRange, RangeMeter, RangeTask, count_range, owned_chunks, plan_ranges
 from proxy.money import to_decimal_usd
-from proxy.providers.vertex.outputs import OutputMissing, OutputObject, list_output_objects, media_url, meter_objects
+from proxy.providers.base import OutputMissing, OutputObject
+from proxy.providers.vertex.outputs import list_output_objects
 from tests.metering.test_scanner import random_row
 
 DIR = "out/prediction-model-2026-05-18T00:00:00.000000Z"
@@ -35,7 +37,7 @@ ROW = (b'{"status":"","request":{"contents":[{"parts":[{"text":"%s"}]}]},"respon
 
 def rates(model: str) -> Rates:
     found = PricingTable.load(Path(__file__).resolve().parents[2] / "pricing").rates_for(
-        model, datetime(2026, 6, 1, tzinfo=UTC))
+        "vertex", model, datetime(2026, 6, 1, tzinfo=UTC))
     assert found is not None
     return found
 

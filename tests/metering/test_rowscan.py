@@ -21,14 +21,15 @@ from hypothesis import strategies as st
 from proxy.metering._rowscan import scan_gemini
 from proxy.metering.cost import row_units
 from proxy.metering.pricing import PricingTable
-from proxy.providers.vertex.usage import FAILED, SUCCEEDED, parse_row
+from proxy.providers.base import FAILED, SUCCEEDED
+from proxy.providers.vertex.usage import parse_row
 from tests.metering.plain_rows import figures
 from tests.support.samples import SAMPLES
 
 NO_LIMIT = 2**64 - 1
 SAMPLE_LINES = (SAMPLES / "vertex-predictions.jsonl").read_bytes().splitlines()
 GEMINI = PricingTable.load(Path(__file__).resolve().parents[2] / "pricing").rates_for(
-    "gemini-2.5-flash", datetime(2026, 6, 1, tzinfo=UTC))
+    "vertex", "gemini-2.5-flash", datetime(2026, 6, 1, tzinfo=UTC))
 assert GEMINI is not None
 
 
@@ -59,10 +60,10 @@ def python_reading(line: bytes, above: int = NO_LIMIT) -> Reading:
         return FAILED
     if usage.kind != SUCCEEDED or usage.embedding_tokens or usage.embedding_characters:
         return None
-    tokens = (usage.prompt, usage.cached, usage.candidates, usage.thoughts, usage.tool_use_prompt,
-              usage.audio_prompt, usage.audio_cached)
+    tokens = (usage.input, usage.cached_input, usage.output, usage.reasoning, usage.tool_use_input,
+              usage.audio_input, usage.audio_cached_input)
     assert GEMINI is not None
-    return int(usage.prompt > above), (1, *tokens, *row_units(usage, GEMINI)), usage.model_version
+    return int(usage.input > above), (1, *tokens, *row_units(usage, GEMINI)), usage.model_version
 
 
 def agrees(line: bytes, above: int = NO_LIMIT) -> bool:
@@ -329,7 +330,7 @@ FALLBACK = r"""
 import json, logging, sys
 sys.modules["proxy.metering._rowscan"] = None  # as if the extension was never built
 logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
-from proxy.metering import scanner
+from proxy.providers.vertex import scanner
 scanner.warn_if_pure_python()
 scanner.warn_if_pure_python()
 from tests.metering.plain_rows import figures

@@ -12,17 +12,18 @@ from typing import Any
 import pytest
 
 from proxy.metering.cost import price_row
+from proxy.metering.objects import describe_malformed
 from proxy.metering.pricing import PricingTable, Rates
-from proxy.metering.scanner import LineScanner, describe_malformed
 from proxy.metering.totals import JobTotals
 from proxy.money import to_decimal_usd
+from proxy.providers.vertex.scanner import LineScanner
 from proxy.providers.vertex.usage import parse_row
 
 TABLE = PricingTable.load(Path(__file__).resolve().parents[2] / "pricing")
 
 
 def rates(model: str) -> Rates:
-    found = TABLE.rates_for(model, datetime(2026, 6, 1, tzinfo=UTC))
+    found = TABLE.rates_for("vertex", model, datetime(2026, 6, 1, tzinfo=UTC))
     assert found is not None
     return found
 

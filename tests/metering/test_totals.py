@@ -13,13 +13,13 @@ from proxy.metering.cost import price_row
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.totals import MAX_PROBLEMS, JobTotals
 from proxy.money import to_decimal_usd
-from proxy.providers.vertex.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
+from proxy.providers.base import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
 
 TABLE = PricingTable.load(Path(__file__).resolve().parents[2] / "pricing")
 
 
 def rates(model: str) -> Rates:
-    found = TABLE.rates_for(model, datetime(2026, 6, 1, tzinfo=UTC))
+    found = TABLE.rates_for("vertex", model, datetime(2026, 6, 1, tzinfo=UTC))
     assert found is not None
     return found
 
@@ -32,9 +32,9 @@ def test_sums_every_kind() -> None:
     flash = rates("gemini-2.5-flash")
     totals = JobTotals(flash)
     rows = [
-        RowUsage(SUCCEEDED, prompt=10, cached=4, candidates=3, thoughts=2, tool_use_prompt=1, audio_prompt=5,
-                 audio_cached=1, model_version="gemini-2.5-flash"),
-        RowUsage(SUCCEEDED, prompt=20, candidates=7, model_version="gemini-2.5-flash"),
+        RowUsage(SUCCEEDED, input=10, cached_input=4, output=3, reasoning=2, tool_use_input=1, audio_input=5,
+                 audio_cached_input=1, model_version="gemini-2.5-flash"),
+        RowUsage(SUCCEEDED, input=20, output=7, model_version="gemini-2.5-flash"),
         RowUsage(FAILED),
         RowUsage(NO_USAGE, model_version="gemini-2.5-flash-001"),
     ]
@@ -61,7 +61,7 @@ def test_sums_every_kind() -> None:
 
 def test_an_unpriced_job_counts_everything_but_has_no_cost() -> None:
     totals = JobTotals(None)
-    totals.add(RowUsage(SUCCEEDED, prompt=10, candidates=5))
+    totals.add(RowUsage(SUCCEEDED, input=10, output=5))
     totals.add_plain(0, 1, 7, 2, 3, 0, 0)
     assert totals.cost_pico is None
     assert totals.to_dict()["cost_usd"] is None
@@ -70,8 +70,8 @@ def test_an_unpriced_job_counts_everything_but_has_no_cost() -> None:
 
 def test_the_long_context_tier_is_kept_apart() -> None:
     pro = rates("gemini-2.5-pro")
-    rows = [RowUsage(SUCCEEDED, prompt=200_000, cached=50_000, candidates=1_000, thoughts=500),
-            RowUsage(SUCCEEDED, prompt=200_001, cached=50_000, candidates=1_000, thoughts=500)]
+    rows = [RowUsage(SUCCEEDED, input=200_000, cached_input=50_000, output=1_000, reasoning=500),
+            RowUsage(SUCCEEDED, input=200_001, cached_input=50_000, output=1_000, reasoning=500)]
     totals = JobTotals(pro)
     for row in rows:
         totals.add(row)
@@ -86,14 +86,14 @@ def test_the_long_context_tier_is_kept_apart() -> None:
 
 def test_a_block_of_plain_rows_costs_what_its_rows_cost_one_by_one() -> None:
     pro = rates("gemini-2.5-pro")
-    rows = [RowUsage(SUCCEEDED, prompt=100 + n * 37, cached=n * 11, candidates=n, thoughts=2 * n,
-                     tool_use_prompt=n % 3) for n in range(50)]
+    rows = [RowUsage(SUCCEEDED, input=100 + n * 37, cached_input=n * 11, output=n, reasoning=2 * n,
+                     tool_use_input=n % 3) for n in range(50)]
     one_by_one = JobTotals(pro)
     for row in rows:
         one_by_one.add(row)
     block = JobTotals(pro)
     block.add_plain(0, len(rows), *(sum(getattr(row, name) for row in rows)
-                                    for name in ("prompt", "cached", "candidates", "thoughts", "tool_use_prompt")))
+                                    for name in ("input", "cached_input", "output", "reasoning", "tool_use_input")))
     assert block.to_dict() == one_by_one.to_dict()
     assert block.cost_pico == sum(price_row(row, pro) for row in rows)
 
@@ -107,7 +107,7 @@ def test_plain_blocks_are_refused_for_embedding_rates() -> None:
 
 def test_merged_parts_equal_the_whole() -> None:
     flash = rates("gemini-2.5-flash")
-    rows = [RowUsage(SUCCEEDED, prompt=n, cached=n // 2, candidates=3, audio_prompt=n % 4, model_version="v")
+    rows = [RowUsage(SUCCEEDED, input=n, cached_input=n // 2, output=3, audio_input=n % 4, model_version="v")
             for n in range(1, 30)] + [RowUsage(FAILED), RowUsage(NO_USAGE)]
     whole = JobTotals(flash)
     first, second = JobTotals(flash), JobTotals(flash)

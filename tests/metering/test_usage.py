@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.providers.vertex.usage import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage, parse_row, parse_span
+from proxy.providers.base import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
+from proxy.providers.vertex.usage import parse_row, parse_span
 from tests.support.samples import SAMPLES
 
 # Two real gemini-2.5-flash-lite rows and one failed row.
@@ -36,8 +37,8 @@ def gemini_row(usage: dict[str, Any] | None, **extra: Any) -> bytes:
 
 def test_the_real_sample_rows() -> None:
     first, second, failed = (parse_row(line) for line in SAMPLE_LINES)
-    assert first == RowUsage(SUCCEEDED, prompt=9, candidates=10, model_version="gemini-2.5-flash-lite")
-    assert second == RowUsage(SUCCEEDED, prompt=9, candidates=9, model_version="gemini-2.5-flash-lite")
+    assert first == RowUsage(SUCCEEDED, input=9, output=10, model_version="gemini-2.5-flash-lite")
+    assert second == RowUsage(SUCCEEDED, input=9, output=9, model_version="gemini-2.5-flash-lite")
     assert failed == RowUsage(FAILED)
 
 
@@ -51,14 +52,14 @@ def test_every_field_is_read() -> None:
                                     {"modality": "TEXT", "tokenCount": 1000}],
              "toolUsePromptTokensDetails": [{"modality": "TEXT", "tokenCount": 45}], "trafficType": "BATCH"}
     assert parse_row(gemini_row(usage)) == RowUsage(
-        SUCCEEDED, prompt=5000, cached=1200, candidates=300, thoughts=700, tool_use_prompt=45, audio_prompt=2000,
-        audio_cached=200, model_version="gemini-2.5-flash")
+        SUCCEEDED, input=5000, cached_input=1200, output=300, reasoning=700, tool_use_input=45, audio_input=2000,
+        audio_cached_input=200, model_version="gemini-2.5-flash")
 
 
 def test_absent_and_null_fields_are_zero() -> None:
     assert parse_row(gemini_row({})) == RowUsage(SUCCEEDED, model_version="gemini-2.5-flash")
     assert parse_row(gemini_row({"promptTokenCount": None, "candidatesTokenCount": 3})) == RowUsage(
-        SUCCEEDED, candidates=3, model_version="gemini-2.5-flash")
+        SUCCEEDED, output=3, model_version="gemini-2.5-flash")
 
 
 def test_failed_rows_are_free_whatever_else_they_hold() -> None:
@@ -94,7 +95,7 @@ def test_malformed_lines_are_counted_never_raised(line: bytes) -> None:
     usage = parse_row(line)
     assert usage.kind == MALFORMED
     assert usage.error
-    assert (usage.prompt, usage.candidates) == (0, 0)
+    assert (usage.input, usage.output) == (0, 0)
 
 
 def test_every_strict_prefix_of_a_row_is_malformed() -> None:
@@ -122,12 +123,12 @@ def test_a_response_key_that_is_not_the_rows_response() -> None:
         {"functionResponse": {"name": "f", "response": {"usageMetadata": {"promptTokenCount": 777}}}},
         {"text": 'say "response":{"usageMetadata":{"promptTokenCount":555}}'}]}]},
         "response": {"candidates": [{"content": {"parts": [nested]}}], "usageMetadata": {"promptTokenCount": 12}}}
-    assert parse_row(dumps(row)) == RowUsage(SUCCEEDED, prompt=12)
+    assert parse_row(dumps(row)) == RowUsage(SUCCEEDED, input=12)
     # The response is not the last member: the full parse still finds it.
     reordered = {"response": row["response"], "status": "", "request": row["request"]}
-    assert parse_row(dumps(reordered)) == RowUsage(SUCCEEDED, prompt=12)
+    assert parse_row(dumps(reordered)) == RowUsage(SUCCEEDED, input=12)
     # Pretty-printed JSON (spaces after colons) never matches the fast path's key and is still read.
-    assert parse_row(json.dumps(row, indent=2).encode()) == RowUsage(SUCCEEDED, prompt=12)
+    assert parse_row(json.dumps(row, indent=2).encode()) == RowUsage(SUCCEEDED, input=12)
     # A key that merely ends in an escaped quote and "response" is not the response.
     assert parse_row(b'{"status":"","x\\"response":{"usageMetadata":{"promptTokenCount":5}}}').kind == NO_USAGE
     # A failed row whose request echoes a "response" is still a failed row.
@@ -188,10 +189,10 @@ def rows(draw: st.DrawFn) -> tuple[bytes, RowUsage]:
         return sum(d["tokenCount"] for d in details or [] if d["modality"] == "AUDIO")
 
     expected = RowUsage(
-        SUCCEEDED, prompt=usage.get("promptTokenCount") or 0, cached=usage.get("cachedContentTokenCount") or 0,
-        candidates=usage.get("candidatesTokenCount") or 0, thoughts=usage.get("thoughtsTokenCount") or 0,
-        tool_use_prompt=usage.get("toolUsePromptTokenCount") or 0, audio_prompt=audio(usage.get("promptTokensDetails")),
-        audio_cached=audio(usage.get("cacheTokensDetails")), model_version=model)
+        SUCCEEDED, input=usage.get("promptTokenCount") or 0, cached_input=usage.get("cachedContentTokenCount") or 0,
+        output=usage.get("candidatesTokenCount") or 0, reasoning=usage.get("thoughtsTokenCount") or 0,
+        tool_use_input=usage.get("toolUsePromptTokenCount") or 0, audio_input=audio(usage.get("promptTokensDetails")),
+        audio_cached_input=audio(usage.get("cacheTokensDetails")), model_version=model)
     return text.encode(), expected
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from proxy.metering.cost import price_row
 from proxy.metering.pricing import PricingTable, TierRates
 from proxy.money import format_usd, rate_to_pico_per_unit
-from proxy.providers.vertex.usage import SUCCEEDED, RowUsage
+from proxy.providers.base import SUCCEEDED, RowUsage
 from proxy.reports.query import GROUP_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def _pico(rate: str) -> int:
 
 
 def _tier(model: str, row: str) -> tuple[TierRates, TierRates]:
-    rates = TABLE.rates_for(model, AT)
+    rates = TABLE.rates_for("vertex", model, AT)
     assert rates is not None, model
     if "above" in row:
         assert rates.long_context is not None
@@ -36,7 +36,7 @@ def _tier(model: str, row: str) -> tuple[TierRates, TierRates]:
 def test_the_rate_table_of_docs_pricing_is_the_pricing_folder() -> None:
     table = PRICING_DOC.split("<!-- rates:start -->", 1)[1].split("<!-- rates:end -->", 1)[0]
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[3:] if line]
-    generative = {m for m, rates in TABLE.models.items() if rates[-1].kind == "generative"}
+    generative = {m for (_, m), rates in TABLE.models.items() if rates[-1].kind == "generative"}
     assert {row[0].split(" (", 1)[0] for row in rows} == generative
     for label, text_input, audio_input, output, cached, cached_audio in rows:
         on_demand, batch = _tier(label.split(" (", 1)[0], label)
@@ -53,9 +53,9 @@ def test_the_worked_line_of_docs_pricing_is_what_the_metering_charges() -> None:
     assert "`promptTokenCount` 1000 (of which `cachedContentTokenCount` 400)" in " ".join(line.split())
     total = re.search(r"\*\*line total\*\* \| \| \| \*\*([\d.]+)\*\*", line)
     assert total is not None
-    rates = TABLE.rates_for("gemini-2.5-flash", AT)
+    rates = TABLE.rates_for("vertex", "gemini-2.5-flash", AT)
     assert rates is not None
-    cost = price_row(RowUsage(SUCCEEDED, prompt=1000, cached=400, candidates=200, thoughts=300), rates)
+    cost = price_row(RowUsage(SUCCEEDED, input=1000, cached_input=400, output=200, reasoning=300), rates)
     assert format_usd(cost) == total.group(1) == "0.000727"
 
 

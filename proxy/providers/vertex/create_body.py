@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxy.errors import InvalidArgument
-from proxy.tenancy.keys import Principal
+
+if TYPE_CHECKING:  # not at run time: metering's worker processes read the labels without the ledger's models
+    from proxy.tenancy.keys import Principal
 
 RESERVED_LABEL_PREFIX = "vbp-"
 TEAM_LABEL = "vbp-team"

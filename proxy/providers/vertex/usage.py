@@ -1,4 +1,10 @@
-"""The usage of one output row of a batch job: what kind of line it is and the tokens it reports.
+"""The Vertex row reader's parser: one output row of a batch job, what kind of line it is and the tokens it reports.
+
+The row's counts are mapped onto the seam's provider-neutral kinds (`proxy.providers.base.RowUsage`):
+promptTokenCount -> input (cached included), cachedContentTokenCount -> cached input, candidatesTokenCount ->
+output, thoughtsTokenCount -> reasoning, toolUsePromptTokenCount -> tool-use input, the AUDIO entries of
+promptTokensDetails and cacheTokensDetails -> audio input and cached audio input, an embedding's
+statistics.token_count -> embedding tokens and the length of its `instance.content` -> embedding characters.
 
 Kinds of line (`RowUsage.kind`):
 - `succeeded`: a `response` with `usageMetadata` (Gemini), or `predictions[*].embeddings.statistics.token_count`
@@ -26,11 +32,7 @@ from typing import Annotated
 
 import msgspec
 
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-NO_USAGE = "no_usage"
-MALFORMED = "malformed"
-KINDS = (SUCCEEDED, FAILED, NO_USAGE, MALFORMED)
+from proxy.providers.base import FAILED, MALFORMED, NO_USAGE, SUCCEEDED, RowUsage
 
 Count = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -92,29 +94,6 @@ _RESPONSE_VALUE_AT = len(_RESPONSE_KEY) - 1
 _BACKSLASH, _OPEN, _CLOSE = ord("\\"), ord("{"), ord("}")
 
 
-class RowUsage(msgspec.Struct, frozen=True, gc=False):
-    """What one output row reports. Counts are 0 when absent; `error` says why a row is malformed.
-
-    `prompt` is promptTokenCount, which INCLUDES `cached`; `audio_prompt` and `audio_cached` are the AUDIO
-    entries of promptTokensDetails and cacheTokensDetails (parts of `prompt` and `cached`).
-    `embedding_characters` is the length of `instance.content` as a Python str (Unicode code points,
-    whitespace included), the unit of character-priced embedding models.
-    """
-
-    kind: str
-    prompt: int = 0
-    cached: int = 0
-    candidates: int = 0
-    thoughts: int = 0
-    tool_use_prompt: int = 0
-    audio_prompt: int = 0
-    audio_cached: int = 0
-    embedding_tokens: int = 0
-    embedding_characters: int = 0
-    model_version: str | None = None
-    error: str | None = None
-
-
 def parse_row(raw: bytes) -> RowUsage:
     """Classify one output line and read its usage; never raises."""
     return parse_span(raw, 0, len(raw))
@@ -170,15 +149,15 @@ def usage_of(response: Response) -> RowUsage:
     if usage is None:
         return RowUsage(NO_USAGE, model_version=response.modelVersion)
     cache_details = usage.cacheTokensDetails
-    return RowUsage(
+    return RowUsage(  # positional (the fields' order), as this runs on every row the scanner leaves to Python
         SUCCEEDED,
-        usage.promptTokenCount or 0,
-        usage.cachedContentTokenCount or 0,
-        usage.candidatesTokenCount or 0,
-        usage.thoughtsTokenCount or 0,
-        usage.toolUsePromptTokenCount or 0,
-        audio_tokens(usage.promptTokensDetails),
-        audio_tokens(cache_details) if cache_details else 0,
+        usage.promptTokenCount or 0,  # input
+        usage.cachedContentTokenCount or 0,  # cached_input
+        usage.candidatesTokenCount or 0,  # output
+        usage.thoughtsTokenCount or 0,  # reasoning
+        usage.toolUsePromptTokenCount or 0,  # tool_use_input
+        audio_tokens(usage.promptTokensDetails),  # audio_input
+        audio_tokens(cache_details) if cache_details else 0,  # audio_cached_input
         0,
         0,
         response.modelVersion,

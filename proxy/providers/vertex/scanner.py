@@ -1,4 +1,7 @@
-"""The metering's inner loop: split a stream of output bytes into lines and add each line to a job's totals.
+"""The Vertex row reader: split a stream of output bytes into lines and add each line's usage to a job's totals.
+
+It is what `VertexProvider.row_reader` hands metering, and the one place that chooses the compiled scanner
+(`proxy.metering._rowscan`, which knows the Gemini row layout; it is built there with the package).
 
 It runs on every line of multi-GB outputs, so it is written for speed, in three layers:
 - the common rows, succeeded Gemini rows and failed rows, are claimed in runs by the compiled accelerator
@@ -51,16 +54,11 @@ def warn_if_pure_python() -> None:
                     "to build it")
 
 
-def describe_malformed(place: str, malformed_rows: list[tuple[int, str]], *, first_row: int = 1) -> list[str]:
-    """Malformed lines as `<place> row <n>: <reason>`, the stream's rows numbered from `first_row`."""
-    return [f"{place} row {first_row + row - 1}: {reason}" for row, reason in malformed_rows]
-
-
 class LineScanner:
-    """Feeds the lines of one stream of chunks (an object, or a byte range of one) into `totals`.
+    """Feeds the lines of one stream of chunks (an object, or a byte range of one) into `totals` (a `RowReader`).
 
     `rows` counts the non-blank lines seen; `malformed_rows` keeps (row number in this stream, reason) of the first
-    malformed ones, for `describe_malformed`. `native=False` leaves every line to Python (the reference the
+    malformed ones, for `objects.describe_malformed`. `native=False` leaves every line to Python (the reference the
     accelerator is tested against); without the compiled scanner every line is Python's anyway.
     """
 
