@@ -27,10 +27,11 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from proxy.ledger.engine import make_engine, make_sessionmaker, migrations_dir, upgrade
+from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
 from proxy.money import format_usd
 from proxy.reports.query import ReportFilter, parse_by, run_report
 from proxy.reports.render import render
+from proxy.settings import shipped
 
 TARGET_SECONDS = 1.0
 TEAMS = [f"team-{i:02d}" for i in range(20)]
@@ -165,7 +166,7 @@ def load_sqlite(path: Path, rows: Sequence[tuple[Any, ...]]) -> None:
 
 def _rollup_backfill_sql() -> str:
     """The statement migration 0004 fills `job_rollups` with from existing jobs (one source of truth)."""
-    path = next(migrations_dir().glob("versions/0004_*.py"))
+    path = next(shipped("migrations").glob("versions/0004_*.py"))
     spec = importlib.util.spec_from_file_location("migration_0004", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -97,6 +97,15 @@ class Tenancy:
         assert reply.status_code == 200, reply.text
         return dict(reply.json())
 
+    def create_counted(self, secret: str, payload: object, *, proxy: ProxyServer | None = None,
+                       version: str = "v1") -> tuple[httpx.Response, int]:
+        """The reply to a create sent as raw JSON, and how many calls reached the emulator because of it."""
+        before = len(self.emulator_calls())
+        reply = self.client_for(secret, proxy=proxy).post(
+            f"/{version}/projects/{ALIAS}/locations/{LOCATION}/batchPredictionJobs", content=json.dumps(payload),
+            headers={"Content-Type": "application/json"})
+        return reply, len(self.emulator_calls()) - before
+
     def emulator_job(self, name: str) -> EmulatorJob:
         parsed = JobName.parse(name)
         assert parsed is not None

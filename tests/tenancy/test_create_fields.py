@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from proxy.cli import cli
 from proxy.providers.vertex.job_fields import RESTRICTED_FIELDS
 from tests.support.proxy_server import ProxyServer
-from tests.tenancy.conftest import ALIAS, BUCKET, LOCATION, REAL_PROJECT, Tenancy, envelope, job_body, unique
+from tests.tenancy.conftest import BUCKET, LOCATION, REAL_PROJECT, Tenancy, envelope, job_body, unique
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -52,11 +52,7 @@ def fresh(tenancy: Tenancy) -> Iterator[ProxyServer]:
 
 def create(tenancy: Tenancy, proxy: ProxyServer, secret: str, payload: object,
            version: str = "v1") -> tuple[httpx.Response, int]:
-    before = len(tenancy.emulator_calls())
-    reply = tenancy.client_for(secret, proxy=proxy).post(
-        f"/{version}/projects/{ALIAS}/locations/{LOCATION}/batchPredictionJobs", content=json.dumps(payload),
-        headers={"Content-Type": "application/json"})
-    return reply, len(tenancy.emulator_calls()) - before
+    return tenancy.create_counted(secret, payload, proxy=proxy, version=version)
 
 
 def assert_invalid(reply: httpx.Response, calls: int, words: str) -> None:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from proxy.cli import cli
 from tests.support.proxy_server import ProxyServer
-from tests.tenancy.conftest import ALIAS, LOCATION, Tenancy, envelope, unique
+from tests.tenancy.conftest import Tenancy, envelope, unique
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -51,14 +51,9 @@ def body(inputs: list[str] | None = None, output: str | None = None, **extra: An
             **extra}
 
 
-def create(tenancy: Tenancy, proxy: ProxyServer, secret: str, payload: object, *,
+def create(tenancy: Tenancy, proxy: ProxyServer, secret: str, payload: object,
            version: str = "v1") -> tuple[httpx.Response, int]:
-    """The reply to a create, and how many calls reached the emulator because of it."""
-    before = len(tenancy.emulator_calls())
-    reply = tenancy.client_for(secret, proxy=proxy).post(
-        f"/{version}/projects/{ALIAS}/locations/{LOCATION}/batchPredictionJobs", content=json.dumps(payload),
-        headers={"Content-Type": "application/json"})
-    return reply, len(tenancy.emulator_calls()) - before
+    return tenancy.create_counted(secret, payload, proxy=proxy, version=version)
 
 
 def assert_denied(reply: httpx.Response, calls: int, uri: str) -> None:
