@@ -80,12 +80,13 @@ async def test_retry_after_beyond_the_time_budget_returns_at_once(
 
 
 async def test_total_backoff_is_bounded_in_time(stub: StubServer, make_upstream: Callable[..., Upstream]) -> None:
-    # Each pause is 0.3-0.6 s; a 1 s budget allows two pauses at most, so three hits at most of ten allowed.
+    # Each pause is 0.3-0.6 s; a 1 s budget allows two pauses, three when all three fall near 0.3 s (under 1% of
+    # runs): four hits at most of the ten allowed, and never past the budget.
     upstream = make_upstream(retry=RetryPolicy(attempts=10, max_seconds=1.0, base_delay=0.6, max_delay=0.6))
     reply = await upstream.send("GET", f"{stub.url}/v1/flaky/e?fail=20", headers=[], body=None, idempotent=True)
     assert reply.status == 503
     hits = stub.counts["/v1/flaky/e"]
-    assert 2 <= hits <= 3
+    assert 2 <= hits <= 4
     assert stub.hits[-1].at - stub.hits[0].at <= 1.0 + 0.2
 
 
