@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from proxy.tenancy.keys import create_key
-from tests.proxy.conftest import ALIAS, LOCATION, Proxied, running
+from tests.providers.vertex.conftest import ALIAS, LOCATION, Proxied, running
 
 COLLECTION = f"/v1/projects/{ALIAS}/locations/{LOCATION}/batchPredictionJobs"
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from proxy.ledger.models import RequestLog
 from proxy.services import Services
 from tests.gateway.conftest import COLLECTION
-from tests.proxy.conftest import Proxied
+from tests.providers.vertex.conftest import Proxied
 
 # who (a key, or none), method, target, expected route, status, upstream status, error
 CASES: list[tuple[str | None, str, str, str, int, int | None, str | None]] = [

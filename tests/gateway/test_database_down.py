@@ -17,8 +17,8 @@ from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
 from proxy.reports.session_cookie import COOKIE_NAME
 from proxy.tenancy.keys import create_key
 from tests.gateway.conftest import COLLECTION
-from tests.proxy.conftest import start_proxied
-from tests.proxy.test_bad_input import GOOD_BODY
+from tests.providers.vertex.conftest import start_proxied
+from tests.providers.vertex.test_bad_input import GOOD_BODY
 from tests.support.postgres import LocalPostgres
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -14,7 +14,7 @@ from proxy.errors import ApiError, NotFound, Unauthenticated, Unavailable
 from proxy.gateway.dialects import dialect_for, error_reply, google
 from proxy.gateway.error_replies import translated
 from tests.gateway.conftest import COLLECTION
-from tests.proxy.conftest import Proxied
+from tests.providers.vertex.conftest import Proxied
 
 
 @pytest.mark.parametrize("path", [COLLECTION, "/v1beta1/projects/p/locations/l/batchPredictionJobs/1", "/v1/keys",

@@ -9,7 +9,7 @@ import pytest
 
 from proxy.gateway.request_id import new_request_id
 from tests.gateway.conftest import COLLECTION
-from tests.proxy.conftest import Proxied
+from tests.providers.vertex.conftest import Proxied
 from tests.support.raw_http import raw_request
 
 FRESH = re.compile(r"[0-9a-f]{32}")

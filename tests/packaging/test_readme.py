@@ -16,7 +16,7 @@ import pytest
 from proxy.cli import cli
 from proxy.emulator.jobs import project_number
 from proxy.settings import SETTINGS
-from tests.proxy.conftest import running
+from tests.providers.vertex.conftest import running
 from tests.support import quickstart
 
 REPO = Path(__file__).resolve().parents[2]

@@ -126,7 +126,7 @@ def test_the_tests_that_read_sample_data_pass_in_the_clone(clone: Path) -> None:
                            cwd=clone, env=env, capture_output=True, text=True, timeout=60)
     assert where.stdout.split() == [str(clone / "proxy" / "__init__.py"), str(clone / "tests" / "__init__.py")]
     done = run_group(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/proxy/test_raw_http.py",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/providers/vertex/test_raw_http.py",
          "tests/metering/test_usage.py", "tests/metering/test_cost.py", "tests/metering/test_rowscan.py",
          "tests/tenancy/test_scopes.py::test_location_scope"],
         cwd=clone, env=env, timeout=600)

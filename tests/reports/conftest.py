@@ -23,8 +23,8 @@ from proxy.ledger.models import Job
 from proxy.money import format_usd
 from proxy.tenancy.keys import create_key
 from proxy.tenancy.team_admin import set_team
-from tests.completion.conftest import JOBS, submit, text_line, wait_metered
-from tests.proxy.conftest import LOCATION, Proxied, start_proxied
+from tests.metering.completion.conftest import JOBS, submit, text_line, wait_metered
+from tests.providers.vertex.conftest import LOCATION, Proxied, start_proxied
 from tests.support.expected import expected_for, output_rows
 
 PROJECT = "meter-project"

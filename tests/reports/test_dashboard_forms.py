@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from proxy.reports.session_cookie import COOKIE_NAME
-from tests.proxy.conftest import Proxied, running
+from tests.providers.vertex.conftest import Proxied, running
 from tests.support.raw_http import RawReply, raw_request
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.

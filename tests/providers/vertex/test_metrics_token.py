@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.proxy.conftest import Proxied, running
+from tests.providers.vertex.conftest import Proxied, running
 from tests.support.raw_http import raw_request
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.

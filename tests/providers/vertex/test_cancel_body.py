@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from proxy.ledger.models import Job
-from tests.proxy.conftest import LOCATION, Proxied
-from tests.proxy.test_bad_input import GOOD_BODY
+from tests.providers.vertex.conftest import LOCATION, Proxied
+from tests.providers.vertex.test_bad_input import GOOD_BODY
 from tests.support.raw_http import raw_request
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.

@@ -17,7 +17,7 @@ from google.genai import errors, types
 from sqlalchemy import select
 
 from proxy.ledger.models import Job
-from tests.proxy.conftest import ALIAS, LOCATION, REAL_PROJECT, Proxied
+from tests.providers.vertex.conftest import ALIAS, LOCATION, REAL_PROJECT, Proxied
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow

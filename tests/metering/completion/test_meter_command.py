@@ -21,15 +21,15 @@ from proxy.clock import utcnow
 from proxy.ledger.models import Job
 from proxy.money import format_usd
 from proxy.providers.vertex.states import TERMINAL_STATES, parse_state
-from tests.completion.conftest import JOBS, history, submit, submit_to_missing_bucket, text_line
-from tests.proxy.conftest import Proxied, running
+from tests.metering.completion.conftest import JOBS, history, submit, submit_to_missing_bucket, text_line
+from tests.providers.vertex.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
 from tests.support.throttle import ThrottledRelay
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

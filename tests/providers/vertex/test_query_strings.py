@@ -7,7 +7,7 @@ import pytest
 
 from proxy.errors import InvalidArgument
 from proxy.providers.vertex.query import parse_query
-from tests.proxy.conftest import LOCATION, Proxied
+from tests.providers.vertex.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.

@@ -10,7 +10,7 @@ import pytest
 
 from proxy.errors import InvalidArgument
 from proxy.json_body import MAX_DEPTH, nesting_too_deep, parse_json_body
-from tests.proxy.conftest import LOCATION, Proxied
+from tests.providers.vertex.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 
 JOBS = f"/v1/projects/your-project/locations/{LOCATION}/batchPredictionJobs"

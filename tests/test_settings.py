@@ -9,7 +9,7 @@ from pathlib import Path
 
 from proxy.settings import SETTINGS, Settings, shipped
 
-PACKAGE = Path(__file__).resolve().parents[2] / "proxy"
+PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 ALLOWED = {PACKAGE / "settings.py"}
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from proxy.tenancy.keys import create_key
-from tests.proxy.conftest import Proxied, running
+from tests.providers.vertex.conftest import Proxied, running
 from tests.support.raw_http import raw_request
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.

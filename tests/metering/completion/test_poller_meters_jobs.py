@@ -10,8 +10,8 @@ import pytest
 
 from proxy.tenancy.keys import create_key
 from proxy.tenancy.team_admin import set_team
-from tests.completion.conftest import JOBS, history, submit, submit_to_missing_bucket, text_line, wait_metered
-from tests.proxy.conftest import Proxied, running
+from tests.metering.completion.conftest import JOBS, history, submit, submit_to_missing_bucket, text_line, wait_metered
+from tests.providers.vertex.conftest import Proxied, running
 from tests.support.expected import expected_for, output_rows
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.

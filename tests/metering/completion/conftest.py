@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from proxy.ledger.models import Job, JobMetering
-from tests.proxy.conftest import LOCATION, Proxied
+from tests.providers.vertex.conftest import LOCATION, Proxied
 
 JOBS = f"/v1/projects/meter-project/locations/{LOCATION}/batchPredictionJobs"
 

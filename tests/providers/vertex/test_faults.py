@@ -15,7 +15,7 @@ from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
 from proxy.ledger.models import Job
 from proxy.settings import Settings
 from proxy.tenancy.keys import create_key
-from tests.proxy.conftest import LOCATION, Proxied, running
+from tests.providers.vertex.conftest import LOCATION, Proxied, running
 from tests.support.proxy_server import ProxyServer
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.

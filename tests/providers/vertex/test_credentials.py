@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select, text
 
 from proxy.ledger.models import RequestLog
-from tests.proxy.conftest import LOCATION, Proxied, running
+from tests.providers.vertex.conftest import LOCATION, Proxied, running
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow

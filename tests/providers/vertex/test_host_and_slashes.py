@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.proxy.conftest import LOCATION, Proxied
+from tests.providers.vertex.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.

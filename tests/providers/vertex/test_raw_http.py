@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from proxy.ledger.models import Job, JobEvent, RequestLog
 from proxy.providers.vertex.states import TERMINAL_STATES, parse_state
-from tests.proxy.conftest import ALIAS, LOCATION, REAL_PROJECT, SAMPLES, Proxied
+from tests.providers.vertex.conftest import ALIAS, LOCATION, REAL_PROJECT, SAMPLES, Proxied
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow

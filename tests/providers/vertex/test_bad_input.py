@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from proxy.ledger.models import Job
 from proxy.tenancy.keys import create_key, revoke_key
-from tests.proxy.conftest import LOCATION, Proxied
+from tests.providers.vertex.conftest import LOCATION, Proxied
 from tests.support.raw_http import raw_request
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.

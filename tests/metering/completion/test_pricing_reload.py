@@ -31,7 +31,7 @@ from tests.support.expected import expected_for, output_rows
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NEW_MODEL = "gemini-9.9-custom"
 JOBS = "/v1/projects/reload-project/locations/us-central1/batchPredictionJobs"
 LOGGER = "proxy.metering.pricing_reload"
