@@ -74,8 +74,8 @@ def _team_templates(text: str) -> tuple[str, ...]:
 
 def _cache_seconds(text: str) -> float:
     """0-60 seconds: the promise that a team policy change reaches every replica within a minute."""
-    seconds = float(text)
-    if not 0 <= seconds <= 60:
+    seconds = _seconds(text)
+    if seconds > 60:
         raise ValueError(f"must be between 0 and 60 seconds, not {text}")
     return seconds
 

@@ -7,16 +7,15 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from proxy.emulator.oauth import ServiceAccount
 from proxy.emulator.storage import free_port
 from tests.support.postgres import LocalPostgres
+from tests.support.processes import wait_until_serving
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -165,15 +164,7 @@ def started(folder: Path, credentials: Path) -> Iterator[tuple[subprocess.Popen[
 def test_when_everything_is_right_it_names_the_new_ledger_and_serves(
         folder: Path, started: tuple[subprocess.Popen[str], int]) -> None:
     process, port = started
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until_serving(process, f"http://127.0.0.1:{port}/readyz")
     assert (folder / "vbp.db").is_file()
     process.terminate()
     process.wait(timeout=15)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import httpx
+
 
 def start_group(args: Sequence[str], *, cwd: Path | str, env: dict[str, str],
                 stderr: int | IO[Any] = subprocess.PIPE) -> subprocess.Popen[str]:
@@ -66,3 +68,19 @@ def end_group(process: subprocess.Popen[str], timeout: float = 20.0, *, close_st
     for stream in (process.stdout, process.stderr) if close_streams else ():
         if stream is not None:
             stream.close()
+
+
+def wait_until_serving(process: subprocess.Popen[Any], url: str, *, timeout: float = 30.0,
+                       explain: Any = lambda: "") -> None:
+    """Poll `url` (a `vbp serve` health route) until it answers 200; fail at once if the process ends, and after
+    `timeout` seconds; `explain()` (e.g. the server's log) goes into the failure message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, f"the server ended: {explain()}"
+        assert time.monotonic() < deadline, f"the server did not answer {url} within {timeout} s: {explain()}"
+        time.sleep(0.1)

@@ -27,6 +27,7 @@ from proxy.ledger.models import Job
 from proxy.metering.pricing import PricingTable
 from proxy.tenancy.keys import create_key
 from tests.support.expected import expected_for, output_rows
+from tests.support.processes import wait_until_serving
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -105,15 +106,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                                    stdout=out, stderr=subprocess.STDOUT)
     engine = None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_until_serving(process, f"http://127.0.0.1:{port}/readyz", explain=log.read_text)
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)
         with sessions.begin() as session:

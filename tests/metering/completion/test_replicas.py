@@ -22,6 +22,7 @@ from proxy.ledger.models import Job, JobMetering
 from proxy.tenancy.keys import create_key
 from tests.support.expected import expected_for, output_rows
 from tests.support.postgres import LocalPostgres
+from tests.support.processes import wait_until_serving
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -32,16 +33,8 @@ def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+    wait_until_serving(process, f"http://127.0.0.1:{port}/healthz", explain=log.read_text)
+    return process
 
 
 @pytest.fixture
