@@ -20,6 +20,7 @@ BENCHMARKS = (
     ("bench.overhead", "passthrough overhead: GET of a job direct vs. through `vbp serve`, with wrk"),
     ("bench.metering", "metering throughput and memory on a ~1 GB predictions object"),
     ("bench.report", "cost report speed over a 1,000,000-job ledger"),
+    ("bench.budgets", "what a budget adds to a create: the estimate and the reservation, 10 MB and 200 MB inputs"),
 )
 
 
