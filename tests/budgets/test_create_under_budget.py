@@ -91,3 +91,9 @@ def test_budgets_are_administered_by_admin_keys_only(budgeted: Proxied) -> None:
     assert reply.json()["error"]["status"] == "PERMISSION_DENIED"
     with httpx.Client(base_url=budgeted.proxy.url, timeout=30) as client:
         assert client.get("/v1/budgets").status_code == 401
+
+
+def test_metrics_show_each_budget(budgeted: Proxied) -> None:
+    with httpx.Client(base_url=budgeted.proxy.url, timeout=30) as client:
+        text = client.get("/metrics").text
+    assert 'vbp_budget_usd{figure="limit",key_id="",team="team-a"} 1.295e-05' in text
