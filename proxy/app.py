@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from proxy.budgets.api import budget_routes
 from proxy.errors import NotFound, Unauthenticated
 from proxy.gateway.accounting import RequestAccounting, accounted_as
 from proxy.gateway.error_replies import ErrorReplies
@@ -70,6 +71,7 @@ class ProxyApp:
             *key_routes(lambda: self.services),
             *team_routes(lambda: self.services),
             *report_routes(lambda: self.services),
+            *budget_routes(lambda: self.services),
         ], lifespan=self.lifespan, exception_handlers={404: self.not_found, 405: self.not_found})
         # `/v1/keys/` must be a 404, not a redirect to `/v1/keys` built from the Host header the caller sent.
         self.site.router.redirect_slashes = False

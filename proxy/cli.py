@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 from sqlalchemy.orm import Session, sessionmaker
 
+from proxy.budgets import cli as budgets_cli
 from proxy.settings import Settings
 
 if TYPE_CHECKING:
@@ -525,6 +526,8 @@ def _register_emulator() -> None:
 
 
 _register_emulator()
+cli.add_command(budgets_cli.budgets)
+cli.add_command(budgets_cli.estimate)
 
 
 def main() -> None:

@@ -187,6 +187,12 @@ SETTINGS: tuple[Setting, ...] = (
             "of the ledger's jobs, e.g. `your-project/us-central1`."),
     Setting("VBP_RECONCILE_MIN_AGE", "reconcile_min_age", "60", _seconds,
             "Reconciliation leaves jobs younger than this many seconds to the create still recording them."),
+    Setting("VBP_ESTIMATE_SECONDS", "estimate_seconds", "20", _seconds,
+            "How long an estimate may read a batch's input before a create under a budget (or `POST "
+            "/v1/estimates`); what is left unread is bounded from its size."),
+    Setting("VBP_RESERVATION_GRACE", "reservation_grace", "900", _seconds,
+            "Reconciliation releases a budget reservation whose create recorded no job, and whose job it cannot "
+            "find upstream, once it is older than this many seconds (longer than any create can take)."),
     Setting("VBP_METERING_LEASE_SECONDS", "metering_lease_seconds", "120", _seconds,
             "How long a claim on a job being metered lasts without renewal; a process that dies mid-read "
             "leaves the job to another after this many seconds."),
@@ -269,6 +275,8 @@ class Settings:
     reconcile_interval: float = _from_table("reconcile_interval")
     reconcile_projects: tuple[tuple[str, str], ...] = _from_table("reconcile_projects")
     reconcile_min_age: float = _from_table("reconcile_min_age")
+    estimate_seconds: float = _from_table("estimate_seconds")
+    reservation_grace: float = _from_table("reservation_grace")
     metering_lease_seconds: float = _from_table("metering_lease_seconds")
     meter_processes: int | None = _from_table("meter_processes")
     meter_range_mb: int = _from_table("meter_range_mb")

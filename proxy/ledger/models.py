@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -274,3 +275,66 @@ class JobRollup(Base):
     lines_succeeded: Mapped[int] = mapped_column(BigInteger, default=0)
     lines_failed: Mapped[int] = mapped_column(BigInteger, default=0)
     lines_malformed: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Budget(Base):
+    """A dollar limit on a team's jobs (`key_id` '') or one key's, per UTC calendar month or in total.
+
+    Creates reserve against it before they reach the upstream (`proxy.budgets.reservation`); its row is the lock
+    that keeps replicas from overspending together.
+    """
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("team", "key_id", name="uq_budgets_team_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32), default="")  # '' for the team's own budget
+    period: Mapped[str] = mapped_column(String(8))  # month | total
+    limit_pico: Mapped[int] = mapped_column(BigInteger)
+    # Whether jobs the proxy cannot estimate (BigQuery input, an unpriced model) may still be created under it.
+    allow_unestimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class BudgetReservation(Base):
+    """The estimate's `high` held against every budget covering a create, written before the upstream call.
+
+    It is also the create's intent record: `held` (no job yet), `bound` to the job once recorded, `settled` when
+    the job is metered (its cost then counts as spent instead), or `released` (the create failed, never happened,
+    or the job could not be metered). The create stamps its id on the job as the `vbp-reservation` label.
+    """
+
+    __tablename__ = "budget_reservations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    project: Mapped[str] = mapped_column(String(100))
+    location: Mapped[str] = mapped_column(String(64))
+    amount_pico: Mapped[int] = mapped_column(BigInteger)
+    low_pico: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    job_pk: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+Index("ix_budget_reservations_team_state", BudgetReservation.team, BudgetReservation.state)
+
+
+class BudgetEvent(Base):
+    """A budget crossing a threshold (80%), recorded once per budget and period: what the webhooks deliver."""
+
+    __tablename__ = "budget_events"
+    __table_args__ = (UniqueConstraint("budget_id", "period_start", "kind", name="uq_budget_events_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"), index=True)
+    period_start: Mapped[str] = mapped_column(String(10))  # YYYY-MM-01, or "total"
+    kind: Mapped[str] = mapped_column(String(32))  # budget.threshold
+    at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
