@@ -45,9 +45,10 @@ def enqueue_event(session: Session, *, team: str, type: str, data: dict[str, Any
               "created_at": now}
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = session.execute(insert(WebhookEvent).values(**values)
-                             .on_conflict_do_nothing(index_elements=["dedupe_key"]))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    written = session.execute(insert(WebhookEvent).values(**values)
+                              .on_conflict_do_nothing(index_elements=["dedupe_key"])
+                              .returning(WebhookEvent.id)).scalar()
+    if written is None:
         return None
     endpoints = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.team == team,
                                                               WebhookEndpoint.removed_at.is_(None)))
