@@ -20,6 +20,7 @@ BENCHMARKS = (
     ("bench.overhead", "passthrough overhead: GET of a job direct vs. through `vbp serve`, with wrk"),
     ("bench.metering", "metering throughput and memory on a ~1 GB predictions object"),
     ("bench.report", "cost report speed over a 1,000,000-job ledger"),
+    ("bench.line_costs", "per-line cost export of a ~1 GB predictions object vs its raw download"),
 )
 
 
