@@ -11,10 +11,11 @@ import click
 from proxy.webhooks.outbox import EVENT_TYPES
 
 
-def _sessions() -> Any:
+def _sessions(settings: Any = None) -> Any:
+    """Sessions on the ledger (checked and named on stderr first, unless `settings` were already checked)."""
     from proxy.cli import _sessions as ledger_sessions  # imported here: proxy.cli registers this group
 
-    return ledger_sessions()
+    return ledger_sessions(settings)
 
 
 @click.group()
@@ -35,7 +36,7 @@ def webhooks_add(team: str, url: str, events: tuple[str, ...], as_json: bool) ->
     from proxy.webhooks.registration import add_endpoint, endpoint_view
 
     settings = _ledger()
-    with _sessions().begin() as session:
+    with _sessions(settings).begin() as session:
         try:
             endpoint, secret = add_endpoint(session, team=team, url=url, events=events,
                                             actor=f"cli:{getpass.getuser()}", policy=url_policy(settings))
@@ -103,14 +104,17 @@ def webhooks_deliveries(failed: bool, team: str | None, limit: int, as_json: boo
 
 
 @webhooks.command("redeliver")
-@click.argument("delivery_id", type=int)
-def webhooks_redeliver(delivery_id: int) -> None:
+@click.argument("delivery_id")
+def webhooks_redeliver(delivery_id: str) -> None:
     """Send a delivery again now (same webhook-id), with a fresh series of retries."""
     from proxy.webhooks.registration import redeliver
 
-    with _sessions().begin() as session:
+    sessions = _sessions()  # the ledger is checked (and named) before the argument
+    if not delivery_id.isdigit():
+        raise click.ClickException(f"{delivery_id!r} is not a delivery id (a whole number)")
+    with sessions.begin() as session:
         try:
-            view = redeliver(session, delivery_id=delivery_id)
+            view = redeliver(session, delivery_id=int(delivery_id))
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
     if view is None:
