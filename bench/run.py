@@ -22,6 +22,7 @@ BENCHMARKS = (
     ("bench.report", "cost report speed over a 1,000,000-job ledger"),
     ("bench.openai_door", "the OpenAI door: conversion + upload of a 200 MB file, output conversion of ~1 GB"),
     ("bench.budgets", "what a budget adds to a create: the estimate and the reservation, 10 MB and 200 MB inputs"),
+    ("bench.line_costs", "per-line cost export of a ~1 GB predictions object vs its raw download"),
 )
 
 

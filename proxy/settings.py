@@ -220,6 +220,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_METRICS_TOKEN", "metrics_token", None, _optional_str,
             "Set: `/metrics` answers only requests with `Authorization: Bearer <this token>` (401 otherwise). "
             "Unset: `/metrics` is open."),
+    Setting("VBP_WEBHOOK_ALLOW_LOOPBACK", "webhook_allow_loopback", "false", _bool,
+            "Development only: webhook URLs may be plain `http://` to a loopback address (127.0.0.0/8, ::1, "
+            "localhost). Off: every webhook URL is `https://` to a public address."),
+    Setting("VBP_WEBHOOK_ALLOWED_NETWORKS", "webhook_allowed_networks", "", parse_networks,
+            "Comma-separated IP addresses or CIDR networks a webhook URL may resolve to although they are private, "
+            "loopback, link-local or a cloud metadata address (checked at registration and at every delivery)."),
+    Setting("VBP_WEBHOOK_TIMEOUT", "webhook_timeout", "10", _seconds,
+            "Seconds a webhook delivery may take (connect and reply); a slower endpoint counts as a failed try."),
+    Setting("VBP_WEBHOOK_FIRST_RETRY_SECONDS", "webhook_first_retry_seconds", "30", _seconds,
+            "Seconds before the first retry of a failed webhook delivery; each later retry waits twice as long."),
+    Setting("VBP_WEBHOOK_GIVE_UP_SECONDS", "webhook_give_up_seconds", "86400", _seconds,
+            "A delivery still failing this many seconds after its first try is marked failed (`vbp webhooks "
+            "deliveries --failed`; an admin can redeliver it)."),
     Setting("VBP_LOG_LEVEL", "log_level", "info", _log_level,
             "Python logging level of the proxy: debug, info, warning, error."),
     # Google's own convention, read by google-auth; the proxy reads it only to name it in a start-up error.
@@ -286,6 +299,12 @@ class Settings:
     session_seconds: float = _from_table("session_seconds")
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _from_table("trusted_proxies")
     metrics_token: str | None = _from_table("metrics_token", shown=False)
+    webhook_allow_loopback: bool = _from_table("webhook_allow_loopback")
+    webhook_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _from_table(
+        "webhook_allowed_networks")
+    webhook_timeout: float = _from_table("webhook_timeout")
+    webhook_first_retry_seconds: float = _from_table("webhook_first_retry_seconds")
+    webhook_give_up_seconds: float = _from_table("webhook_give_up_seconds")
     log_level: str = _from_table("log_level")
     google_credentials: str | None = _from_table("google_credentials")
 

@@ -2,7 +2,7 @@
 threshold events
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-11-30 09:29:59.693981
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import proxy.ledger.models
 
 revision: str = '0009'
-down_revision: str | None = '0006'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

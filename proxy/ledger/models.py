@@ -338,3 +338,60 @@ class BudgetEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))  # budget.threshold
     at: Mapped[datetime]
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+class WebhookEndpoint(Base):
+    """A URL a team's events are sent to, signed with its secret (Standard Webhooks `whsec_...`, shown once).
+
+    `events`: the event types it receives (empty: all). A removed endpoint keeps its row (and its deliveries' log)
+    with `removed_at` set, and receives nothing more."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    # The signing key itself: a webhook signature is an HMAC, so the proxy must hold the key (not a hash of it).
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    removed_at: Mapped[datetime | None]
+
+
+class WebhookEvent(Base):
+    """One event of the outbox, written in the transaction of the change it reports. `id` is the `webhook-id`
+    every delivery of it carries, on every retry; `payload` is the body, `{"type", "timestamp", "data"}`.
+    `dedupe_key` (unique) makes a second write of the same event (another path or replica) a no-op."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: `pending` (due at `next_attempt_at`; claimed by one process until
+    `claim_until`), then `delivered` (a 2xx) or `failed` (still failing `VBP_WEBHOOK_GIVE_UP_SECONDS` after
+    `scheduled_at`, or its endpoint removed)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+                      UniqueConstraint("event_id", "endpoint_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    scheduled_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    claim_token: Mapped[str | None] = mapped_column(String(40))
+    claim_until: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]

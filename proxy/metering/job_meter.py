@@ -42,6 +42,7 @@ from proxy.money import format_usd
 from proxy.providers.base import NoOutput, NotReady, OutputObject, OutputReadError, Unreadable
 from proxy.providers.registry import UnknownProvider, get_provider
 from proxy.settings import default
+from proxy.webhooks.outbox import enqueue_job_metered
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,7 @@ class JobMeter:
                                         now=now)
             for row in previous:
                 row.superseded_at = now
+            enqueue_job_metered(session, job_pk=job.id, metering=history)
         log.info("metered %s: %s, %d lines, cost_pico=%s%s", job.name, cost_status, totals.lines, cost_pico,
                  f" ({note})" if note else "")
 

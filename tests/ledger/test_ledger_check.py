@@ -29,6 +29,8 @@ NO_LEDGER = {"vbp emulator", "vbp estimate"}
 def _commands(group: click.Group, prefix: str = "vbp") -> Iterator[tuple[str, click.Command]]:
     for name, sub in sorted(group.commands.items()):
         if isinstance(sub, click.Group):
+            if sub.invoke_without_command:  # a command of its own too (`vbp report`, beside `vbp report lines`)
+                yield f"{prefix} {name}", sub
             yield from _commands(sub, f"{prefix} {name}")
         else:
             yield f"{prefix} {name}", sub

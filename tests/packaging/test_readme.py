@@ -39,6 +39,8 @@ def _commands(group: click.Group, prefix: str = "vbp") -> Iterator[tuple[str, cl
     for name, command in sorted(group.commands.items()):
         path = f"{prefix} {name}"
         if isinstance(command, click.Group):
+            if command.invoke_without_command:  # a command of its own too (`vbp report`, beside `vbp report lines`)
+                yield path, command
             yield from _commands(command, path)
         else:
             yield path, command
