@@ -1,8 +1,8 @@
 """The 80% threshold: when a budget's spent + reserved first reaches 80% of its limit in a period, it is recorded
 once (a `budget_events` row, unique per budget, period and kind) and announced by `announce`.
 
-`announce` runs inside the transaction that caused the crossing (a reservation or a metering), so whatever it
-writes commits or rolls back with it: the place to put a `budget.threshold` event into the webhooks' outbox.
+`announce` runs inside the transaction that caused the crossing (a reservation or a metering), so the
+`budget.threshold` event it writes into the webhooks' outbox commits or rolls back with it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from proxy.budgets import store
 from proxy.ledger.models import BudgetEvent
 from proxy.money import format_usd
+from proxy.webhooks.outbox import enqueue_event
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,15 @@ def check(session: Session, status: store.BudgetStatus, *, now: datetime) -> Bud
             session.add(event)
     except IntegrityError:
         return None
-    announce(session, event.detail)
+    announce(session, event.detail, budget_id=status.budget.id)
     return event
 
 
-def announce(session: Session, detail: dict[str, Any]) -> None:
-    """Tell the world a budget crossed 80% (in the crossing's transaction): a log line today."""
+def announce(session: Session, detail: dict[str, Any], *, budget_id: int) -> None:
+    """Tell the world a budget crossed 80%, in the crossing's transaction: a `budget.threshold` event for the
+    team's webhooks (once per budget and period, by its dedupe key) and a log line."""
+    enqueue_event(session, team=detail["team"], type=KIND, data={**detail, "budget_id": budget_id},
+                  dedupe_key=f"{KIND}:{budget_id}:{detail['period_start']}")
     log.warning("budget of %s crossed %d%% for %s: %s USD of %s used (%s reserved)",
                 f"key {detail['key_id']}" if detail["key_id"] else f"team {detail['team']}", PERCENT,
                 detail["period_start"], format_usd(_pico(detail["spent_usd"]) + _pico(detail["reserved_usd"])),

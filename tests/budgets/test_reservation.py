@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.budgets import reservation, store, threshold
-from proxy.ledger.models import ApiKey, BudgetEvent, BudgetReservation, Job
+from proxy.ledger.models import ApiKey, BudgetEvent, BudgetReservation, Job, WebhookEvent
 from proxy.tenancy.keys import create_key
 
 NOW = datetime(2026, 11, 15, 12, tzinfo=UTC)
@@ -127,6 +127,11 @@ def test_the_80_percent_threshold_is_recorded_once_per_month(sessions: sessionma
         events = session.scalars(select(BudgetEvent).order_by(BudgetEvent.id)).all()
         assert [(e.kind, e.period_start, e.detail["reserved_usd"]) for e in events] == [
             (threshold.KIND, "2026-11-01", "8.00"), (threshold.KIND, "2026-12-01", "9.00")]
+        # each crossing is also one budget.threshold event in the webhooks' outbox, written in its transaction
+        outbox = session.scalars(select(WebhookEvent).order_by(WebhookEvent.created_at)).all()
+        assert [(e.type, e.team, e.payload["data"]["period_start"], e.payload["data"]["reserved_usd"])
+                for e in outbox] == [(threshold.KIND, "ml", "2026-11-01", "8.00"),
+                                     (threshold.KIND, "ml", "2026-12-01", "9.00")]
 
 
 @pytest.mark.parametrize(("usd", "pico"), [("250", 250 * USD), ("0.50", USD // 2), ("0", 0),
