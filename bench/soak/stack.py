@@ -144,6 +144,8 @@ def running(workdir: Path, *, database: str, teams: int, job_seconds: float) -> 
             "VBP_DATABASE_URL": database_url, "VBP_TEAM_GCS_PREFIXES": f"gs://{BUCKET}/{{team}}/",
             "VBP_POLL_INTERVAL": "1", "VBP_RECONCILE_INTERVAL": "10", "VBP_RECONCILE_MIN_AGE": "5",
             "VBP_UPSTREAM_TIMEOUT": f"{UPSTREAM_TIMEOUT:g}", "VBP_LOG_LEVEL": "info",
+            # a claim whose figures met the database restart lapses within the drain, and is metered again
+            "VBP_METERING_LEASE_SECONDS": "30",
         })
         subprocess.run([str(VBP), "db", "upgrade"], env=env, cwd=ROOT, capture_output=True, check=True)
         members = []
