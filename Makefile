@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test test-fast lint typecheck pytest demo bench fuzz clean
+.PHONY: test test-fast lint typecheck pytest demo bench soak fuzz clean
 
 # Rebuilt when the dependencies or the compiled row scanner change (pip builds it in place with gcc).
 $(STAMP): pyproject.toml setup.py proxy/metering/_rowscan.c
@@ -38,6 +38,11 @@ demo: $(STAMP)
 ## make bench: the benchmarks (they print figures; they do not fail on them)
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench.run
+
+## make soak: `vbp serve` on the emulator under mixed load for 10 minutes; prints figures and targets (not in make test)
+## SOAK_ARGS="--minutes 1 --rate 50", "--storm", "--database postgres --db-restart": see bench/soak/run.py
+soak: $(STAMP)
+	PYTHONPATH=. $(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 ## make fuzz: the row scanner built with ASan and UBSan, held to Python by its tests and a fuzz target (not in make test)
 FUZZ_DIR := build/fuzz

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from bench.apt import apt_install
 from proxy.emulator.oauth import ServiceAccount
 from proxy.emulator.storage import free_port
 
@@ -284,13 +285,8 @@ def wrk(url: str, *, connections: int, seconds: float, key: str, pid: int | None
 
 def ensure_wrk() -> None:
     """Install wrk with apt-get when it is missing (the bench set-up; needs root or sudo)."""
-    if shutil.which("wrk"):
-        return
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    print("wrk not found: installing it with apt-get", flush=True)
-    subprocess.run([*sudo, "apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not shutil.which("wrk"):
+        apt_install("wrk")
 
 
 # --- the benchmark ------------------------------------------------------------------------------------------

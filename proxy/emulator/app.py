@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -19,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy.emulator.faults import Faults
+from proxy.emulator.connection_faults import ConnectionReset
+from proxy.emulator.faults import Faults, Injection
 from proxy.emulator.jobs import Job, now_utc, project_number, resource_id
 from proxy.emulator.listing import apply_read_mask, page_size, parse_filter, parse_read_mask, select_page
 from proxy.emulator.oauth import OAuthError
@@ -96,7 +98,7 @@ class VertexApi:
         except Exception as exc:
             log.exception("emulator error on %s %s", request.method, request.url.path)
             response = error_response(Internal(f"Internal error: {exc}"))
-        entry["status"] = response.status_code
+        entry["status"] = None if isinstance(response, ConnectionReset) else response.status_code  # None: cut
         return response
 
     async def _serve(self, request: Request, raw: bytes) -> Response:
@@ -105,9 +107,12 @@ class VertexApi:
             await asyncio.sleep(faults.latency)
         self._authenticate(request)
         method, job_id = _vertex_method(request)
-        injected = self.state.faults.injected_error(method)
-        if injected is not None:
-            raise injected
+        injected = self.state.faults.injected(method)
+        if injected is None:
+            return await self._served(request, raw, method, job_id)
+        return await _play(injected, lambda: self._served(request, raw, method, job_id))
+
+    async def _served(self, request: Request, raw: bytes, method: str, job_id: str | None) -> Response:
         params = request.path_params
         version, project, location = params["version"], params["project"], params["location"]
         if version not in API_VERSIONS:
@@ -168,6 +173,24 @@ class VertexApi:
         return JSONResponse(body)
 
 
+async def _play(injected: Injection, serve: Callable[[], Awaitable[Response]]) -> Response:
+    """Answer a call as its injected fault says: served first or not at all, then held, cut or replaced."""
+    reply: Response | None = None
+    if injected.after_serving:
+        try:
+            reply = await serve()
+        except ApiError as error:
+            reply = error_response(error)
+    if injected.hold_seconds:
+        await asyncio.sleep(injected.hold_seconds)
+    if injected.reset:
+        return ConnectionReset()
+    if injected.error is not None:
+        return error_response(injected.error)
+    assert reply is not None
+    return reply
+
+
 def _delete_operation(job: Job, version: str) -> dict[str, Any]:
     stamp = rfc3339(now_utc())
     return {
@@ -191,16 +214,17 @@ def create_app(state: EmulatorState) -> Starlette:
                  "headers": dict(request.headers.items()), "body": "", "status": None,
                  "time": rfc3339(datetime.now(UTC))}
         state.log_request(entry)
-        injected = state.faults.injected_error("token")
-        if injected is not None:
-            response: Response = error_response(injected)
-        else:
+
+        async def exchange() -> Response:
             try:
                 form = dict(parse_qsl(raw.decode(errors="replace"), keep_blank_values=True))
-                response = JSONResponse(state.tokens.exchange(form), headers={"Cache-Control": "no-store"})
+                return JSONResponse(state.tokens.exchange(form), headers={"Cache-Control": "no-store"})
             except OAuthError as error:
-                response = JSONResponse(error.body(), status_code=error.http_status)
-        entry["status"] = response.status_code
+                return JSONResponse(error.body(), status_code=error.http_status)
+
+        injected = state.faults.injected("token")
+        response = await (exchange() if injected is None else _play(injected, exchange))
+        entry["status"] = None if isinstance(response, ConnectionReset) else response.status_code
         return response
 
     async def get_faults(request: Request) -> Response:
@@ -209,10 +233,10 @@ def create_app(state: EmulatorState) -> Starlette:
     async def set_faults(request: Request) -> Response:
         try:
             body = _json_body(await request.body())
-            faults = Faults.from_json(body if body is not None else {})
+            faults = state.set_faults(Faults.from_json(body if body is not None else {}))
         except ApiError as error:
             return error_response(error)
-        return JSONResponse(state.set_faults(faults).to_json())
+        return JSONResponse(faults.to_json())
 
     async def requests(request: Request) -> Response:
         return JSONResponse({"requests": state.request_log})

@@ -55,8 +55,10 @@ def _check_uploads(ctx: click.Context, param: click.Parameter,
               type=(click.Path(exists=True, dir_okay=False, path_type=Path), str),
               help="Copy a local file into the local Cloud Storage before serving, e.g. "
                    "--upload examples/input.jsonl gs://my-bucket/team-a/input.jsonl (repeatable).")
+@click.option("--storage-faults", is_flag=True,
+              help="Put a front before Cloud Storage so that the storage_stall fault can stall object reads.")
 def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[str, ...], token_lifetime: int,
-             workdir: Path | None, uploads: tuple[tuple[Path, str], ...]) -> None:
+             workdir: Path | None, uploads: tuple[tuple[Path, str], ...], storage_faults: bool) -> None:
     """Run the local stand-ins for Vertex AI batch prediction, its OAuth2 token endpoint and Cloud Storage.
 
     Prints `export KEY=value` lines (VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,
@@ -69,7 +71,7 @@ def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[s
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = EmulatorStack(port=port, gcs_port=gcs_port, job_seconds=job_seconds, extra_models=extra_models,
-                          token_lifetime=token_lifetime, workdir=workdir)
+                          token_lifetime=token_lifetime, workdir=workdir, storage_faults=storage_faults)
     try:
         stack.start()
         for source, uri in uploads:

@@ -15,18 +15,20 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from google.cloud import storage
 from google.oauth2 import service_account
 
 from proxy.emulator.app import create_app
+from proxy.emulator.connection_faults import TransportInScope
 from proxy.emulator.faults import Faults
 from proxy.emulator.gcs import client_for, parse_object_gs
 from proxy.emulator.oauth import ServiceAccount
 from proxy.emulator.state import EmulatorState
 from proxy.emulator.storage import FakeGcsServer
+from proxy.emulator.storage_front import StorageFront
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -36,7 +38,7 @@ class EmulatorStack:
 
     def __init__(self, *, port: int = 0, job_seconds: float = 8.0, extra_models: Sequence[str] = (),
                  token_lifetime: int = 3600, workdir: Path | None = None, gcs_port: int = 0,
-                 gcs_root: Path | None = None) -> None:
+                 gcs_root: Path | None = None, storage_faults: bool = False) -> None:
         self.port = port
         self.job_seconds = job_seconds
         self.extra_models = tuple(extra_models)
@@ -44,17 +46,18 @@ class EmulatorStack:
         self.workdir = workdir
         self.gcs_port = gcs_port
         self.gcs_root = gcs_root
+        self.storage_faults = storage_faults
         self.gcs: FakeGcsServer | None = None
+        self._front: _Served | None = None
         self._state: EmulatorState | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._vertex: _Served | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     # --- life cycle ----------------------------------------------------------------------------------------
 
     def start(self, timeout: float = 15.0) -> EmulatorStack:
         """Start fake-gcs-server and the app, write the service-account file; returns self."""
-        if self._server is not None:
+        if self._vertex is not None:
             raise RuntimeError("the emulator is already running")
         try:
             self._start(timeout)
@@ -71,36 +74,26 @@ class EmulatorStack:
         self.workdir = self.workdir.resolve()
         self.gcs = FakeGcsServer(port=self.gcs_port or None, root=self.gcs_root)
         self.gcs.start()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
+        sock = _bound(self.port)
         self.port = int(sock.getsockname()[1])
         account = ServiceAccount.generate(token_uri=f"{self.base_url}/token")
         account.write(self.credentials_path)
         self._state = EmulatorState(account=account, gcs_url=self.gcs.url, job_seconds=self.job_seconds,
-                                    extra_models=self.extra_models, token_lifetime=self.token_lifetime)
-        config = uvicorn.Config(create_app(self._state), log_level="warning", access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="vbp-emulator", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the emulator's HTTP server did not start")
-            time.sleep(0.01)
+                                    extra_models=self.extra_models, token_lifetime=self.token_lifetime,
+                                    storage_front=self.storage_faults)
+        if self.storage_faults:
+            self._front = _Served(StorageFront(self.gcs.url, self._state.faults), _bound(0), "vbp-emulator-storage",
+                                  timeout, lifespan="on")
+        self._vertex = _Served(create_app(self._state), sock, "vbp-emulator", timeout)
 
     def stop(self) -> None:
-        """Stop the jobs, the HTTP server and fake-gcs-server; remove the generated files."""
+        """Stop the jobs, the HTTP servers and fake-gcs-server; remove the generated files."""
         if self._state is not None:
             self._state.runner.stop()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        self._server = None
+        for served in (self._vertex, self._front):
+            if served is not None:
+                served.stop()
+        self._vertex = self._front = None
         if self.gcs is not None:
             self.gcs.stop()
             self.gcs = None
@@ -124,6 +117,13 @@ class EmulatorStack:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def storage_url(self) -> str:
+        """Where clients reach Cloud Storage: the front when storage faults are on, else fake-gcs-server itself."""
+        if self.gcs is None:
+            raise RuntimeError("the emulator is not started")
+        return self._front.url if self._front is not None else self.gcs.url
+
+    @property
     def credentials_path(self) -> Path:
         if self.workdir is None:
             raise RuntimeError("the emulator is not started")
@@ -136,7 +136,7 @@ class EmulatorStack:
             raise RuntimeError("the emulator is not started")
         return {
             "VBP_VERTEX_BASE_URL": self.base_url,
-            "STORAGE_EMULATOR_HOST": self.gcs.url,
+            "STORAGE_EMULATOR_HOST": self.storage_url,
             "GOOGLE_APPLICATION_CREDENTIALS": str(self.credentials_path),
         }
 
@@ -177,7 +177,7 @@ class EmulatorStack:
         """A google-cloud-storage client for the emulator's fake-gcs-server."""
         if self.gcs is None:
             raise RuntimeError("the emulator is not started")
-        return client_for(self.gcs.url, self.project_id)
+        return client_for(self.storage_url, self.project_id)
 
     def upload(self, source: Path, uri: str) -> None:
         """Copy a local file to `gs://bucket/path` in the local Cloud Storage, making the bucket if needed."""
@@ -185,3 +185,33 @@ class EmulatorStack:
         client = self.storage_client()
         bucket = client.lookup_bucket(bucket_name) or client.create_bucket(bucket_name)
         bucket.blob(path).upload_from_filename(str(source))
+
+
+def _bound(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+class _Served:
+    """An ASGI app under uvicorn on a bound socket, in a daemon thread named `name`."""
+
+    def __init__(self, app: Any, sock: socket.socket, name: str, timeout: float, *,
+                 lifespan: Literal["on", "off"] = "off") -> None:
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan,
+                                timeout_graceful_shutdown=2, http=TransportInScope)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the emulator's HTTP server {name} did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

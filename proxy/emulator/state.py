@@ -10,6 +10,7 @@ from proxy.emulator.faults import Faults, FaultState
 from proxy.emulator.jobs import JobStore
 from proxy.emulator.oauth import ServiceAccount, TokenIssuer
 from proxy.emulator.runner import Runner
+from proxy.errors import InvalidArgument
 
 KNOWN_MODELS = (
     "gemini-2.0-flash", "gemini-2.0-flash-001", "gemini-2.0-flash-lite", "gemini-2.0-flash-lite-001",
@@ -25,7 +26,7 @@ class EmulatorState:
     """
 
     def __init__(self, *, account: ServiceAccount, gcs_url: str, job_seconds: float = 8.0,
-                 extra_models: Iterable[str] = (), token_lifetime: int = 3600) -> None:
+                 extra_models: Iterable[str] = (), token_lifetime: int = 3600, storage_front: bool = False) -> None:
         self.account = account
         self.gcs_url = gcs_url
         self.job_seconds = job_seconds
@@ -34,6 +35,7 @@ class EmulatorState:
         self.runner = Runner(self.jobs, gcs_url=gcs_url, project=account.project_id)
         self.tokens = TokenIssuer(account, lifetime=token_lifetime)
         self.faults = FaultState()
+        self.storage_front = storage_front  # whether Cloud Storage reads pass the emulator (storage_stall works)
         self._log: list[dict[str, Any]] = []
         self._log_lock = threading.Lock()
 
@@ -41,6 +43,9 @@ class EmulatorState:
         """Replace the fault set (a Faults, its JSON document, or keyword fields); returns what is now set."""
         if not isinstance(faults, Faults):
             faults = Faults.from_json({**(faults or {}), **fields})
+        if faults.storage_stall is not None and not self.storage_front:
+            raise InvalidArgument("storage_stall needs the Cloud Storage front: start the emulator with "
+                                  "--storage-faults")
         self.faults.set(faults)
         return faults
 

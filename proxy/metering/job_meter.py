@@ -115,13 +115,25 @@ class JobMeter:
         self.pricing = pricing
         self.watcher = watcher  # reloads `pricing` when its files change (`vbp serve`)
         self.storage_factory = storage_factory
+        self._storage: storage.Client | None = None
         self.lease = lease_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.observe: Callable[[str, float], None] | None = None  # (result, seconds) of each job: metrics
 
     def close(self) -> None:
-        """Stop the metering worker processes, if any were started."""
+        """Stop the metering worker processes, if any were started, and close the Cloud Storage connections."""
         self.ranges.close()
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
+
+    def storage(self) -> storage.Client:
+        """The one Cloud Storage client of this meter. A client per job left its pooled connection open until a
+        full garbage collection found it (the soak saw them pile up in CLOSE_WAIT), and paid its set-up each time;
+        jobs are metered one at a time, so one client (one connection pool) serves them all."""
+        if self._storage is None:
+            self._storage = self.storage_factory()
+        return self._storage
 
     def meter_due(self, *, name: str | None = None, limit: int = 50, force: bool = False) -> list[Outcome]:
         """Meter every job that is ready (or just `name`); `force`: also those waiting for their retry time.
@@ -183,7 +195,7 @@ class JobMeter:
         except UnknownProvider as exc:  # a job recorded by a newer proxy: it waits for one that knows its provider
             raise NotReady(f"{exc}, so this proxy cannot read its outputs") from exc
         try:
-            objects = provider.output_objects(self.storage_factory(), job)
+            objects = provider.output_objects(self.storage(), job)
         except NoOutput as exc:
             # Zero lines cost exactly nothing, whether or not the model has a price.
             self._finish(job, token, pricing=pricing, state="metered", cost_status="priced", cost_pico=0,
@@ -194,7 +206,7 @@ class JobMeter:
                          totals=JobTotals(None), rates=None, objects=[], note=str(exc))
             return Outcome(job.name, "unmeterable", str(exc))
         rates = pricing.rates_for(job.provider, job.model_id or job.model, job.create_time)
-        totals = self.ranges.meter(self.storage_factory(), objects, rates=rates, provider=provider.name)
+        totals = self.ranges.meter(self.storage(), objects, rates=rates, provider=provider.name)
         status = "priced" if rates is not None else "unpriced"
         note = None if rates is not None else f"no price for model {job.model_id!r} at {job.create_time:%Y-%m-%d}"
         self._finish(job, token, pricing=pricing, state="metered", cost_status=status, cost_pico=totals.cost_pico,

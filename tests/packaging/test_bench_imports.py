@@ -8,6 +8,6 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["bench.run", "bench.overhead", "bench.metering", "bench.report",
-                                    "bench.openai_door", "bench.budgets", "bench.line_costs"])
+                                    "bench.openai_door", "bench.budgets", "bench.line_costs", "bench.soak.run"])
 def test_every_benchmark_imports(module: str) -> None:
     assert callable(importlib.import_module(module).main)
