@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
 from proxy.ledger.models import BudgetReservation, Job, JobMetering
 from proxy.tenancy.keys import create_key
 from tests.metering.completion.conftest import text_line
-from tests.support.processes import wait_until_serving
+from tests.support.processes import serve
 
 # Runs the emulator and `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ class Scene:
     key_id: str = ""
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
-    logs: list[Path] = field(default_factory=list)
+    starts: int = 0
 
     @property
     def db_path(self) -> Path:
@@ -94,15 +94,10 @@ class Scene:
                 **extra}
 
     def serve(self, **extra: str) -> None:
-        """Start `vbp serve` as the leader of its own process group (its metering workers die with it)."""
+        """Start `vbp serve` (a new process group: its metering workers die with it)."""
         self.port = free_port()
-        log = self.tmp / f"serve-{len(self.logs)}.log"
-        self.logs.append(log)
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(self.port)],
-                                            env=self.env(**extra), stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-        wait_until_serving(self.process, f"http://127.0.0.1:{self.port}/healthz", explain=log.read_text)
+        self.process = serve(self.env(**extra), self.tmp / f"serve-{self.starts}.log", port=self.port)
+        self.starts += 1
 
     def kill(self) -> None:
         """SIGKILL the whole process group: no shutdown code of the proxy's runs."""
