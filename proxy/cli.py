@@ -348,13 +348,16 @@ def report(ctx: click.Context, by: str, since: str | None, until: str | None, te
     Jobs not metered yet (in flight) are left out: the table says how many, and why the ended ones wait; JSON
     carries `in_flight_jobs`, and CSV's count goes to stderr. Dates are UTC and filter on the job's create time over
     [since, until): `--since 2026-11-01 --until 2026-12-01` is November. A week is an ISO week (2026-W47). The table
-    fits the terminal (COLUMNS): the columns left out are named below it. `vbp report lines --job NAME`: one job's
+    fits the terminal (COLUMNS): the columns left out are named below it. `--by team` adds each team budget's
+    limit, spent, reserved and remaining (its current period, as of now). `vbp report lines --job NAME`: one job's
     cost per output line.
     """
     if ctx.invoked_subcommand is not None:
         return
     import shutil
 
+    from proxy.clock import utcnow
+    from proxy.reports.budget_lines import team_budgets
     from proxy.reports.query import ReportError, ReportFilter, parse_by, parse_moment, report_details, run_report
     from proxy.reports.render import parse_columns, render
 
@@ -367,8 +370,9 @@ def report(ctx: click.Context, by: str, since: str | None, until: str | None, te
     with _sessions()() as session:
         result = run_report(session, by=keys, filter=chosen)
         details = report_details(session, filter=chosen) if fmt == "table" else None
+        budgets = team_budgets(session, teams=teams, now=utcnow()) if keys == ("team",) else None
     width = shutil.get_terminal_size(fallback=(100, 24)).columns
-    click.echo(render(result, fmt, width=width, columns=picked, details=details), nl=False)
+    click.echo(render(result, fmt, width=width, columns=picked, details=details, budgets=budgets), nl=False)
     if fmt == "csv" and result.in_flight:
         click.echo(f"{result.in_flight} job(s) in flight (not metered yet) are not included.", err=True)
 

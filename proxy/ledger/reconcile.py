@@ -17,7 +17,8 @@ a pass adopt one anyway (a skewed clock), the create's own write finds the row a
 
 Each pass also settles the budget reservations (`proxy.budgets.reservation`): a labelled job it adopts binds
 the reservation its create held (the `vbp-reservation` label); a reservation still waiting for a job after
-VBP_RESERVATION_GRACE seconds, whose job no listing of its pair shows, is released.
+VBP_RESERVATION_GRACE seconds, whose job a complete listing of its pair does not show, is released (a listing
+the provider broke off, `ListingIncomplete`, releases nothing: the job may be on the pages it did not give).
 
 Passes run in `vbp reconcile` and every VBP_RECONCILE_INTERVAL seconds inside `vbp serve`; replicas may run them
 at once (a duplicate insert fails on the unique job name and is skipped).
@@ -39,7 +40,7 @@ from proxy.budgets import reservation as reservations
 from proxy.clock import utcnow
 from proxy.ledger import jobs as ledger
 from proxy.ledger.models import ApiKey, BudgetReservation, Job
-from proxy.providers.base import UpstreamJob
+from proxy.providers.base import ListingIncomplete, UpstreamJob
 from proxy.providers.registry import DEFAULT_PROVIDER, get_provider
 from proxy.services import Services
 from proxy.tenancy.keys import Principal
@@ -104,8 +105,13 @@ class Reconciler:
         listed: set[tuple[str, str]] = set()
         labelled: set[str] = set()
         for project, location in await to_thread.run_sync(self.served):
-            jobs = await self.provider.list_labelled_jobs(self.services.upstream, project=project, location=location)
-            listed.add((project, location))
+            try:
+                jobs = await self.provider.list_labelled_jobs(self.services.upstream, project=project,
+                                                              location=location)
+                listed.add((project, location))
+            except ListingIncomplete as exc:  # adopt what it showed; release nothing on its word
+                log.warning("reconciliation: %s; no reservation released there this pass", exc)
+                jobs = exc.jobs
             labelled |= {reservation_label(item) for item in jobs}
             if jobs:
                 outcomes += await to_thread.run_sync(self.adopt, project, location, jobs)

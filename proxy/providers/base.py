@@ -142,6 +142,15 @@ class UpstreamJob:
     resource: Mapping[str, Any]
 
 
+class ListingIncomplete(Exception):
+    """A listing that stopped before its end (the provider said no): `jobs` holds the pages it did get, so the
+    caller may adopt those but must not take a missing job for an absent one."""
+
+    def __init__(self, message: str, jobs: list[UpstreamJob]) -> None:
+        super().__init__(message)
+        self.jobs = jobs
+
+
 class BatchProvider(Protocol):
     """One upstream batch API: what metering, the poller and reconciliation ask of it."""
 
@@ -186,5 +195,5 @@ class BatchProvider(Protocol):
         ...
 
     async def list_labelled_jobs(self, upstream: Upstream, *, project: str, location: str) -> list[UpstreamJob]:
-        """Every job of the pair that carries the proxy's team label, all pages; [] (logged) when it says no."""
+        """Every job of the pair that carries the proxy's team label, all pages; ListingIncomplete when it says no."""
         ...

@@ -1,7 +1,8 @@
 """The `/dashboard` page for people: plain HTML and an inline SVG, no script, no third-party assets.
 
-It shows, for a range of create days (UTC, [since, until)): spend per day stacked by team, a table by team and
-model with a totals row, the unpriced (and unmeterable) jobs, flagged, with the reason, the jobs that ended with no
+It shows, for a range of create days (UTC, [since, until)): spend per day stacked by team, the team budgets
+(their current period: limit, spent, reserved, remaining; flagged from 80% used), a table by team and model with a
+totals row, the unpriced (and unmeterable) jobs, flagged, with the reason, the jobs that ended with no
 output (and why), and the jobs in flight (running, or ended and waiting: why, and when the proxy tries again).
 """
 
@@ -15,8 +16,10 @@ from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
+from proxy.budgets.store import BudgetStatus
 from proxy.clock import utcnow
 from proxy.money import format_usd
+from proxy.reports import budget_lines
 from proxy.reports.chart import legend, spend_chart
 from proxy.reports.query import (
     Figures,
@@ -50,6 +53,7 @@ class DashboardView:
     in_flight_total: int = 0
     unpriced: list[JobLine] = field(default_factory=list)
     no_output: list[JobLine] = field(default_factory=list)
+    budgets: list[BudgetStatus] = field(default_factory=list)
     now: datetime = field(default_factory=utcnow)
 
 
@@ -97,6 +101,7 @@ def gather(session: Session, *, principal: Principal, since: date, until: date, 
         in_flight_total=in_flight_count(session, filter=chosen),
         unpriced=list_jobs(session, filter=chosen, cost_statuses=["unpriced", "unmeterable"], limit=LIST_LIMIT),
         no_output=list_no_output(session, filter=chosen, limit=LIST_LIMIT),
+        budgets=budget_lines.team_budgets(session, teams=teams, now=utcnow()),
     )
 
 
@@ -187,6 +192,24 @@ def _team_model_table(report: Report) -> str:
             f"<tbody>{''.join(rows)}{total}</tbody></table>")
 
 
+def _budgets_table(budgets: list[BudgetStatus]) -> str:
+    """One line per team budget; a budget with 80% or more spent or reserved is flagged (the threshold event's
+    mark)."""
+    if not budgets:
+        return '<p class="muted" id="budgets">No team budget.</p>'
+    rows = []
+    for status in budgets:
+        limit, used = status.budget.limit_pico, status.spent + status.reserved
+        share = f"{used * 100 // limit}%" if limit else "-"
+        flag = ' class="flag"' if used * 5 >= limit * 4 else ""
+        period, *amounts = budget_lines.cells(status)
+        rows.append(f'<tr{flag} data-team="{escape(status.budget.team)}"><td>{escape(status.budget.team)}</td>'
+                    f"<td>{escape(period)}</td>" + "".join(f'<td class="n">{a}</td>' for a in amounts)
+                    + f'<td class="n">{share}</td></tr>')
+    return ('<table id="budgets"><thead><tr><th>Team</th><th>Period</th><th>Budget (USD)</th><th>Spent</th>'
+            f"<th>Reserved</th><th>Remaining</th><th>Used</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def _jobs_table(jobs: list[JobLine], table_id: str, *, extra: tuple[str, ...] = (),
                 cells: Callable[[JobLine], tuple[str, ...]] = lambda _: ()) -> str:
     """A list of jobs; `extra` names more columns and `cells` gives their (already escaped) HTML per job."""
@@ -257,6 +280,10 @@ def dashboard_page(view: DashboardView) -> str:
         f"<h2>Spend per {view.bucket}, by team</h2>"
         + spend_chart(view.buckets, teams, spend, caption=f"Spend per {view.bucket} by team, {range_text}")
         + legend(teams)
+        + "<h2>Budgets</h2>"
+        '<p class="muted">Each team budget in its current period, as of now (not the range above): spent is the '
+        "metered cost of the jobs created in it, reserved what running creates hold.</p>"
+        + _budgets_table(view.budgets)
         + "<h2>By team and model</h2>" + _team_model_table(view.by_team_model)
         + f"<h2>Unpriced and unmeterable jobs ({totals.unpriced_jobs + totals.unmeterable_jobs:,})</h2>"
         '<p class="muted">Their tokens are counted, their cost is not: add the model\'s price to the pricing '

@@ -17,8 +17,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from proxy.budgets.store import BudgetStatus
 from proxy.clock import utcnow
 from proxy.money import format_usd
+from proxy.reports import budget_lines
 from proxy.reports.query import Figures, JobLine, Report, ReportDetails, ReportError
 
 TOKEN_FIELDS = ("prompt", "cached", "candidates", "thoughts", "tool_use_prompt")
@@ -38,14 +40,18 @@ def figures_document(figures: Figures) -> dict[str, Any]:
     }
 
 
-def to_document(report: Report) -> dict[str, Any]:
-    """`{"rows": [{<one field per --by key>, figures...}], "totals": {figures...}, "in_flight_jobs": N}`."""
+def to_document(report: Report, budgets: list[BudgetStatus] | None = None) -> dict[str, Any]:
+    """`{"rows": [{<one field per --by key>, figures...}], "totals": {figures...}, "in_flight_jobs": N}`, and
+    `"budgets": [...]` (as `vbp budgets list --json`) when budget lines are given."""
     rows = [{**dict(zip(report.by, row.key, strict=True)), **figures_document(row.figures)} for row in report.rows]
-    return {"rows": rows, "totals": figures_document(report.totals), "in_flight_jobs": report.in_flight}
+    document = {"rows": rows, "totals": figures_document(report.totals), "in_flight_jobs": report.in_flight}
+    if budgets is not None:
+        document["budgets"] = [status.to_json() for status in budgets]
+    return document
 
 
-def to_json(report: Report) -> str:
-    return json.dumps(to_document(report), indent=2) + "\n"
+def to_json(report: Report, budgets: list[BudgetStatus] | None = None) -> str:
+    return json.dumps(to_document(report, budgets), indent=2) + "\n"
 
 
 def csv_header(by: tuple[str, ...]) -> list[str]:
@@ -58,13 +64,25 @@ def _csv_values(figures: Figures) -> list[str | int]:
             *(getattr(figures, n) for n in LINE_FIELDS), figures.unpriced_jobs, figures.unmeterable_jobs]
 
 
-def to_csv(report: Report) -> str:
-    """One header line, then one line per group (no totals line: sum the columns); an empty key is ``."""
+def to_csv(report: Report, budgets: list[BudgetStatus] | None = None) -> str:
+    """One header line, then one line per group (no totals line: sum the columns); an empty key is ``.
+
+    With budget lines (`--by team`): five more columns (empty for a team without a budget), and a line of zero
+    figures for each team with a budget but no metered job in the range."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(csv_header(report.by))
+    by_team = {status.budget.team: budget_lines.cells(status) for status in budgets or []}
+    extra = budget_lines.CSV_FIELDS if budgets is not None else ()
+    writer.writerow([*csv_header(report.by), *extra])
+    shown = set()
     for row in report.rows:
-        writer.writerow([*("" if v is None else v for v in row.key), *_csv_values(row.figures)])
+        team = row.key[0] if extra else None
+        shown.add(team)
+        writer.writerow([*("" if v is None else v for v in row.key), *_csv_values(row.figures),
+                         *(by_team.get(str(team), ("",) * len(extra)) if extra else ())])
+    for team, figures in by_team.items():
+        if team not in shown:
+            writer.writerow([team, *_csv_values(Figures()), *figures])
     return out.getvalue()
 
 
@@ -128,7 +146,7 @@ def _fit(widths: dict[str, int], key_widths: list[int], width: int) -> tuple[str
 
 
 def to_table(report: Report, *, width: int | None = None, columns: tuple[str, ...] | None = None,
-             details: ReportDetails | None = None) -> str:
+             details: ReportDetails | None = None, budgets: list[BudgetStatus] | None = None) -> str:
     """Aligned columns, a TOTAL line, and notes on unpriced, unmeterable, no-output and in-flight jobs.
 
     `columns`: the figure columns to show; else those that fit in `width` characters (None: every column).
@@ -177,6 +195,8 @@ def to_table(report: Report, *, width: int | None = None, columns: tuple[str, ..
     if left_out:
         text.append(f"Columns left out to fit {width} characters: {', '.join(left_out)} "
                     "(choose with --columns, e.g. --columns all; or use --format csv).")
+    if budgets is not None:
+        text += ["", *budget_lines.table_lines(budgets)]
     return "\n".join(text).rstrip() + "\n"
 
 
@@ -217,12 +237,13 @@ def _notes(report: Report, details: ReportDetails | None = None) -> list[str]:
 
 
 def render(report: Report, fmt: str, *, width: int | None = None, columns: tuple[str, ...] | None = None,
-           details: ReportDetails | None = None) -> str:
-    """The report in `fmt`: table (fitted to `width`, or with `columns`, and notes from `details`), csv or json."""
+           details: ReportDetails | None = None, budgets: list[BudgetStatus] | None = None) -> str:
+    """The report in `fmt`: table (fitted to `width`, or with `columns`, and notes from `details`), csv or json;
+    with `budgets`, their lines too (`--by team`)."""
     if fmt == "json":
-        return to_json(report)
+        return to_json(report, budgets)
     if fmt == "csv":
-        return to_csv(report)
+        return to_csv(report, budgets)
     if fmt == "table":
-        return to_table(report, width=width, columns=columns, details=details)
+        return to_table(report, width=width, columns=columns, details=details, budgets=budgets)
     raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,3 +85,14 @@ def wait_until_serving(process: subprocess.Popen[Any], url: str, *, timeout: flo
         assert process.poll() is None, f"the server ended: {explain()}"
         assert time.monotonic() < deadline, f"the server did not answer {url} within {timeout} s: {explain()}"
         time.sleep(0.1)
+
+
+def serve(env: dict[str, str], log: Path, *, port: int) -> subprocess.Popen[bytes]:
+    """Start `vbp serve --port PORT` (its output to `log`) as the leader of its own process group, so that
+    `os.killpg` reaches its metering workers too; returns once its /healthz answers."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    wait_until_serving(process, f"http://127.0.0.1:{port}/healthz", explain=log.read_text)
+    return process

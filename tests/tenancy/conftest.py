@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
+from proxy.cli import cli
 from proxy.emulator.jobs import Job as EmulatorJob
 from proxy.emulator.stack import EmulatorStack
 from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
@@ -173,3 +175,11 @@ def envelope(reply: httpx.Response) -> dict[str, Any]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+def reconcile(tenancy: Tenancy, *args: str, **env: str) -> list[dict[str, str]]:
+    """`vbp reconcile --json ARGS` on the tenancy ledger (`env`: more settings); its outcomes."""
+    env = {"VBP_DATABASE_URL": tenancy.database_url, "VBP_PROJECT_ALIASES": f"{ALIAS}={REAL_PROJECT}", **env}
+    result = CliRunner().invoke(cli, ["reconcile", "--json", *args], env=env)
+    assert result.exit_code == 0, result.output
+    return list(json.loads(result.stdout))

@@ -4,7 +4,6 @@ adopted with its owner from the labels, by `vbp reconcile` and by the periodic p
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from typing import Any
@@ -16,7 +15,17 @@ from sqlalchemy import select, text
 from proxy.cli import cli
 from proxy.ledger.models import Job
 from proxy.tenancy.project_names import MISS_SECONDS
-from tests.tenancy.conftest import ALIAS, COLLECTION, LOCATION, REAL_PROJECT, Tenancy, envelope, job_body, unique
+from tests.tenancy.conftest import (
+    ALIAS,
+    COLLECTION,
+    LOCATION,
+    REAL_PROJECT,
+    Tenancy,
+    envelope,
+    job_body,
+    reconcile,
+    unique,
+)
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
@@ -49,13 +58,6 @@ def create_unrecorded(tenancy: Tenancy, location: str = LOCATION) -> dict[str, A
     with tenancy.sessions() as session:  # ... the ledger does not
         assert session.scalars(select(Job).where(Job.name == name)).first() is None
     return {"name": name, "displayName": display}
-
-
-def reconcile(tenancy: Tenancy, *args: str) -> list[dict[str, str]]:
-    env = {"VBP_DATABASE_URL": tenancy.database_url, "VBP_PROJECT_ALIASES": f"{ALIAS}={REAL_PROJECT}"}
-    result = CliRunner().invoke(cli, ["reconcile", "--json", *args], env=env)
-    assert result.exit_code == 0, result.output
-    return list(json.loads(result.stdout))
 
 
 def test_a_job_the_ledger_missed_is_adopted_by_vbp_reconcile(tenancy: Tenancy) -> None:

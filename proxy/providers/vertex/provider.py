@@ -16,7 +16,15 @@ from urllib.parse import quote
 
 from proxy.clock import parse_rfc3339
 from proxy.errors import ApiError
-from proxy.providers.base import NoOutput, NotReady, OutputObject, RowUsage, Unreadable, UpstreamJob
+from proxy.providers.base import (
+    ListingIncomplete,
+    NoOutput,
+    NotReady,
+    OutputObject,
+    RowUsage,
+    Unreadable,
+    UpstreamJob,
+)
 from proxy.providers.vertex import filters
 from proxy.providers.vertex.create_body import KEY_LABEL, TEAM_LABEL
 from proxy.providers.vertex.create_body import label_value as fit_label
@@ -136,7 +144,7 @@ class VertexProvider:
         return fit_label(team)
 
     async def list_labelled_jobs(self, upstream: Upstream, *, project: str, location: str) -> list[UpstreamJob]:
-        """Every job of the pair with a `vbp-team` label, all pages; [] (logged) if Vertex says no."""
+        """Every job of the pair with a `vbp-team` label, all pages; ListingIncomplete if Vertex says no."""
         url = (f"{self._base(location)}/{LIST_API_VERSION}/projects/{project}/locations/{location}/"
                f"batchPredictionJobs?filter={quote(LABELLED, safe='')}&pageSize={LIST_PAGE_SIZE}")
         jobs: list[UpstreamJob] = []
@@ -148,15 +156,13 @@ class VertexProvider:
                     headers=list(_ACCEPT_JSON), body=None, idempotent=True)
                 data = await reply.read()
             except ApiError as exc:
-                log.warning("reconciliation could not list %s/%s: %s", project, location, exc.message)
-                return jobs
+                raise ListingIncomplete(f"could not list {project}/{location}: {exc.message}", jobs) from exc
             if reply.status != 200:
-                log.warning("reconciliation list of %s/%s answered %d", project, location, reply.status)
-                return jobs
+                raise ListingIncomplete(f"the list of {project}/{location} answered {reply.status}", jobs)
             try:
                 page = json.loads(data)
             except ValueError:
-                return jobs
+                raise ListingIncomplete(f"the list of {project}/{location} was not JSON", jobs) from None
             items = page.get("batchPredictionJobs", []) if isinstance(page, dict) else []
             jobs += [job for item in items if (job := _upstream_job(item)) is not None]
             token = page.get("nextPageToken") if isinstance(page, dict) else None

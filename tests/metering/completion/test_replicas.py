@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,45 +13,22 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.emulator.stack import EmulatorStack
-from proxy.emulator.storage import free_port
-from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
+from proxy.ledger.engine import make_engine, make_sessionmaker
 from proxy.ledger.models import Job, JobMetering
 from proxy.tenancy.keys import create_key
 from tests.support.expected import expected_for, output_rows
 from tests.support.postgres import LocalPostgres
-from tests.support.processes import wait_until_serving
+from tests.support.replicas import running_replicas
 
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 JOBS = "/v1/projects/replica-project/locations/us-central1/batchPredictionJobs"
 
 
-def _serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--port", str(port)], env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    wait_until_serving(process, f"http://127.0.0.1:{port}/healthz", explain=log.read_text)
-    return process
-
-
 @pytest.fixture
 def replicas(postgres_server: LocalPostgres, tmp_path: Path) -> Iterator[tuple[EmulatorStack, str, list[int]]]:
-    url = postgres_server.create_database(f"replicas_{os.getpid()}_{time.monotonic_ns()}")
-    upgrade(url)
-    stack = EmulatorStack(job_seconds=1.0).start()
-    env = {**os.environ, **stack.env, "VBP_DATABASE_URL": url, "VBP_POLL_INTERVAL": "0.3",
-           "VBP_TEAM_GCS_PREFIXES": "gs://replicas/"}
-    ports = [free_port(), free_port()]
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        for i, port in enumerate(ports):
-            processes.append(_serve(env, port, tmp_path / f"replica-{i}.log"))
-        yield stack, url, ports
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=15)
-        stack.stop()
+    with running_replicas(postgres_server, tmp_path, bucket="replicas") as running:
+        yield running.stack, running.url, running.ports
 
 
 def test_two_replicas_meter_50_jobs_exactly_once(replicas: tuple[EmulatorStack, str, list[int]]) -> None:
