@@ -25,8 +25,8 @@ from proxy.ledger.models import Job, WebhookDelivery
 from proxy.money import format_usd
 from proxy.tenancy.keys import create_key
 from proxy.webhooks.registration import add_endpoint
-from tests.metering.completion.test_replicas import _serve
 from tests.support.postgres import LocalPostgres
+from tests.support.processes import serve
 from tests.webhooks.conftest import LOOPBACK
 from tests.webhooks.receiver import Receiver
 
@@ -105,7 +105,7 @@ def test_a_proxy_killed_mid_delivery_and_restarted_delivers_everything_once(tmp_
     # the first try of each event hangs (the proxy is killed during it), the second is a 500, the third lands
     with Receiver(hang_first=1, fail_first=1, hang_seconds=5) as receiver:
         key, secret = _prepare(stack, sessions, receiver)
-        first = _serve(env, port, tmp_path / "first.log")
+        first = serve(env, tmp_path / "first.log", port=port)
         try:
             names = _create(port, key, 2)
             _wait(lambda: len(receiver.tries) > 0, "no delivery reached the receiver")
@@ -115,7 +115,7 @@ def test_a_proxy_killed_mid_delivery_and_restarted_delivers_everything_once(tmp_
         with sessions() as session:
             claimed = session.scalars(select(WebhookDelivery).where(WebhookDelivery.claim_token.is_not(None))).all()
         assert claimed, "the killed proxy held no claim: it was not killed mid-delivery"
-        second = _serve(env, port, tmp_path / "second.log")
+        second = serve(env, tmp_path / "second.log", port=port)
         try:
             kinds = _check_exactly_once(receiver, secret, names, sessions)
         finally:
@@ -141,7 +141,7 @@ def test_two_replicas_claim_each_delivery_once(postgres_server: LocalPostgres, t
         key, secret = _prepare(stack, sessions, receiver)
         try:
             ports = [free_port(), free_port()]
-            processes = [_serve(env, port, tmp_path / f"replica-{i}.log") for i, port in enumerate(ports)]
+            processes = [serve(env, tmp_path / f"replica-{i}.log", port=port) for i, port in enumerate(ports)]
             names = _create(ports[0], key, 4) + _create(ports[1], key, 4)
             kinds = _check_exactly_once(receiver, secret, names, sessions)
         finally:
