@@ -28,6 +28,7 @@ from proxy.ledger.engine import current_revision, head_revision
 from proxy.ledger.reconcile import Reconciler
 from proxy.ledger.request_log_retention import keep_pruning
 from proxy.metering.poller import Poller
+from proxy.openai_door.routes import openai_routes
 from proxy.providers.vertex.passthrough import Passthrough
 from proxy.providers.vertex.paths import is_passthrough_path
 from proxy.reports.http import report_routes
@@ -70,6 +71,7 @@ class ProxyApp:
             *key_routes(lambda: self.services),
             *team_routes(lambda: self.services),
             *report_routes(lambda: self.services),
+            *openai_routes(lambda: self.services),
         ], lifespan=self.lifespan, exception_handlers={404: self.not_found, 405: self.not_found})
         # `/v1/keys/` must be a 404, not a redirect to `/v1/keys` built from the Host header the caller sent.
         self.site.router.redirect_slashes = False
