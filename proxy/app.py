@@ -102,6 +102,8 @@ class ProxyApp:
         services.upstream = TimedUpstream(services.upstream, services.metrics)
         self.services = services
         self.passthrough = Passthrough(services)
+        if not self.settings.files_bucket:  # not a start-up failure: the native door serves without it
+            log.info("the OpenAI door (/v1/files, /v1/batches) is off: VBP_FILES_BUCKET is not set")
         try:
             async with anyio.create_task_group() as background:
                 if self.settings.poller_enabled:

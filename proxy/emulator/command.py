@@ -65,7 +65,8 @@ def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[s
     """Run the local stand-ins for Vertex AI batch prediction, its OAuth2 token endpoint and Cloud Storage.
 
     Prints `export KEY=value` lines (VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,
-    an absolute path, and VBP_FILES_BUCKET, a bucket made empty for the OpenAI door) to paste into the shell that runs `vbp serve` and the clients, then serves until interrupted.
+    an absolute path, and VBP_FILES_BUCKET, a bucket made empty for the OpenAI door) to paste into the shell that
+    runs `vbp serve` and the clients, then serves until interrupted.
     """
     stop = threading.Event()
 

@@ -1,8 +1,8 @@
 """`EmulatorStack`: fake-gcs-server plus the Vertex + token app under uvicorn, in-process, on 127.0.0.1.
 
     with EmulatorStack(job_seconds=1) as stack:
-        os.environ.update(stack.env)        # VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,
-                                            # VBP_FILES_BUCKET (created empty)
+        os.environ.update(stack.env)  # VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,
+                                      # VBP_FILES_BUCKET (created empty)
         stack.set_faults(latency=0.1)
         token = stack.issue_token()
 """
