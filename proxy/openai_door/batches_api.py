@@ -197,7 +197,7 @@ async def retrieve(request: Request, door: Door) -> Response:
 
 async def _refreshed_view(door: Door, principal: Principal, batch_id: str, operation: str) -> dict[str, Any]:
     """The batch, its job first read from Vertex (and the state recorded) while it has not ended."""
-    def load() -> tuple[str, str, str, str, bool] | None:
+    def load() -> tuple[str, str, str, str, str, bool] | None:
         with door.services.sessions() as session:
             batch = records.find_batch(session, team=principal.team, batch_id=batch_id)
             if batch is None:
@@ -205,13 +205,13 @@ async def _refreshed_view(door: Door, principal: Principal, batch_id: str, opera
             job = batch.job
             if job is None:
                 return None
-            return job.name, job.api_version, job.project, job.location, ended(job)
+            return job.provider, job.name, job.api_version, job.project, job.location, ended(job)
 
     job = await to_thread.run_sync(load)
-    await _check_scope(door, principal, operation, (job[2], job[3]) if job else await door.place())
-    if job is not None and not job[4]:
-        name, api_version, _, location, _ = job
-        provider = get_provider("vertex", door.services.settings)
+    await _check_scope(door, principal, operation, (job[3], job[4]) if job else await door.place())
+    if job is not None and not job[5]:
+        provider_name, name, api_version, _, location, _ = job
+        provider = get_provider(provider_name, door.services.settings)
         reply = await provider.read_job(door.services.upstream, name=name, api_version=api_version,
                                         location=location)
         if reply is not None:
