@@ -1,0 +1,277 @@
+"""Vertex batch output rows -> OpenAI batch output lines (the output file) or error lines (the error file).
+
+`OutputLines(index, model=, batch_id=, which=, unanswered=)` takes the bytes of a job's output objects in chunks
+(`feed`, any chunk boundaries, the objects one after the other) and answers the converted lines; `close` answers
+the rest. One instance writes one file: `which="output"` the succeeded requests, `which="error"` the failed ones
+and, at close, one line per request no row answered (`"response": null, "error": {"code": <unanswered>, ...}`).
+
+Finding a row's line (see `line_index`): chat rows by the line label in the echoed request, else by the sibling
+`custom_id`; embedding rows by their instance's content. Decisions, the same in both instances as long as both
+are fed the same objects in the same order (the door reads them in name order):
+- the first row for a line answers it; a later row for the same line is dropped and counted (`repeated`);
+- a row whose line cannot be found is dropped and counted (`unmatched`); its line, if any, ends unanswered;
+- a row that cannot be read (not JSON, wrong types; `malformed`) but whose line can be found is a failed line:
+  status 500, code `malformed_upstream_row`;
+- a failed row (non-empty `status`) is a failed line with the embedded Google error's HTTP code and message;
+- an embedding line with several inputs answers once all its inputs have rows (partial groups are buffered);
+  one failed input fails the line (the first failure in input order is reported).
+Every custom_id of the index thus appears exactly once across the two files.
+
+Memory: the index, a byte per line and per embedding input (answered or not), the unfinished last row of the
+last chunk, and the partial embedding groups.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import msgspec
+
+from proxy.openai_door.chat_response import chat_completion, unix_time
+from proxy.openai_door.line_index import LineIndex, content_digest
+from proxy.openai_door.vertex_rows import Row, decode_row, embedding_tokens, google_error, label_line, locate
+
+UNANSWERED_MESSAGES = {
+    "batch_expired": "This request could not be executed before the completion window expired.",
+    "batch_cancelled": "This request was not executed because the batch was cancelled.",
+    "batch_failed": "This request was not executed because the batch failed.",
+}
+ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+               429: "rate_limit_error"}
+_encode = msgspec.json.Encoder().encode
+
+# A decided embedding input: ("ok", values, tokens) or ("failed", status code, body).
+_Slot = tuple[str, Any, Any]
+
+
+def error_body(code: int, message: str, name: str | None) -> dict[str, Any]:
+    """OpenAI's error envelope for a failed request of HTTP status `code` (`name`: Google's status name)."""
+    kind = ERROR_TYPES.get(code, "invalid_request_error" if code < 500 else "server_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": name.lower() if name else None}}
+
+
+class OutputLines:
+    """Vertex output rows (bytes, in chunks, any order, across several files) -> OpenAI batch output lines."""
+
+    def __init__(self, index: LineIndex, *, model: str, batch_id: str, which: Literal["output", "error"],
+                 unanswered: str) -> None:
+        if which not in ("output", "error"):
+            raise ValueError(f"which must be 'output' or 'error', not {which!r}")
+        self.index = index
+        self.model = model
+        self.batch_id = batch_id
+        self.which = which
+        self.unanswered = unanswered
+        self.embeddings = index.kind == "embeddings"
+        self.answered = bytearray(len(index) + 1)  # 1 once a line has its answer (in either file)
+        self.inputs_answered = bytearray(index.inputs if self.embeddings else 0)
+        self.groups: dict[int, list[_Slot | None]] = {}  # embedding lines still waiting for some inputs
+        self.unmatched = 0  # rows whose line could not be found
+        self.repeated = 0  # rows for a line (or input) already answered
+        self.malformed = 0  # rows that could not be read (answered as failed lines when their line is known)
+        self._pending: list[bytes] = []
+        self._closed = False
+
+    # -- streaming -------------------------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The converted lines of every row that ends in this chunk."""
+        out: list[bytes] = []
+        pending = self._pending
+        start = 0
+        if pending:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                pending.append(chunk)
+                return b""
+            pending.append(chunk[:newline])
+            self._row(b"".join(pending), out)
+            pending.clear()
+            start = newline + 1
+        find = chunk.find
+        row = self._row
+        while True:
+            newline = find(b"\n", start)
+            if newline < 0:
+                break
+            if newline > start:
+                row(chunk[start:newline], out)
+            start = newline + 1
+        if start < len(chunk):
+            pending.append(chunk[start:])
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        """The rest: a last row without its newline, then (error file) the lines no row answered."""
+        if self._closed:
+            return b""
+        self._closed = True
+        out: list[bytes] = []
+        if self._pending:
+            self._row(b"".join(self._pending), out)
+            self._pending.clear()
+        if self.which == "error":
+            for line in sorted(self.groups):
+                failure = next((slot for slot in self.groups[line] if slot is not None and slot[0] == "failed"),
+                               None)
+                if failure is not None:
+                    self.answered[line] = 1
+                    out.append(self._failed_line(line, failure[1], failure[2]))
+            message = UNANSWERED_MESSAGES.get(self.unanswered, "This request was not executed.")
+            for line in range(1, len(self.index) + 1):
+                if not self.answered[line]:
+                    out.append(_encode({"id": self._request_id(line), "custom_id": self.index.custom_id(line),
+                                        "response": None, "error": {"code": self.unanswered, "message": message}})
+                               + b"\n")
+        self.groups.clear()
+        return b"".join(out)
+
+    # -- one row ---------------------------------------------------------------------------------------------
+
+    def _row(self, raw: bytes, out: list[bytes]) -> None:
+        if raw[-1:] == b"\r":
+            raw = raw[:-1]
+        if not raw.strip():
+            return
+        try:
+            row = decode_row(raw)
+        except msgspec.DecodeError as exc:
+            self._malformed(raw, f"the row is not a Vertex output row ({exc})", out)
+            return
+        if self.embeddings:
+            self._embedding_row(row, raw, out)
+        else:
+            self._chat_row(row, out)
+
+    def _chat_row(self, row: Row, out: list[bytes]) -> None:
+        line = self._chat_line(label_line(row.request.labels) if row.request is not None else None, row.custom_id)
+        if line is None:
+            return
+        self.answered[line] = 1
+        if row.response is not None:
+            if self.which == "output":
+                seed = f"{self.batch_id}\x00{line}"
+                created = unix_time(row.response.createTime, row.processed_time)
+                body = chat_completion(row.response, model=self.model, seed=seed, created=created)
+                out.append(self._ok_line(line, row.response.responseId, body))
+        elif row.status:
+            if self.which == "error":
+                code, message, name = google_error(row.status)
+                out.append(self._failed_line(line, code, error_body(code, message, name)))
+        else:
+            self.malformed += 1
+            if self.which == "error":
+                out.append(self._malformed_line(line, "the row has neither a response nor a status"))
+
+    def _chat_line(self, labelled: int | None, custom_id: str | None) -> int | None:
+        """The unanswered line a chat row answers, or None (counted as unmatched or repeated)."""
+        line = labelled if labelled is not None and 1 <= labelled <= len(self.index) else None
+        if line is None and custom_id is not None:
+            line = self.index.line_of(custom_id)
+        if line is None:
+            self.unmatched += 1
+            return None
+        if self.answered[line]:
+            self.repeated += 1
+            return None
+        return line
+
+    def _embedding_row(self, row: Row, raw: bytes, out: list[bytes]) -> None:
+        content = row.instance.content if row.instance is not None else None
+        slot: _Slot
+        if row.predictions:
+            tokens = embedding_tokens(row.predictions)
+            embeddings = row.predictions[0].embeddings
+            if tokens is None or embeddings is None or not embeddings.values:
+                self._malformed(raw, "the row's prediction has no embedding values or a fractional token count",
+                                out)
+                return
+            slot = ("ok", embeddings.values, tokens)
+        elif row.status:
+            code, message, name = google_error(row.status)
+            slot = ("failed", code, error_body(code, message, name))
+        else:
+            self._malformed(raw, "the row has neither predictions nor a status", out)
+            return
+        self._settle(content, slot, out)
+
+    def _settle(self, content: str | None, slot: _Slot, out: list[bytes]) -> None:
+        """Put an embedding input's answer in its line's group, and answer the line once the group is whole."""
+        found = self._embedding_input(content)
+        if found is None:
+            return
+        line, position = found
+        count = self.index.first_input(line + 1) - self.index.first_input(line)
+        if count == 1:
+            group: list[_Slot | None] = [slot]
+        else:
+            group = self.groups.setdefault(line, [None] * count)
+            group[position] = slot
+            if any(item is None for item in group):
+                return
+            del self.groups[line]
+        self.answered[line] = 1
+        failure = next((item for item in group if item is not None and item[0] == "failed"), None)
+        if failure is not None:
+            if self.which == "error":
+                out.append(self._failed_line(line, failure[1], failure[2]))
+        elif self.which == "output":
+            data = [{"object": "embedding", "index": at, "embedding": item[1]}
+                    for at, item in enumerate(group) if item is not None]
+            tokens = sum(item[2] for item in group if item is not None)
+            body = {"object": "list", "data": data, "model": self.model,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+            out.append(self._ok_line(line, None, body))
+
+    def _embedding_input(self, content: str | None) -> tuple[int, int] | None:
+        """(line, position in the line) of the first unanswered input with this content, or None."""
+        if content is None:
+            self.unmatched += 1
+            return None
+        candidates = self.index.inputs_with_digest(content_digest(content))
+        if not candidates:
+            self.unmatched += 1
+            return None
+        for at in candidates:
+            if not self.inputs_answered[at]:
+                self.inputs_answered[at] = 1
+                line = self.index.line_of_input(at)
+                return line, at - self.index.first_input(line)
+        self.repeated += 1
+        return None
+
+    def _malformed(self, raw: bytes, reason: str, out: list[bytes]) -> None:
+        self.malformed += 1
+        labelled, custom_id, content = locate(raw)
+        if self.embeddings:
+            body = error_body(500, f"Vertex answered this request with a row the proxy cannot read: {reason}.",
+                              "malformed_upstream_row")
+            self._settle(content, ("failed", 500, body), out)
+            return
+        line = self._chat_line(labelled, custom_id)
+        if line is not None:
+            self.answered[line] = 1
+            if self.which == "error":
+                out.append(self._malformed_line(line, reason))
+
+    # -- lines -----------------------------------------------------------------------------------------------
+
+    def _request_id(self, line: int) -> str:
+        return "batch_req_" + hashlib.blake2b(f"{self.batch_id}\x00{line}".encode(), digest_size=16).hexdigest()
+
+    def _ok_line(self, line: int, upstream_id: str | None, body: dict[str, Any]) -> bytes:
+        request_id = self._request_id(line)
+        return _encode({"id": request_id, "custom_id": self.index.custom_id(line),
+                        "response": {"status_code": 200, "request_id": upstream_id or request_id[10:], "body": body},
+                        "error": None}) + b"\n"
+
+    def _failed_line(self, line: int, code: int, body: dict[str, Any]) -> bytes:
+        request_id = self._request_id(line)
+        return _encode({"id": request_id, "custom_id": self.index.custom_id(line),
+                        "response": {"status_code": code, "request_id": request_id[10:], "body": body},
+                        "error": None}) + b"\n"
+
+    def _malformed_line(self, line: int, reason: str) -> bytes:
+        return self._failed_line(line, 500, error_body(
+            500, f"Vertex answered this request with a row the proxy cannot read: {reason}.", "malformed_upstream_row"))
