@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 from anyio import to_thread
 from starlette.requests import Request
@@ -67,7 +67,7 @@ async def create(request: Request, door: Door) -> Response:
 def _store(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPolicy, upload: Upload) -> OpenAIFile:
     """Convert, store the three objects, write the row; on any failure remove what was stored (blocking)."""
     settings = door.services.settings
-    source: IO[bytes] = upload.file.file
+    source: BinaryIO = upload.file.file
     source.seek(0)
     with tempfile.TemporaryFile(prefix="vbp-openai-") as converted:
         try:

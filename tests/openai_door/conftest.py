@@ -27,9 +27,21 @@ DOOR_SETTINGS: dict[str, Any] = {"files_bucket": FILES_BUCKET, "openai_max_file_
 M = Decimal(1_000_000)
 
 
-def sdk(env: Proxied, who: str = "team-a") -> openai.OpenAI:
+_CLIENTS: list[openai.OpenAI] = []  # closed when the door's fixture ends: no socket is left to the collector
+
+
+def sdk(env: Proxied, who: str = "team-a", *, key: str | None = None, base_url: str | None = None) -> openai.OpenAI:
     """The `openai` SDK as a team uses it: the proxy's /v1 as base_url, the team's proxy key as api_key."""
-    return openai.OpenAI(base_url=env.proxy.url + "/v1", api_key=env.keys[who], max_retries=0, timeout=30)
+    client = openai.OpenAI(base_url=(base_url or env.proxy.url) + "/v1", api_key=key or env.keys[who],
+                           max_retries=0, timeout=30)
+    _CLIENTS.append(client)
+    return client
+
+
+def said(error: openai.APIStatusError) -> str:
+    """The message of the error's OpenAI envelope (the exception's own message is prefixed with the status)."""
+    assert isinstance(error.body, dict), error.body
+    return str(error.body["message"])
 
 
 def jsonl(*lines: dict[str, Any]) -> bytes:
@@ -79,7 +91,11 @@ def door_env(tmp: Path, **options: Any) -> Iterator[Proxied]:
         with env.sessions.begin() as session:
             key, secret = create_key(session, team="platform", name="admin", admin=True)
             env.keys["admin"], env.key_ids["admin"] = secret, key.id
-        yield env
+        try:
+            yield env
+        finally:
+            while _CLIENTS:
+                _CLIENTS.pop().close()
 
 
 @pytest.fixture(scope="module")

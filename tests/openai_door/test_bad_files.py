@@ -8,7 +8,7 @@ import json
 import openai
 import pytest
 
-from tests.openai_door.conftest import MAX_BYTES, MAX_LINES, chat_line, jsonl, sdk, stored
+from tests.openai_door.conftest import MAX_BYTES, MAX_LINES, chat_line, jsonl, said, sdk, stored
 from tests.providers.vertex.conftest import Proxied
 
 pytestmark = pytest.mark.slow
@@ -17,7 +17,8 @@ GOOD = chat_line("a", "Hello")
 BAD_FILES: dict[str, tuple[bytes, str, int | None]] = {
     # name: (file, code, the line the message names)
     "duplicate custom_id": (jsonl(GOOD, chat_line("b", "x"), chat_line("a", "y")), "duplicate_custom_id", 3),
-    "wrong url": (jsonl(GOOD, {**chat_line("b", "x"), "url": "/v1/completions"}), "url_mismatch", 2),
+    "wrong url": (jsonl(GOOD, {**chat_line("b", "x"), "url": "/v1/embeddings"}), "url_mismatch", 2),
+    "unknown url": (jsonl(GOOD, {**chat_line("b", "x"), "url": "/v1/completions"}), "invalid_request", 2),
     "mixed models": (jsonl(GOOD, chat_line("b", "x", model="gemini-2.5-flash")), "model_mismatch", 2),
     "unsupported parameter": (jsonl(GOOD, chat_line("b", "x", logit_bias={"50256": -100})),
                               "unsupported_parameter", 2),
@@ -39,7 +40,7 @@ def test_a_bad_file_is_a_400_and_nothing_is_stored(door: Proxied, name: str) -> 
     assert error.code == code, error.body
     assert error.type == "invalid_request_error"
     if line is not None:
-        assert error.message.startswith(f"Line {line}: "), error.message
+        assert said(error).startswith(f"Line {line}: "), said(error)
     assert stored(door, "team-a") == before
 
 
@@ -57,7 +58,7 @@ def test_other_purposes_are_refused_by_name(door: Proxied, purpose: str) -> None
     with pytest.raises(openai.BadRequestError) as caught:
         sdk(door).files.create(file=("a.jsonl", jsonl(GOOD)), purpose=purpose)  # type: ignore[arg-type]
     assert caught.value.param == "purpose"
-    assert caught.value.message == (f"purpose {purpose!r} is not served here: this proxy keeps batch files only "
+    assert said(caught.value) == (f"purpose {purpose!r} is not served here: this proxy keeps batch files only "
                                     "(purpose=batch).")
 
 

@@ -66,4 +66,4 @@ def test_vertex_errors_are_translated_with_the_sdks_statuses() -> None:
                         doing="x")
     assert (type(refused), refused.http_status) == (Internal, 500)  # the proxy's credentials: not the caller's to fix
     assert type(translate(504, b"<html>", [], doing="x")) is DeadlineExceeded
-    assert translate(502, b"<html>gateway</html>", [], doing="x").message == "Vertex AI could not x: <html>gateway</html>"
+    assert translate(502, b"<html>gw</html>", [], doing="x").message == "Vertex AI could not x: <html>gw</html>"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.openai_door.conftest import CHAT_FILE, sdk, wait_for
+from tests.openai_door.conftest import CHAT_FILE, said, sdk, wait_for
 from tests.providers.vertex.conftest import Proxied
 
 pytestmark = pytest.mark.slow
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_another_teams_file_and_batch_are_404_and_lists_show_only_ones_own(door: Proxied) -> None:
     a, b = sdk(door, "team-a"), sdk(door, "team-b")
-    file = a.files.create(file=CHAT_FILE.open("rb"), purpose="batch")
+    file = a.files.create(file=(CHAT_FILE.name, CHAT_FILE.read_bytes()), purpose="batch")
     batch = a.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
     done = wait_for(a, batch.id, ("completed",))
     output = done.output_file_id
@@ -25,12 +25,12 @@ def test_another_teams_file_and_batch_are_404_and_lists_show_only_ones_own(door:
         for call in (b.files.retrieve, b.files.content, b.files.delete):
             with pytest.raises(openai.NotFoundError) as caught:
                 call(file_id)
-            assert caught.value.message == f"No such File object: {file_id}"
+            assert said(caught.value) == f"No such File object: {file_id}"
     for batch_id in (batch.id, missing_batch):
         for act in (b.batches.retrieve, b.batches.cancel):
             with pytest.raises(openai.NotFoundError) as found:
                 act(batch_id)
-            assert found.value.message == f"No batch found with id {batch_id!r}."
+            assert said(found.value) == f"No batch found with id {batch_id!r}."
     with pytest.raises(openai.NotFoundError):
         b.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
 

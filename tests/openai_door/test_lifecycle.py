@@ -13,7 +13,7 @@ import pytest
 
 from proxy.settings import Settings
 from proxy.tenancy.keys import create_key
-from tests.openai_door.conftest import CHAT_FILE, chat_line, jsonl, sdk, wait_for
+from tests.openai_door.conftest import CHAT_FILE, chat_line, jsonl, said, sdk, wait_for
 from tests.providers.vertex.conftest import Proxied
 from tests.support.proxy_server import ProxyServer
 
@@ -83,21 +83,21 @@ def test_a_failed_job_makes_a_failed_batch_with_errors(door: Proxied) -> None:
 def test_key_scopes_apply_to_batches(door: Proxied, scopes: dict[str, list[str]], message: str) -> None:
     with door.sessions.begin() as session:
         _, secret = create_key(session, team="team-a", name="scoped", **scopes)  # type: ignore[arg-type]
-    client = openai.OpenAI(base_url=door.proxy.url + "/v1", api_key=secret, max_retries=0)
-    file_id = sdk(door).files.create(file=CHAT_FILE.open("rb"), purpose="batch").id
+    client = sdk(door, key=secret)
+    file_id = sdk(door).files.create(file=(CHAT_FILE.name, CHAT_FILE.read_bytes()), purpose="batch").id
     with pytest.raises(openai.PermissionDeniedError) as caught:
         client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
-    assert caught.value.message == message
+    assert said(caught.value) == message
 
 
 def test_a_second_proxy_on_the_same_ledger_reads_the_same_batch(door: Proxied) -> None:
     client = sdk(door)
-    file_id = client.files.create(file=CHAT_FILE.open("rb"), purpose="batch").id
+    file_id = client.files.create(file=(CHAT_FILE.name, CHAT_FILE.read_bytes()), purpose="batch").id
     batch = client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
     first = door.proxy.app.settings
     second = ProxyServer(Settings(**{**first.__dict__, "poller_enabled": False})).start()
     try:
-        other = openai.OpenAI(base_url=second.url + "/v1", api_key=door.keys["team-a"], max_retries=0)
+        other = sdk(door, base_url=second.url)
         done = wait_for(other, batch.id, ("completed",))
         assert (done.input_file_id, done.request_counts.total if done.request_counts else None) == (file_id, 2)
         assert other.files.content(done.output_file_id or "").content == \
@@ -110,7 +110,7 @@ def test_the_api_key_header_and_a_missing_key(door: Proxied) -> None:
     listed = httpx.get(door.proxy.url + "/v1/batches", headers={"api-key": door.keys["team-a"]})
     assert listed.status_code == 200 and listed.json()["object"] == "list"
     with pytest.raises(openai.AuthenticationError) as caught:
-        openai.OpenAI(base_url=door.proxy.url + "/v1", api_key="vbp_not-a-key", max_retries=0).batches.list()
+        sdk(door, key="vbp_not-a-key").batches.list()
     assert (caught.value.code, caught.value.type) == ("invalid_api_key", "invalid_request_error")
 
 
@@ -118,10 +118,10 @@ def test_without_a_files_bucket_the_door_is_off_and_says_so(door: Proxied, tmp_p
     settings = Settings(**{**door.proxy.app.settings.__dict__, "files_bucket": None, "poller_enabled": False})
     server = ProxyServer(settings).start()
     try:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key=door.keys["team-a"], max_retries=0)
+        client = sdk(door, base_url=server.url)
         started = time.monotonic()
         with pytest.raises(openai.InternalServerError) as caught:
-            client.files.create(file=CHAT_FILE.open("rb"), purpose="batch")
+            client.files.create(file=(CHAT_FILE.name, CHAT_FILE.read_bytes()), purpose="batch")
         assert time.monotonic() - started < 10
         assert caught.value.status_code == 503
         assert "VBP_FILES_BUCKET" in caught.value.message

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from proxy.ledger.models import OpenAIFile
-from tests.openai_door.conftest import CHAT_FILE, sdk, wait_for
+from tests.openai_door.conftest import CHAT_FILE, said, sdk, wait_for
 from tests.providers.vertex.conftest import Proxied
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def test_curl_upload_with_the_provider_form_field_and_gs_ids(door: Proxied) -> N
 
 def test_the_sdk_with_extra_body_and_a_gs_input_file_id(door: Proxied) -> None:
     client = sdk(door)
-    uploaded = client.files.create(file=CHAT_FILE.open("rb"), purpose="batch",
+    uploaded = client.files.create(file=(CHAT_FILE.name, CHAT_FILE.read_bytes()), purpose="batch",
                                    extra_body={"custom_llm_provider": "vertex_ai"})
     batch = client.batches.create(input_file_id=_gs_uri(door, uploaded.id), endpoint="/v1/chat/completions",
                                   completion_window="24h", extra_body={"custom_llm_provider": "vertex_ai"})
@@ -73,5 +73,5 @@ def test_another_provider_is_refused_by_name(door: Proxied, where: str) -> None:
         client.batches.create(input_file_id="file-" + "0" * 24, endpoint="/v1/chat/completions",
                               completion_window="24h", **extra)  # type: ignore[arg-type]
     assert caught.value.param == "custom_llm_provider"
-    assert caught.value.message == ("custom_llm_provider 'openai' is not served here; this proxy runs batches on "
+    assert said(caught.value) == ("custom_llm_provider 'openai' is not served here; this proxy runs batches on "
                                     "vertex_ai only.")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def test_a_lost_create_is_linked_to_its_batch_by_reconciliation(door: Proxied) -> None:
     client = sdk(door)
-    file_id = client.files.create(file=CHAT_FILE.open("rb"), purpose="batch").id
+    file_id = client.files.create(file=(CHAT_FILE.name, CHAT_FILE.read_bytes()), purpose="batch").id
     with door.sessions.begin() as session:
         session.execute(text("CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs BEGIN "
                              "SELECT RAISE(ABORT, 'the ledger refuses writes (test)'); END"))
@@ -39,7 +39,7 @@ def test_a_lost_create_is_linked_to_its_batch_by_reconciliation(door: Proxied) -
     assert client.batches.retrieve(batch_id).status == "failed"  # as far as the ledger knows
 
     env = {"VBP_DATABASE_URL": str(door.sessions.kw["bind"].url)}
-    result = CliRunner().invoke(cli, ["reconcile", "--json", "--min-age", "0", "--project",
+    result = CliRunner().invoke(cli, ["reconcile", "--json", "--min-age", "0s", "--project",
                                       f"{door.stack.project_id}/us-central1"], env=env)
     assert result.exit_code == 0, result.output
     adopted = [item for item in json.loads(result.stdout) if item["result"] == "adopted"]

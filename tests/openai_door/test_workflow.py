@@ -47,7 +47,7 @@ def costs_by_job(env: Proxied, who: str = "team-a") -> dict[str, dict[str, objec
 def test_a_chat_batch_runs_end_to_end_with_the_openai_sdk(door: Proxied) -> None:
     client = sdk(door)
     source = [json.loads(line) for line in CHAT_FILE.read_bytes().splitlines()]
-    uploaded = client.files.create(file=CHAT_FILE.open("rb"), purpose="batch")
+    uploaded = client.files.create(file=(CHAT_FILE.name, CHAT_FILE.read_bytes()), purpose="batch")
     assert uploaded.id.startswith("file-") and len(uploaded.id) >= 29
     assert (uploaded.purpose, uploaded.bytes, uploaded.filename) == ("batch", CHAT_FILE.stat().st_size,
                                                                      "openai-batch-input.jsonl")
