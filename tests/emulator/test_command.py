@@ -36,7 +36,7 @@ INPUT = "".join(json.dumps({"request": {
     "generationConfig": {"maxOutputTokens": 10}}}) + "\n" for kind in ("a helpful", "an unhelpful"))
 
 
-def _read_lines(process: subprocess.Popen[str], reader: list[threading.Thread], count: int = 3,
+def _read_lines(process: subprocess.Popen[str], reader: list[threading.Thread], count: int = 4,
                 timeout: float = 30.0) -> list[str]:
     """The first lines the command prints, as printed (read in a thread: a pipe read must not hang the test)."""
     assert process.stdout is not None
