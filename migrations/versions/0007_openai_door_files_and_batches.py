@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('filename', sa.String(length=300), nullable=False),
     sa.Column('bytes', sa.BigInteger(), nullable=False),
     sa.Column('lines', sa.Integer(), nullable=False),
+    sa.Column('vertex_lines', sa.Integer(), nullable=False),
     sa.Column('model', sa.String(length=200), nullable=False),
     sa.Column('endpoint', sa.String(length=64), nullable=False),
     sa.Column('input_uri', sa.Text(), nullable=False),

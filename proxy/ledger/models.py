@@ -292,6 +292,8 @@ class OpenAIFile(Base):
     filename: Mapped[str] = mapped_column(String(300))
     bytes: Mapped[int] = mapped_column(BigInteger)
     lines: Mapped[int] = mapped_column(Integer)
+    # Lines of the converted Vertex input: the same as `lines`, but one per input for embedding lines with several.
+    vertex_lines: Mapped[int] = mapped_column(Integer)
     model: Mapped[str] = mapped_column(String(200))
     endpoint: Mapped[str] = mapped_column(String(64))
     # gs:// URIs of the caller's bytes, the converted Vertex input and the custom_id index.

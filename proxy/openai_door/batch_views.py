@@ -1,7 +1,7 @@
 """Batches as OpenAI shows them (the Batch object), from the batch row, its Vertex job and the states the ledger saw.
 
     Vertex job state                        OpenAI status
-    (no job yet; the create failed)         validating (failed, with `errors`)
+    (no job yet)                            validating (failed, with `errors`, when the create failed)
     QUEUED, PENDING, UNSPECIFIED            validating
     RUNNING, PAUSED, UPDATING               in_progress (cancelling once a cancel was asked)
     SUCCEEDED, PARTIALLY_SUCCEEDED          completed (failed requests counted in request_counts.failed)
@@ -10,8 +10,9 @@
     EXPIRED                                 expired
 
 Each `*_at` is when the ledger first saw the job in that state (its events), else Vertex's own start/end time.
-`usage` appears once the job is metered: input_tokens = prompt + tool-use prompt (+ embedding) tokens, cached,
-output_tokens = candidates + thoughts, reasoning = thoughts.
+`request_counts` are Vertex's completion stats, in its lines: the caller's requests, except for an embedding file
+whose lines carry several inputs, where each input counts. `usage` appears once the job is metered: input_tokens =
+prompt + tool-use prompt (+ embedding) tokens, cached, output_tokens = candidates + thoughts, reasoning = thoughts.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _usage(job: Job | None) -> dict[str, Any] | None:
 
 def batch_object(batch: OpenAIBatch, job: Job | None, file: OpenAIFile | None, events: list[JobEvent],
                  *, lines: int) -> dict[str, Any]:
-    """The Batch object; `lines` is the input file's request count (kept if the file was deleted since)."""
+    """The Batch object; `lines` is the input file's count of Vertex lines (kept if the file was deleted since)."""
     status = status_of(batch, job)
     done = job is not None and ended(job)
     return {

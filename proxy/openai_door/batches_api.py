@@ -92,7 +92,7 @@ def _view(session: Session, batch: OpenAIBatch) -> dict[str, Any]:
     job = batch.job
     file = session.get(OpenAIFile, batch.input_file_id)
     events = records.job_events(session, job_pk=job.id) if job is not None else []
-    return batch_object(batch, job, file, events, lines=file.lines if file is not None else 0)
+    return batch_object(batch, job, file, events, lines=file.vertex_lines if file is not None else 0)
 
 
 def _load_view(door: Door, team: str, batch_id: str) -> dict[str, Any] | None:

@@ -32,7 +32,8 @@ def has_output(job: Job) -> bool:
 
 
 def has_errors(job: Job, lines: int) -> bool:
-    """Whether the ended job has an error file to show: a request failed, or some went unanswered."""
+    """Whether the ended job has an error file to show: a request failed, or some of its `lines` (of the Vertex
+    input) went unanswered."""
     answered = (job.succeeded_count or 0) + (job.failed_count or 0)
     return (job.failed_count or 0) > 0 or answered < lines
 

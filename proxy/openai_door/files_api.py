@@ -88,7 +88,8 @@ def _store(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPo
             now = utcnow()
             row = OpenAIFile(id=file_id, team=principal.team, key_id=principal.key_id, purpose="batch",
                              filename=(upload.file.filename or "batch.jsonl")[:300], bytes=result.bytes,
-                             lines=result.lines, model=result.model, endpoint=result.endpoint,
+                             lines=result.lines, vertex_lines=result.vertex_lines or result.lines,
+                             model=result.model, endpoint=result.endpoint,
                              input_uri=bucket.uri(folder + INPUT), converted_uri=bucket.uri(folder + CONVERTED),
                              index_uri=bucket.uri(folder + INDEX), created_at=now, expires_at=None)
             with door.services.sessions.begin() as session:
@@ -174,7 +175,7 @@ def _find(door: Door, team: str, file_id: str) -> tuple[OpenAIFile | None, dict[
         upload = session.get(OpenAIFile, batch.input_file_id)
         if job is None or upload is None or not ended(job):
             return None, None, None
-        shown = dict(batch_files(batch, job, upload.lines))
+        shown = dict(batch_files(batch, job, upload.vertex_lines))
         if which not in shown:
             return None, None, None
         return None, shown[which], (batch, job, which, upload.model)

@@ -55,10 +55,10 @@ def list_files(session: Session, *, team: str) -> list[OpenAIFile]:
 
 def ended_batches(session: Session, *, team: str) -> list[tuple[OpenAIBatch, Job, int]]:
     """The team's batches whose job has ended (their output and error files exist), with the job and the input
-    file's request count."""
-    rows = session.execute(select(OpenAIBatch, Job, OpenAIFile.lines).join(Job, Job.id == OpenAIBatch.job_pk).join(
-        OpenAIFile, OpenAIFile.id == OpenAIBatch.input_file_id).where(
-        OpenAIBatch.team == team, Job.state.in_(_ENDED))).all()
+    file's count of Vertex lines."""
+    query = select(OpenAIBatch, Job, OpenAIFile.vertex_lines).join(Job, Job.id == OpenAIBatch.job_pk).join(
+        OpenAIFile, OpenAIFile.id == OpenAIBatch.input_file_id).where(OpenAIBatch.team == team, Job.state.in_(_ENDED))
+    rows = session.execute(query).all()
     return [(row[0], row[1], int(row[2])) for row in rows]
 
 

@@ -99,22 +99,27 @@ def test_a_chat_batch_runs_end_to_end_with_the_openai_sdk(door: Proxied) -> None
 
 def test_an_embedding_batch_runs_end_to_end_with_the_openai_sdk(door: Proxied) -> None:
     client = sdk(door)
-    texts = {"e-1": "Hello world!", "e-2": "The quick brown fox jumps over the lazy dog.", "e-3": "One"}
+    texts: dict[str, str | list[str]] = {"e-1": "Hello world!", "e-2": "The quick brown fox jumps over the lazy dog.",
+                                         "e-3": "One", "e-4": ["two inputs", "on one line"]}
     data = jsonl(*(embedding_line(custom_id, text) for custom_id, text in texts.items()))
     uploaded = client.files.create(file=("embeddings.jsonl", data), purpose="batch")
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h")
     done = wait_for(client, batch.id, ("completed", "failed"))
     assert done.status == "completed", done
-    assert done.output_file_id is not None
+    assert done.output_file_id is not None and done.error_file_id is None
+    assert done.request_counts is not None  # in Vertex's lines: each input of e-4 counts
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (5, 5, 0)
     lines = [json.loads(line) for line in client.files.content(done.output_file_id).content.splitlines()]
     assert sorted(line["custom_id"] for line in lines) == sorted(texts)
     expected_cost = Decimal(0)
     for line in lines:
         body = line["response"]["body"]
-        assert body["object"] == "list" and body["data"][0]["object"] == "embedding"
-        assert len(body["data"][0]["embedding"]) == 3072
-        count = tokens(texts[line["custom_id"]])
+        inputs = texts[line["custom_id"]]
+        inputs = inputs if isinstance(inputs, list) else [inputs]
+        assert [item["index"] for item in body["data"]] == list(range(len(inputs)))
+        assert all(item["object"] == "embedding" and len(item["embedding"]) == 3072 for item in body["data"])
+        count = sum(tokens(text) for text in inputs)
         assert body["usage"] == {"prompt_tokens": count, "total_tokens": count}
         expected_cost += count * EMBEDDING_001 / M
     wait_metered(door, client, batch.id)
-    assert Decimal(costs_by_job(door)[batch.id]["cost_usd"]) == expected_cost == Decimal("0.00000168")
+    assert Decimal(costs_by_job(door)[batch.id]["cost_usd"]) == expected_cost == Decimal("0.00000228")
