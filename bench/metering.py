@@ -123,6 +123,25 @@ def upload(client: storage.Client, base_url: str, name: str, body: Iterator[byte
     reply.raise_for_status()
 
 
+def object_body(pool: list[tuple[bytes, RowUsage]], rng: random.Random, target: int,
+                picks: Counter[int]) -> Iterator[bytes]:
+    """About `target` bytes of rows drawn from the pool (counted in `picks`), in blocks of 512 rows."""
+    written = lines = 0
+    batch: list[bytes] = []
+    while written < target:
+        index = rng.randrange(POOL)
+        picks[index] += 1
+        lines += 1
+        line = pool[index][0]
+        # Every 97th line ends in CRLF, as a file edited on another system might.
+        batch.append(line + (b"\r\n" if lines % 97 == 0 else b"\n"))
+        written += len(line) + 1
+        if len(batch) == 512:
+            yield b"".join(batch)
+            batch.clear()
+    yield b"".join(batch)
+
+
 def raw_download(client: storage.Client, name: str, chunk_bytes: int) -> tuple[int, float]:
     """Stream the object through the metering's own download path (`iter_chunks`) and discard it: (bytes, seconds).
 
@@ -227,29 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     target = args.mb * 1_000_000
     picks: Counter[int] = Counter()
 
-    def body() -> Iterator[bytes]:
-        written = lines = 0
-        batch: list[bytes] = []
-        while written < target:
-            index = rng.randrange(POOL)
-            picks[index] += 1
-            lines += 1
-            line = pool[index][0]
-            # Every 97th line ends in CRLF, as a file edited on another system might.
-            batch.append(line + (b"\r\n" if lines % 97 == 0 else b"\n"))
-            written += len(line) + 1
-            if len(batch) == 512:
-                yield b"".join(batch)
-                batch.clear()
-        yield b"".join(batch)
-
     with FakeGcsServer() as server:
         os.environ["STORAGE_EMULATOR_HOST"] = server.url
         client = storage.Client(project="bench", credentials=AnonymousCredentials())
         client.create_bucket(BUCKET)
         name = f"{OUTPUT_DIR}/predictions.jsonl"
         started = time.perf_counter()
-        upload(client, server.url, name, body())
+        upload(client, server.url, name, object_body(pool, rng, target, picks))
         upload_seconds = time.perf_counter() - started
         # An incremental export beside it must be ignored by the metering.
         upload(client, server.url, f"{OUTPUT_DIR}/incremental_predictions/predictions.jsonl",

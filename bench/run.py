@@ -1,6 +1,6 @@
 """`make bench`: every benchmark in turn, each printing its own figures and targets.
 
-    PYTHONPATH=. .venv/bin/python -m bench.run [overhead|metering|report ...]
+    PYTHONPATH=. .venv/bin/python -m bench.run [overhead|metering|report|openai_door ...]
 
 Benchmarks print figures and say whether their targets are met; they never fail on a missed target (the exit
 status is non-zero only when one could not run or its result was wrong, e.g. a metering total that does not match).
@@ -20,6 +20,9 @@ BENCHMARKS = (
     ("bench.overhead", "passthrough overhead: GET of a job direct vs. through `vbp serve`, with wrk"),
     ("bench.metering", "metering throughput and memory on a ~1 GB predictions object"),
     ("bench.report", "cost report speed over a 1,000,000-job ledger"),
+    ("bench.openai_door", "the OpenAI door: conversion + upload of a 200 MB file, output conversion of ~1 GB"),
+    ("bench.budgets", "what a budget adds to a create: the estimate and the reservation, 10 MB and 200 MB inputs"),
+    ("bench.line_costs", "per-line cost export of a ~1 GB predictions object vs its raw download"),
 )
 
 

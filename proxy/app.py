@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from proxy.budgets.api import budget_routes
 from proxy.errors import NotFound, Unauthenticated
 from proxy.gateway.accounting import RequestAccounting, accounted_as
 from proxy.gateway.error_replies import ErrorReplies
@@ -32,6 +33,7 @@ from proxy.openai_door.routes import openai_routes
 from proxy.providers.vertex.passthrough import Passthrough
 from proxy.providers.vertex.paths import is_passthrough_path
 from proxy.reports.http import report_routes
+from proxy.reports.line_costs_http import line_cost_routes
 from proxy.reports.metrics import TimedUpstream
 from proxy.services import Services, close_services, open_meter, open_services
 from proxy.settings import Settings
@@ -39,6 +41,8 @@ from proxy.tenancy.auth import bearer_token
 from proxy.tenancy.key_api import key_routes
 from proxy.tenancy.team_api import team_routes
 from proxy.upstream import Upstream
+from proxy.webhooks.api import webhook_routes
+from proxy.webhooks.delivery import Dispatcher
 
 log = logging.getLogger("proxy")
 
@@ -72,6 +76,9 @@ class ProxyApp:
             *team_routes(lambda: self.services),
             *report_routes(lambda: self.services),
             *openai_routes(lambda: self.services),
+            *budget_routes(lambda: self.services),
+            *webhook_routes(lambda: self.services),
+            *line_cost_routes(lambda: self.services),
         ], lifespan=self.lifespan, exception_handlers={404: self.not_found, 405: self.not_found})
         # `/v1/keys/` must be a 404, not a redirect to `/v1/keys` built from the Host header the caller sent.
         self.site.router.redirect_slashes = False
@@ -110,6 +117,7 @@ class ProxyApp:
                     self.poller = Poller(services, open_meter(services))
                     background.start_soon(self.poller.run)
                 background.start_soon(Reconciler(services).run)
+                background.start_soon(Dispatcher(services.sessions, self.settings).run)
                 background.start_soon(partial(keep_pruning, services.engine, keep_days=self.settings.request_log_days,
                                               now=services.now))
                 with self._reload_pricing_on_sighup():

@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING, TypeVar
 import click
 from sqlalchemy.orm import Session, sessionmaker
 
+from proxy.budgets import cli as budgets_cli
+from proxy.reports.line_costs_cli import report_lines
 from proxy.settings import Settings
+from proxy.webhooks.cli import webhooks
 
 if TYPE_CHECKING:
     from proxy.metering.job_meter import Outcome
@@ -324,7 +327,7 @@ def _print_team(view: dict[str, object], as_json: bool) -> None:
                f"allowed fields:  {listed('allowed_fields')}")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--by", "by", default="team,model", show_default=True,
               help="Group by any of job,team,key,model,project,location,day,week,month,state (comma-separated).")
 @click.option("--since", default=None, help="First day (YYYY-MM-DD, UTC) or time, included.")
@@ -336,16 +339,20 @@ def _print_team(view: dict[str, object], as_json: bool) -> None:
               help="Table only: the figure columns to show, comma-separated (jobs,cost_usd,prompt,cached,candidates,"
                    "thoughts,tool_use_prompt,lines_ok,lines_failed,lines_malformed,unpriced,unmeterable), or all. "
                    "Default: those that fit the terminal's width.")
-def report(by: str, since: str | None, until: str | None, teams: tuple[str, ...], models: tuple[str, ...],
-           fmt: str, columns: str | None) -> None:
+@click.pass_context
+def report(ctx: click.Context, by: str, since: str | None, until: str | None, teams: tuple[str, ...],
+           models: tuple[str, ...], fmt: str, columns: str | None) -> None:
     """Cost report from the ledger: cost, tokens and line counts per group, with a totals row.
 
     Jobs count once metered; cost sums priced jobs only, and unpriced and unmeterable jobs are counted apart.
     Jobs not metered yet (in flight) are left out: the table says how many, and why the ended ones wait; JSON
     carries `in_flight_jobs`, and CSV's count goes to stderr. Dates are UTC and filter on the job's create time over
     [since, until): `--since 2026-11-01 --until 2026-12-01` is November. A week is an ISO week (2026-W47). The table
-    fits the terminal (COLUMNS): the columns left out are named below it.
+    fits the terminal (COLUMNS): the columns left out are named below it. `vbp report lines --job NAME`: one job's
+    cost per output line.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     import shutil
 
     from proxy.reports.query import ReportError, ReportFilter, parse_by, parse_moment, report_details, run_report
@@ -525,6 +532,10 @@ def _register_emulator() -> None:
 
 
 _register_emulator()
+cli.add_command(budgets_cli.budgets)
+cli.add_command(budgets_cli.estimate)
+cli.add_command(webhooks)
+report.add_command(report_lines)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from proxy.tenancy.team_policy import TeamPolicies
 from proxy.upstream import Upstream
 
 if TYPE_CHECKING:
+    from proxy.budgets.admission import BudgetGate
     from proxy.metering.job_meter import JobMeter
     from proxy.metering.ranges import RangeMeter
 
@@ -35,6 +36,7 @@ class Services:
     request_log: RequestLogWriter
     teams: TeamPolicies
     metrics: Metrics = field(default_factory=Metrics)
+    budgets: BudgetGate | None = None  # estimates and reservations for creates (`open_services` sets it)
 
     @staticmethod
     def now() -> datetime:
@@ -55,6 +57,7 @@ class Services:
 
 def open_services(settings: Settings, *, upstream: Upstream | None = None) -> Services:
     """Build the shared parts (migrating the database first when VBP_AUTO_MIGRATE is on)."""
+    from proxy.budgets.admission import BudgetGate
     from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
     from proxy.tenancy.keys import KeyStore
 
@@ -68,7 +71,8 @@ def open_services(settings: Settings, *, upstream: Upstream | None = None) -> Se
                     keys=KeyStore(sessions, ttl=settings.key_cache_seconds), jobs=JobIndex(sessions),
                     upstream=upstream or default_upstream(settings), request_log=request_log,
                     teams=TeamPolicies(sessions, templates=settings.team_gcs_prefixes,
-                                       ttl=settings.team_cache_seconds))
+                                       ttl=settings.team_cache_seconds),
+                    budgets=BudgetGate(settings, sessions))
 
 
 async def close_services(services: Services) -> None:

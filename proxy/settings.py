@@ -195,6 +195,12 @@ SETTINGS: tuple[Setting, ...] = (
             "of the ledger's jobs, e.g. `your-project/us-central1`."),
     Setting("VBP_RECONCILE_MIN_AGE", "reconcile_min_age", "60", _seconds,
             "Reconciliation leaves jobs younger than this many seconds to the create still recording them."),
+    Setting("VBP_ESTIMATE_SECONDS", "estimate_seconds", "20", _seconds,
+            "How long an estimate may read a batch's input before a create under a budget (or `POST "
+            "/v1/estimates`); what is left unread is bounded from its size."),
+    Setting("VBP_RESERVATION_GRACE", "reservation_grace", "900", _seconds,
+            "Reconciliation releases a budget reservation whose create recorded no job, and whose job it cannot "
+            "find upstream, once it is older than this many seconds (longer than any create can take)."),
     Setting("VBP_METERING_LEASE_SECONDS", "metering_lease_seconds", "120", _seconds,
             "How long a claim on a job being metered lasts without renewal; a process that dies mid-read "
             "leaves the job to another after this many seconds."),
@@ -233,6 +239,19 @@ SETTINGS: tuple[Setting, ...] = (
             "Most requests in one OpenAI batch file; a longer file is refused with 400 and nothing is stored."),
     Setting("VBP_OPENAI_MAX_FILE_BYTES", "openai_max_file_bytes", "209715200", _count,
             "Largest OpenAI batch file in bytes (200 MiB); the upload stops being read past it and is refused (400)."),
+    Setting("VBP_WEBHOOK_ALLOW_LOOPBACK", "webhook_allow_loopback", "false", _bool,
+            "Development only: webhook URLs may be plain `http://` to a loopback address (127.0.0.0/8, ::1, "
+            "localhost). Off: every webhook URL is `https://` to a public address."),
+    Setting("VBP_WEBHOOK_ALLOWED_NETWORKS", "webhook_allowed_networks", "", parse_networks,
+            "Comma-separated IP addresses or CIDR networks a webhook URL may resolve to although they are private, "
+            "loopback, link-local or a cloud metadata address (checked at registration and at every delivery)."),
+    Setting("VBP_WEBHOOK_TIMEOUT", "webhook_timeout", "10", _seconds,
+            "Seconds a webhook delivery may take (connect and reply); a slower endpoint counts as a failed try."),
+    Setting("VBP_WEBHOOK_FIRST_RETRY_SECONDS", "webhook_first_retry_seconds", "30", _seconds,
+            "Seconds before the first retry of a failed webhook delivery; each later retry waits twice as long."),
+    Setting("VBP_WEBHOOK_GIVE_UP_SECONDS", "webhook_give_up_seconds", "86400", _seconds,
+            "A delivery still failing this many seconds after its first try is marked failed (`vbp webhooks "
+            "deliveries --failed`; an admin can redeliver it)."),
     Setting("VBP_LOG_LEVEL", "log_level", "info", _log_level,
             "Python logging level of the proxy: debug, info, warning, error."),
     # Google's own convention, read by google-auth; the proxy reads it only to name it in a start-up error.
@@ -288,6 +307,8 @@ class Settings:
     reconcile_interval: float = _from_table("reconcile_interval")
     reconcile_projects: tuple[tuple[str, str], ...] = _from_table("reconcile_projects")
     reconcile_min_age: float = _from_table("reconcile_min_age")
+    estimate_seconds: float = _from_table("estimate_seconds")
+    reservation_grace: float = _from_table("reservation_grace")
     metering_lease_seconds: float = _from_table("metering_lease_seconds")
     meter_processes: int | None = _from_table("meter_processes")
     meter_range_mb: int = _from_table("meter_range_mb")
@@ -302,6 +323,12 @@ class Settings:
     default_location: str = _from_table("default_location")
     openai_max_file_lines: int = _from_table("openai_max_file_lines")
     openai_max_file_bytes: int = _from_table("openai_max_file_bytes")
+    webhook_allow_loopback: bool = _from_table("webhook_allow_loopback")
+    webhook_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _from_table(
+        "webhook_allowed_networks")
+    webhook_timeout: float = _from_table("webhook_timeout")
+    webhook_first_retry_seconds: float = _from_table("webhook_first_retry_seconds")
+    webhook_give_up_seconds: float = _from_table("webhook_give_up_seconds")
     log_level: str = _from_table("log_level")
     google_credentials: str | None = _from_table("google_credentials")
 

@@ -1,7 +1,7 @@
 """openai_files and openai_batches: the OpenAI door's files and batches; jobs.batch_id names a door batch's job
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0009 (written on 0006; put after main's 0008 and 0009 when main was merged, so the branch has one head)
 Create Date: 2026-11-30 10:00:00
 
 `jobs.batch_id` is added in place (ALTER TABLE ... ADD COLUMN, on SQLite too), never with a batch-mode rebuild of
@@ -16,7 +16,7 @@ from alembic import op
 import proxy.ledger.models
 
 revision: str = '0007'
-down_revision: str | None = '0006'
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -24,8 +24,15 @@ part of the emulator's contract. The rule, for a GenerateContentRequest `request
    finish reason is MAX_TOKENS when M < natural, else STOP.
 5. Thoughts. Models whose id starts with `gemini-2.5` or `gemini-3` can think; they think by default unless
    the id contains `lite`. `generationConfig.thinkingConfig.thinkingBudget` B: 0 turns thinking off, B > 0
-   caps it and turns it on (also for a lite model), -1 or absent keeps the default. A thinking answer has
-   `thoughtsTokenCount` = 4 * candidatesTokenCount (capped at B when B > 0).
+   caps it and turns it on (also for a lite model), -1 or absent keeps the default. A thinking line's natural
+   thoughts are T = 4 * A, A being its natural answer length of rule 4 (capped at B when B > 0).
+   Thinking counts INSIDE `maxOutputTokens`, as on Vertex (a Gemini 2.5 line can end MAX_TOKENS while it is
+   still thinking: googleapis/python-genai issues #782 and #811). So when a thinking line sets M > 0 and
+   T + A > M, thought and answer share the cap in the natural proportion: `thoughtsTokenCount` =
+   floor(M * T / (T + A)) kept within [1, M - 1], `candidatesTokenCount` = M - thoughts (both above zero
+   whenever M >= 2; M = 1 leaves one answer token and no thoughts), and the finish reason is MAX_TOKENS.
+   Otherwise (no cap, or T + A <= M) rule 4 stands and `thoughtsTokenCount` = T. Either way a line never
+   reports more output (candidates + thoughts) than its cap.
 6. `totalTokenCount` = promptTokenCount + candidatesTokenCount + thoughtsTokenCount; `trafficType` ON_DEMAND.
    As in proto3 JSON, a zero count and an empty per-modality list are left out.
 
@@ -188,14 +195,16 @@ def usage_for(model: str, request: Mapping[str, Any]) -> Usage:
         raise InvalidRequest("generationConfig must be an object")
     natural = min(MAX_NATURAL_ANSWER, 20 + total_prompt // 10)
     limit = _get(generation, "maxOutputTokens", "max_output_tokens")
-    candidates = natural
-    finish = "STOP"
-    if isinstance(limit, int) and limit > 0 and limit < natural:
-        candidates, finish = limit, "MAX_TOKENS"
+    cap = limit if isinstance(limit, int) and limit > 0 else None
     thinking, budget = thinks(model, generation)
-    thoughts = THOUGHTS_PER_CANDIDATE * candidates if thinking else 0
+    natural_thoughts = THOUGHTS_PER_CANDIDATE * natural if thinking else 0
     if budget is not None:
-        thoughts = min(thoughts, budget)
+        natural_thoughts = min(natural_thoughts, budget)
+    candidates, thoughts, finish = natural, natural_thoughts, "STOP"
+    if cap is not None and natural + natural_thoughts > cap:
+        # Thinking and answer share the cap (rule 5); without thinking the answer alone is cut (rule 4).
+        thoughts = min(cap - 1, max(1, cap * natural_thoughts // (natural + natural_thoughts))) if thoughts else 0
+        candidates, finish = cap - thoughts, "MAX_TOKENS"
     return Usage(prompt=prompt, cached={m: n for m, n in cached.items() if n}, candidates=candidates,
                  thoughts=thoughts, finish_reason=finish)
 

@@ -18,6 +18,7 @@ from proxy.providers.registry import DEFAULT_PROVIDER
 from proxy.providers.vertex.resources import JobName, model_id
 from proxy.providers.vertex.states import JobState, advances, parse_state
 from proxy.tenancy.keys import Principal
+from proxy.webhooks.outbox import enqueue_job_ended
 
 
 def _int(value: object) -> int | None:
@@ -87,6 +88,8 @@ def record_created(session: Session, *, reply: Mapping[str, Any], request: Mappi
     session.add(job)
     session.flush()
     session.add(JobEvent(job_pk=job.id, state=state.name, source=origin, seen_at=now))
+    if state.terminal:  # adopted (or created) already ended: announced like any other end
+        enqueue_job_ended(session, job=job)
     return job
 
 
@@ -117,6 +120,8 @@ def record_seen(session: Session, *, job: Job, reply: Mapping[str, Any], source:
     if advanced:
         job.state = seen.name
         session.add(JobEvent(job_pk=job.id, state=seen.name, source=source, seen_at=utcnow()))
+        if seen.terminal:  # in this transaction; the outbox keeps one event per job whoever saw the end first
+            enqueue_job_ended(session, job=job)
     _mark_due_if_ended(job, source=source)
     return advanced
 

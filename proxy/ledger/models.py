@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -338,3 +339,121 @@ class OpenAIBatch(Base):
 
 
 Index("ix_openai_batches_team_created_at", OpenAIBatch.team, OpenAIBatch.created_at)
+class Budget(Base):
+    """A dollar limit on a team's jobs (`key_id` '') or one key's, per UTC calendar month or in total.
+
+    Creates reserve against it before they reach the upstream (`proxy.budgets.reservation`); its row is the lock
+    that keeps replicas from overspending together.
+    """
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("team", "key_id", name="uq_budgets_team_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    team: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32), default="")  # '' for the team's own budget
+    period: Mapped[str] = mapped_column(String(8))  # month | total
+    limit_pico: Mapped[int] = mapped_column(BigInteger)
+    # Whether jobs the proxy cannot estimate (BigQuery input, an unpriced model) may still be created under it.
+    allow_unestimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class BudgetReservation(Base):
+    """The estimate's `high` held against every budget covering a create, written before the upstream call.
+
+    It is also the create's intent record: `held` (no job yet), `bound` to the job once recorded, `settled` when
+    the job is metered (its cost then counts as spent instead), or `released` (the create failed, never happened,
+    or the job could not be metered). The create stamps its id on the job as the `vbp-reservation` label.
+    """
+
+    __tablename__ = "budget_reservations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    project: Mapped[str] = mapped_column(String(100))
+    location: Mapped[str] = mapped_column(String(64))
+    amount_pico: Mapped[int] = mapped_column(BigInteger)
+    low_pico: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    job_pk: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+Index("ix_budget_reservations_team_state", BudgetReservation.team, BudgetReservation.state)
+
+
+class BudgetEvent(Base):
+    """A budget crossing a threshold (80%), recorded once per budget and period: what the webhooks deliver."""
+
+    __tablename__ = "budget_events"
+    __table_args__ = (UniqueConstraint("budget_id", "period_start", "kind", name="uq_budget_events_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"), index=True)
+    period_start: Mapped[str] = mapped_column(String(10))  # YYYY-MM-01, or "total"
+    kind: Mapped[str] = mapped_column(String(32))  # budget.threshold
+    at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+class WebhookEndpoint(Base):
+    """A URL a team's events are sent to, signed with its secret (Standard Webhooks `whsec_...`, shown once).
+
+    `events`: the event types it receives (empty: all). A removed endpoint keeps its row (and its deliveries' log)
+    with `removed_at` set, and receives nothing more."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    # The signing key itself: a webhook signature is an HMAC, so the proxy must hold the key (not a hash of it).
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64))
+    removed_at: Mapped[datetime | None]
+
+
+class WebhookEvent(Base):
+    """One event of the outbox, written in the transaction of the change it reports. `id` is the `webhook-id`
+    every delivery of it carries, on every retry; `payload` is the body, `{"type", "timestamp", "data"}`.
+    `dedupe_key` (unique) makes a second write of the same event (another path or replica) a no-op."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: `pending` (due at `next_attempt_at`; claimed by one process until
+    `claim_until`), then `delivered` (a 2xx) or `failed` (still failing `VBP_WEBHOOK_GIVE_UP_SECONDS` after
+    `scheduled_at`, or its endpoint removed)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+                      UniqueConstraint("event_id", "endpoint_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    scheduled_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    claim_token: Mapped[str | None] = mapped_column(String(40))
+    claim_until: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]

@@ -14,9 +14,14 @@ every pair the ledger already holds a job in. The very first job of a pair missi
 the pair is configured.
 
 A job younger than VBP_RECONCILE_MIN_AGE seconds is left alone, as its create may still be committing; should
-a pass adopt one anyway (a skewed clock), the create's own write finds the row and succeeds. Passes run in
-`vbp reconcile` and every VBP_RECONCILE_INTERVAL seconds inside `vbp serve`; replicas may run them at once (a
-duplicate insert fails on the unique job name and is skipped).
+a pass adopt one anyway (a skewed clock), the create's own write finds the row and succeeds.
+
+Each pass also settles the budget reservations (`proxy.budgets.reservation`): a labelled job it adopts binds
+the reservation its create held (the `vbp-reservation` label); a reservation still waiting for a job after
+VBP_RESERVATION_GRACE seconds, whose job no listing of its pair shows, is released.
+
+Passes run in `vbp reconcile` and every VBP_RECONCILE_INTERVAL seconds inside `vbp serve`; replicas may run them
+at once (a duplicate insert fails on the unique job name and is skipped).
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ from anyio import to_thread
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from proxy.budgets import reservation as reservations
 from proxy.clock import utcnow
 from proxy.ledger import jobs as ledger
 from proxy.ledger.batch_links import link_batch
-from proxy.ledger.models import ApiKey, Job
+from proxy.ledger.models import ApiKey, BudgetReservation, Job
 from proxy.providers.base import UpstreamJob
 from proxy.providers.registry import DEFAULT_PROVIDER, get_provider
 from proxy.services import Services
@@ -54,6 +60,13 @@ class Adoption:
 
     def to_json(self) -> dict[str, str]:
         return {"name": self.name, "result": self.result, "team": self.team, "key_id": self.key_id}
+
+
+def reservation_label(item: UpstreamJob) -> str:
+    """The budget reservation a listed job's create held (its `vbp-reservation` label), or ''."""
+    labels = item.resource.get("labels")
+    value = labels.get(reservations.LABEL) if isinstance(labels, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 class Reconciler:
@@ -88,19 +101,42 @@ class Reconciler:
                 log.exception("reconciliation pass failed")
 
     async def pass_once(self) -> list[Adoption]:
-        """List every served pair upstream and adopt what the ledger lacks."""
+        """List every served pair upstream, adopt what the ledger lacks, then settle the budget reservations."""
         outcomes: list[Adoption] = []
+        listed: set[tuple[str, str]] = set()
+        labelled: set[str] = set()
         for project, location in await to_thread.run_sync(self.served):
             jobs = await self.provider.list_labelled_jobs(self.services.upstream, project=project, location=location)
+            listed.add((project, location))
+            labelled |= {reservation_label(item) for item in jobs}
             if jobs:
                 outcomes += await to_thread.run_sync(self.adopt, project, location, jobs)
+        await to_thread.run_sync(self.settle_reservations, listed, labelled)
         return outcomes
 
+    def settle_reservations(self, listed: set[tuple[str, str]], labelled: set[str]) -> int:
+        """Release the reservations of creates that died before recording a job (older than
+        VBP_RESERVATION_GRACE, in a pair listed this pass, and carried by no job there), and settle those whose
+        job was metered meanwhile (blocking). Returns how many changed."""
+        now = utcnow()
+        with self.services.sessions.begin() as session:
+            changed = reservations.settle_metered(session, now=now)
+            for held in reservations.stale_holds(session, now=now, grace=self.services.settings.reservation_grace):
+                if (held.project, held.location) in listed and held.id not in labelled:
+                    reservations.release(session, reservation_id=held.id, now=now,
+                                         note="no job was recorded or found upstream for this create")
+                    log.warning("released budget reservation %s of team %s: its create left no job", held.id,
+                                held.team)
+                    changed += 1
+        return changed
+
     def served(self) -> list[tuple[str, str]]:
-        """The configured pairs, then those of the ledger's jobs (blocking)."""
+        """The configured pairs, then those of the ledger's jobs and of reservations awaiting a job (blocking)."""
         with self.services.sessions() as session:
-            known = session.execute(select(Job.project, Job.location).where(
-                Job.provider == self.provider.name).distinct()).all()
+            known = list(session.execute(select(Job.project, Job.location).where(
+                Job.provider == self.provider.name).distinct()).all())
+            known += session.execute(select(BudgetReservation.project, BudgetReservation.location).where(
+                BudgetReservation.state == "held").distinct()).all()
         pairs = dict.fromkeys([*self.configured, *((str(p), str(loc)) for p, loc in known)])
         return [(p, loc) for p, loc in pairs if self.provider.served(p, loc)]
 
@@ -146,6 +182,8 @@ class Reconciler:
                                             origin="reconcile", provider=self.provider.name)
                 if listed.batch_id:
                     link_batch(session, job=job, batch_id=listed.batch_id)
+                if reservation_label(listed):
+                    reservations.bind(session, reservation_id=reservation_label(listed), job=job, now=utcnow())
                 owner = job.team
         except IntegrityError:
             return Adoption(listed.name, "", team, key_id)  # another replica or the create itself got there first

@@ -29,6 +29,7 @@ from google.cloud import storage
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from proxy.budgets import reservation as reservations
 from proxy.clock import utcnow
 from proxy.ledger.models import Job, JobMetering
 from proxy.metering import claims
@@ -41,6 +42,7 @@ from proxy.money import format_usd
 from proxy.providers.base import NoOutput, NotReady, OutputObject, OutputReadError, Unreadable
 from proxy.providers.registry import UnknownProvider, get_provider
 from proxy.settings import default
+from proxy.webhooks.outbox import enqueue_job_metered
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +219,12 @@ class JobMeter:
             )
             claims.finish(session, job_pk=job.id, token=token, now=now, state=state,
                           figures=_figures(totals, cost_status=cost_status, cost_pico=cost_pico), history=history)
+            # In the same transaction as the figures: the job's budget reservation becomes its cost exactly once.
+            reservations.settle_for_job(session, job_pk=job.id, cost_pico=cost_pico, cost_status=cost_status,
+                                        now=now)
             for row in previous:
                 row.superseded_at = now
+            enqueue_job_metered(session, job_pk=job.id, metering=history)
         log.info("metered %s: %s, %d lines, cost_pico=%s%s", job.name, cost_status, totals.lines, cost_pico,
                  f" ({note})" if note else "")
 

@@ -27,7 +27,7 @@ KINDS = ("generative", "embedding")
 UNITS = ("token", "character")
 GENERATIVE_RATES = ("input", "audio_input", "output", "cached_input", "cached_audio_input")
 EMBEDDING_RATES = ("input",)
-_FILE_KEYS = {"provider", "model", "kind", "unit", "aliases", "rates"}
+_FILE_KEYS = {"provider", "model", "kind", "unit", "aliases", "max_output_tokens", "rates"}
 _ROW_KEYS = {"effective_from", "source", "read_on", "on_demand", "batch", "long_context", "notes"}
 _ROW_REQUIRED = ("effective_from", "source", "read_on", "on_demand", "batch")
 _LONG_KEYS = {"above_prompt_tokens", "on_demand", "batch"}
@@ -99,6 +99,8 @@ class PricingTable:
     aliases: Mapping[tuple[str, str], str]
     version: str
     directory: Path = field(default_factory=Path)
+    # The most output tokens one request line can produce, per (provider, model id): an estimate's output bound.
+    max_output: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: Path | None = None) -> PricingTable:
@@ -113,6 +115,7 @@ class PricingTable:
         models: dict[tuple[str, str], tuple[Rates, ...]] = {}
         aliases: dict[tuple[str, str], str] = {}
         owner: dict[tuple[str, str], str] = {}  # every (provider, id or alias) -> the file that claims it
+        max_output: dict[tuple[str, str], int] = {}
         for path in files:
             try:
                 content = path.read_bytes()
@@ -121,6 +124,9 @@ class PricingTable:
             digest.update(f"{path.name}\0{len(content)}\0".encode())
             digest.update(content)
             provider, model, model_aliases, rows = _load_file(path, content)
+            limit = _max_output(path.name, content, rows[0].kind)
+            if limit is not None:
+                max_output[provider, model] = limit
             for name in (model, *model_aliases):
                 if (provider, name) in owner:
                     raise PricingError(f"{path.name}: model or alias {name!r} is already defined in "
@@ -128,7 +134,8 @@ class PricingTable:
                 owner[provider, name] = path.name
             models[provider, model] = rows
             aliases.update({(provider, alias): model for alias in model_aliases})
-        return cls(models=models, aliases=aliases, version=digest.hexdigest(), directory=directory)
+        return cls(models=models, aliases=aliases, version=digest.hexdigest(), directory=directory,
+                   max_output=max_output)
 
     def canonical(self, provider: str, model_id: str) -> str | None:
         """The table's id for a provider's model id, alias or model name (`publishers/google/models/x@001`)."""
@@ -137,6 +144,12 @@ class PricingTable:
         if (provider, name) in self.models:
             return name
         return self.aliases.get((provider, name))
+
+    def max_output_tokens(self, provider: str, model_id: str) -> int | None:
+        """The most output tokens (thinking included) one line of the model can produce; None when the table
+        does not say (or does not know the model)."""
+        name = self.canonical(provider, model_id)
+        return None if name is None else self.max_output.get((provider, name))
 
     def rates_for(self, provider: str, model_id: str, at: datetime) -> Rates | None:
         """The rates of a provider's model in effect at `at` (a job's create time; naive means UTC), or None for a
@@ -183,6 +196,16 @@ def _load_file(path: Path, content: bytes) -> tuple[str, str, tuple[str, ...], t
         if earlier.effective_from == later.effective_from:
             raise PricingError(f"{where}: two rate rows are effective from {later.effective_from} (overlapping dates)")
     return provider, model, aliases, tuple(rows)
+
+
+def _max_output(where: str, content: bytes, kind: str) -> int | None:
+    """The file's `max_output_tokens` (optional; an embedding model produces none, so 0 when absent)."""
+    value = tomllib.loads(content.decode("utf-8")).get("max_output_tokens")
+    if value is None:
+        return 0 if kind == "embedding" else None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise PricingError(f"{where}: max_output_tokens must be a whole number of tokens (0 or more)")
+    return value
 
 
 def _load_row(raw: Any, *, provider: str, model: str, kind: str, unit: str, names: tuple[str, ...], where: str,

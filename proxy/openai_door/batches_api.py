@@ -5,7 +5,8 @@
     GET  /v1/batches               ?limit(1..100, default 20)&after: the team's batches, newest first
     POST /v1/batches/{id}/cancel   cancels the job; the batch shows `cancelling`, then `cancelled`
 
-A create writes the batch row first, then creates the job in VBP_DEFAULT_PROJECT / VBP_DEFAULT_LOCATION with the
+A create writes the batch row first, holds the job's estimate against the key's budgets (as a native create does),
+then creates the job in VBP_DEFAULT_PROJECT / VBP_DEFAULT_LOCATION with the
 `vbp-team`, `vbp-key` and `vbp-batch` labels, then records the job linked to the batch (`record_create`, as the
 native door does). Should the proxy die between Vertex's reply and that write, reconciliation adopts the job from
 its labels and links it to the batch. Keys' scopes (operations, projects, locations, models) apply as on the
@@ -22,11 +23,13 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from proxy.budgets import reservation as reservations
+from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
 from proxy.clock import utcnow
 from proxy.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound
 from proxy.ledger import jobs as ledger
 from proxy.ledger.batch_links import link_batch
-from proxy.ledger.models import OpenAIBatch, OpenAIFile
+from proxy.ledger.models import Job, OpenAIBatch, OpenAIFile
 from proxy.ledger.request_log import record_of
 from proxy.openai_door import records
 from proxy.openai_door.batch_views import batch_object
@@ -153,7 +156,8 @@ async def create(request: Request, door: Door) -> Response:
             "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": bucket.uri(folder)}},
         }, principal=principal, aliases={})
         job_body["labels"][BATCH_LABEL] = batch_id
-        await _create_job(request, door, principal, job_body, batch_id, project, location)
+        reservation_id = await _reserve(door, principal, job_body, project, location)
+        await _create_job(request, door, principal, job_body, batch_id, project, location, reservation_id)
     except ApiError as exc:
         await to_thread.run_sync(_record_failure, door, batch_id, exc)
         raise
@@ -161,8 +165,21 @@ async def create(request: Request, door: Door) -> Response:
     return JSONResponse(view)
 
 
+async def _reserve(door: Door, principal: Principal, job_body: dict[str, Any], project: str,
+                   location: str) -> str | None:
+    """Hold the job's estimate against the key's budgets, as a native create does (429 when they cannot take it);
+    the reservation's label lets reconciliation bind it to a job whose create reply was lost."""
+    gate = door.services.budgets
+    if gate is None:
+        return None
+    admitted = await gate.admit(principal, job_body, project=project, location=location)
+    if admitted.reservation_id is not None:
+        job_body["labels"][RESERVATION_LABEL] = admitted.reservation_id
+    return admitted.reservation_id
+
+
 async def _create_job(request: Request, door: Door, principal: Principal, job_body: dict[str, Any], batch_id: str,
-                      project: str, location: str) -> None:
+                      project: str, location: str, reservation_id: str | None) -> None:
     record = record_of(request.scope)
     url = _jobs_url(door, location, f"projects/{project}/locations/{location}/batchPredictionJobs")
     reply = await door.services.upstream.send(
@@ -171,11 +188,19 @@ async def _create_job(request: Request, door: Door, principal: Principal, job_bo
     data = await reply.read()
     record.upstream_status = reply.status
     if reply.status != 200:
+        if reservation_id is not None and door.services.budgets is not None:
+            await to_thread.run_sync(door.services.budgets.release, reservation_id,
+                                     f"the upstream refused the create ({reply.status})")
         raise translate(reply.status, data, reply.headers, doing="create the batch's job", create=True)
+
+    def link(session: Session, job: Job) -> None:
+        link_batch(session, job=job, batch_id=batch_id)
+        if reservation_id is not None:
+            reservations.bind(session, reservation_id=reservation_id, job=job, now=utcnow())
+
     record.job_name = await record_create(
         door.services, data=data, request=job_body, principal=principal, api_version=API_VERSION, project=project,
-        location=location, project_names=door.project_names,
-        link=lambda session, job: link_batch(session, job=job, batch_id=batch_id))
+        location=location, project_names=door.project_names, link=link)
 
 
 def _record_failure(door: Door, batch_id: str, error: ApiError) -> None:

@@ -67,7 +67,7 @@ IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".heic": "image/heic", ".heif": "image/heif"}
 TOOL_CHOICE_MODES = {"none": "NONE", "auto": "AUTO", "required": "ANY"}
 _DATA_URL = re.compile(r"data:(image/[A-Za-z0-9.+-]+);base64,(.*)", re.DOTALL)
-_GCS_URL = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,221}/.+", re.DOTALL)
+_GCS_URL = re.compile(r"gs://[a-z0-9][a-z0-9._-]{2,221}/.+", re.DOTALL)
 _MESSAGE_KEYS = {
     "system": {"role", "content"},
     "developer": {"role", "content"},

@@ -6,7 +6,7 @@ A provider answers five things, and nothing else crosses the seam:
   `ended` / `state_name`: what a recorded state means;
 - `output_objects`: where a finished job's output files are, or why there is nothing (yet) to read;
 - `row_reader`: the reader of its output format, which turns each output row into provider-neutral usage
-  (`RowUsage`) and adds it to a job's totals;
+  (`RowUsage`) and adds it to a job's totals, and `row_usage`: the same for one row (per-line exports);
 - `list_labelled_jobs`: the jobs upstream that carry the proxy's labels (reconciliation adopts those the ledger
   lacks).
 Usage kinds are the provider's own counts mapped onto one vocabulary: input (cached input included), cached
@@ -167,6 +167,11 @@ class BatchProvider(Protocol):
 
     def row_reader(self, totals: JobTotals) -> RowReader:
         """A reader of this provider's output rows that adds each one's usage to `totals`."""
+        ...
+
+    def row_usage(self, line: bytes) -> RowUsage:
+        """The usage of one output row (one line, without its newline), as its row reader counts it; never raises.
+        Per-line cost exports read rows one by one through this."""
         ...
 
     def model_id(self, model: str) -> str:

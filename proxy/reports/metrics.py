@@ -182,7 +182,22 @@ class LedgerCollector:
         backlog = GaugeMetricFamily("vbp_metering_backlog_jobs", "Ended jobs waiting to be metered (or re-priced).")
         backlog.add_metric([], int(session.scalar(select(func.count()).select_from(Job).where(
             Job.metering_state.in_(("due", "claimed")))) or 0))
-        return [jobs, metered, cost, tokens, unpriced, lag, backlog]
+        return [jobs, metered, cost, tokens, unpriced, lag, backlog, _budget_gauge(session)]
+
+
+def _budget_gauge(session: Session) -> Metric:
+    """Every budget's limit, spent, reserved and remaining in its current period (USD as floats)."""
+    from proxy.budgets.store import list_budgets
+    from proxy.clock import utcnow
+
+    gauge = GaugeMetricFamily("vbp_budget_usd", "Budgets in their current period, USD: limit, spent, reserved, "
+                                                "remaining.", labels=["team", "key_id", "figure"])
+    for status in list_budgets(session, now=utcnow()):
+        key = status.budget.key_id or ""
+        for figure, pico in (("limit", status.budget.limit_pico), ("spent", status.spent),
+                             ("reserved", status.reserved), ("remaining", status.remaining)):
+            gauge.add_metric([status.budget.team, key, figure], float(Decimal(pico) / 10**12))
+    return gauge
 
 
 class TimedUpstream:

@@ -42,9 +42,12 @@ def expected_usage(model: str, request: dict[str, Any]) -> dict[str, int]:
     cached = (3 * text // 4 + 3 * audio // 4) if "cachedContent" in request else 0
     natural = min(1000, 20 + prompt // 10)
     limit = request.get("generationConfig", {}).get("maxOutputTokens")
-    candidates = min(natural, limit) if limit else natural
     thinks = model.startswith("gemini-2.5") and "lite" not in model
-    thoughts = 4 * candidates if thinks else 0
+    candidates, thoughts = natural, (4 * natural if thinks else 0)
+    if limit and candidates + thoughts > limit:
+        # thinking counts inside the cap: thought and answer share it 4 : 1, each at least one token
+        thoughts = min(limit - 1, max(1, limit * 4 // 5)) if thinks else 0
+        candidates = limit - thoughts
     return {"promptTokenCount": prompt, "cachedContentTokenCount": cached, "candidatesTokenCount": candidates,
             "thoughtsTokenCount": thoughts, "totalTokenCount": prompt + candidates + thoughts, "audio": audio}
 
@@ -118,9 +121,10 @@ def test_rows_carry_the_documented_token_counts(finished_job: tuple[dict[str, An
 def test_hand_computed_figures(finished_job: tuple[dict[str, Any], list[Any]]) -> None:
     _, rows = finished_job
     by_id = {row.get("custom_id"): row["response"]["usageMetadata"] for row in rows if "response" in row}
-    # "Hello world!" (3) + "You are a helpful assistant." (6); answer capped at 10; 2.5-pro thinks 4 x 10.
+    # "Hello world!" (3) + "You are a helpful assistant." (6); natural answer 20 + 9 // 10 = 20, thoughts 4 x 20;
+    # 100 > the cap of 10, which thinking counts inside: floor(10 * 80 / 100) = 8 thoughts, 10 - 8 = 2 answer tokens.
     assert (by_id["sample"]["promptTokenCount"], by_id["sample"]["candidatesTokenCount"],
-            by_id["sample"]["thoughtsTokenCount"], by_id["sample"]["totalTokenCount"]) == (9, 10, 40, 59)
+            by_id["sample"]["thoughtsTokenCount"], by_id["sample"]["totalTokenCount"]) == (9, 2, 8, 19)
     # 400 words, cached: floor(3 * 400 / 4) = 300; answer 20 + 40 = 60; thoughts 240.
     assert by_id["cached"]["cachedContentTokenCount"] == 300
     assert by_id["cached"]["cacheTokensDetails"] == [{"modality": "TEXT", "tokenCount": 300}]

@@ -124,3 +124,33 @@ def test_bad_inline_data_is_an_invalid_request() -> None:
 def test_embedding_tokens_truncate_at_2048() -> None:
     assert embedding_tokens("What is the meaning of life?") == (7, False)
     assert embedding_tokens("w " * 3000) == (2048, True)
+
+
+# Rule 5: thinking counts inside maxOutputTokens. "Hello world!" is 3 prompt tokens, so the natural answer is
+# A = 20 + 3 // 10 = 20 tokens and the natural thoughts T = 4 * 20 = 80 (figures worked by hand below).
+@pytest.mark.parametrize(("config", "candidates", "thoughts", "finish"), [
+    ({"maxOutputTokens": 10}, 2, 8, "MAX_TOKENS"),     # 10 * 80 // 100 = 8 thoughts, 10 - 8 = 2 answer tokens
+    ({"maxOutputTokens": 3}, 1, 2, "MAX_TOKENS"),      # 3 * 80 // 100 = 2
+    ({"maxOutputTokens": 2}, 1, 1, "MAX_TOKENS"),      # 2 * 80 // 100 = 1: both stay above zero
+    ({"maxOutputTokens": 1}, 1, 0, "MAX_TOKENS"),      # no room to think
+    ({"maxOutputTokens": 99}, 20, 79, "MAX_TOKENS"),   # 99 * 80 // 100 = 79, within [1, 98]
+    ({"maxOutputTokens": 100}, 20, 80, "STOP"),        # 20 + 80 fits exactly
+    ({"max_output_tokens": 500}, 20, 80, "STOP"),
+    # a thinking budget of 50 first caps T at 50; then 35 * 50 // 70 = 25 thoughts and 10 answer tokens
+    ({"maxOutputTokens": 35, "thinkingConfig": {"thinkingBudget": 50}}, 10, 25, "MAX_TOKENS"),
+])
+def test_thinking_counts_inside_max_output_tokens(config: dict[str, object], candidates: int, thoughts: int,
+                                                  finish: str) -> None:
+    usage = usage_for("gemini-2.5-flash", _request("Hello world!", generationConfig=config))
+    assert (usage.candidates, usage.thoughts, usage.finish_reason) == (candidates, thoughts, finish)
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3, 7, 50, 99, 100, 101, 4999, 5000, 5001])
+@pytest.mark.parametrize("model", ["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.0-flash"])
+def test_no_line_reports_more_output_than_its_cap(model: str, cap: int) -> None:
+    for words in (1, 100, 10_000):  # natural answers of 20, 30 and 1000 tokens
+        usage = usage_for(model, _request("word " * words, generationConfig={"maxOutputTokens": cap}))
+        assert usage.candidates + usage.thoughts <= cap
+        assert usage.candidates >= 1
+        if cap >= 2 and model.startswith("gemini-2.5") and "lite" not in model:
+            assert usage.thoughts >= 1

@@ -21,14 +21,16 @@ from tests.support.postgres import LocalPostgres
 # Runs the emulator, a proxy or `vbp` processes: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
 
-# Commands that create the ledger, and the one that uses none.
+# Commands that create the ledger, and those that use none (`vbp estimate` prices a local file only).
 CREATORS = {"vbp serve", "vbp db upgrade"}
-NO_LEDGER = {"vbp emulator"}
+NO_LEDGER = {"vbp emulator", "vbp estimate"}
 
 
 def _commands(group: click.Group, prefix: str = "vbp") -> Iterator[tuple[str, click.Command]]:
     for name, sub in sorted(group.commands.items()):
         if isinstance(sub, click.Group):
+            if sub.invoke_without_command:  # a command of its own too (`vbp report`, beside `vbp report lines`)
+                yield f"{prefix} {name}", sub
             yield from _commands(sub, f"{prefix} {name}")
         else:
             yield f"{prefix} {name}", sub

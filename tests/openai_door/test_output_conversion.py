@@ -104,3 +104,41 @@ def test_any_chunking_gives_the_same_bytes(cuts: list[int], which: str) -> None:
     bounds = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
     assert run([data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]) == whole
     assert len(whole.splitlines()) == (6 if which == "output" else 2)
+
+
+def test_repeated_unmatched_and_malformed_rows_never_answer_a_line_twice() -> None:
+    converted, vertex = convert(jsonl(*LINES[:3]))
+    rows = emulate(vertex, CHAT_MODEL)
+    unknown = rows[0].replace(b'"vbp_line":"1"', b'"vbp_line":"99"').replace(b'"custom_id":"req-1"',
+                                                                             b'"custom_id":"nobody"')
+    broken = rows[2].replace(b'"promptTokenCount":', b'"promptTokenCount":-')  # a negative count: malformed
+    data = rows[0] + rows[0] + unknown + b"not json at all\n" + broken + rows[2] + rows[1]
+    lines = {which: OutputLines(converted.index, model=CHAT_MODEL, batch_id="b", which=which,  # type: ignore[arg-type]
+                                unanswered="batch_failed") for which in ("output", "error")}
+    output, errors = ([json.loads(x) for x in (lines[w].feed(data) + lines[w].close()).splitlines()]
+                      for w in ("output", "error"))
+    assert [line["custom_id"] for line in output] == ["req-1", "req-2"]
+    assert [line["custom_id"] for line in errors] == ["req-3"]
+    assert errors[0]["response"]["status_code"] == 500
+    assert errors[0]["response"]["body"]["error"]["code"] == "malformed_upstream_row"
+    for converter in lines.values():
+        assert (converter.repeated, converter.unmatched, converter.malformed) == (2, 2, 2)
+
+
+def test_converted_images_and_tool_turns_run_on_the_emulator() -> None:
+    body = {"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Weather?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                                     {"type": "image_url", "image_url": {"url": "gs://team-a/cat.webp"}}]},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                              "function": {"name": "weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "Sunny"}],
+        "tools": [{"type": "function", "function": {"name": "weather"}}], "tool_choice": "auto",
+        "response_format": {"type": "json_object"}, "reasoning_effort": "low"}
+    converted, vertex = convert(jsonl(chat_line("img", body)))
+    output, errors = answer(converted, b"".join(emulate(vertex, CHAT_MODEL)))
+    assert errors == []
+    usage = output[0]["response"]["body"]["usage"]
+    # "Weather?" 2 text tokens + two images of 258; thinking on (budget 1024) at 4 x the 71 answer tokens.
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (518, 71 + 284)
+    assert usage["completion_tokens_details"] == {"reasoning_tokens": 284}

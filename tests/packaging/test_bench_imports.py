@@ -7,6 +7,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["bench.run", "bench.overhead", "bench.metering", "bench.report"])
+@pytest.mark.parametrize("module", ["bench.run", "bench.overhead", "bench.metering", "bench.report",
+                                    "bench.openai_door", "bench.budgets", "bench.line_costs"])
 def test_every_benchmark_imports(module: str) -> None:
     assert callable(importlib.import_module(module).main)

@@ -80,7 +80,8 @@ def expected_for(rows: Iterable[dict[str, Any]], model: str) -> Expected:
         out.cached += cached
         out.candidates += candidates
         out.thoughts += thoughts
-        out.cost += ((prompt - cached - (audio - audio_cached)) * rates["input"]
+        tool_use = usage.get("toolUsePromptTokenCount", 0)  # input too (pricing rule 7)
+        out.cost += ((prompt - cached - (audio - audio_cached) + tool_use) * rates["input"]
                      + (audio - audio_cached) * rates["audio"]
                      + (cached - audio_cached) * rates["cached"] + audio_cached * rates["cached_audio"]
                      + (candidates + thoughts) * rates["output"]) / M

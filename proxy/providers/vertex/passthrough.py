@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
+from sqlalchemy.orm import Session
 
+from proxy.budgets import reservation as reservations
+from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
+from proxy.clock import utcnow
 from proxy.errors import InvalidArgument, NotFound, PayloadTooLarge
 from proxy.json_body import parse_json_body
 from proxy.ledger import jobs as ledger
@@ -104,12 +108,31 @@ class Passthrough:
                     if model_project and principal.projects else (),
                     model_location=model_location)
         check_job_locations(create_body, policy)
-        reply = await self._forward(call, self._query(call), json.dumps(create_body).encode())
+        query = self._query(call)
+        reservation_id = await self._reserve(create_body, principal, route)
+        # From here a crash leaves the reservation `held`: reconciliation binds it to the job (found by its label)
+        # or releases it once no job carries it.
+        reply = await self._forward(call, query, json.dumps(create_body).encode())
         data = await reply.read()
         if reply.status == 200:
             call.record.job_name = await self._record_create(data, create_body, principal, route,
-                                                             self._real_project(route))
+                                                             self._real_project(route), reservation_id)
+        elif reservation_id is not None and self.services.budgets is not None:
+            await to_thread.run_sync(self.services.budgets.release, reservation_id,
+                                     f"the upstream refused the create ({reply.status})")
         await send_reply(call.send, reply.status, response_headers(reply.headers), data)
+
+    async def _reserve(self, create_body: dict[str, Any], principal: Principal, route: JobRoute) -> str | None:
+        """Estimate the job and hold it against the key's budgets (refusing it if they cannot take it); the
+        reservation's id is stamped on the job as a label, so that reconciliation can find the job it paid for."""
+        gate = self.services.budgets
+        if gate is None:
+            return None
+        admitted = await gate.admit(principal, create_body, project=self._real_project(route),
+                                    location=route.location)
+        if admitted.reservation_id is not None:
+            create_body["labels"][RESERVATION_LABEL] = admitted.reservation_id
+        return admitted.reservation_id
 
     async def _list(self, call: Call) -> None:
         """A team key lists only its team's jobs (a filter ANDed onto the caller's); states seen are recorded."""
@@ -224,10 +247,15 @@ class Passthrough:
         return b"{}" if data.strip() else b""
 
     async def _record_create(self, data: bytes, request: dict[str, Any], principal: Principal, route: JobRoute,
-                             project: str) -> str | None:
+                             project: str, reservation_id: str | None = None) -> str | None:
+        """Commit the job row (and bind the budget reservation to it) before the reply leaves."""
+        def bind(session: Session, job: ledger.Job) -> None:
+            if reservation_id is not None:
+                reservations.bind(session, reservation_id=reservation_id, job=job, now=utcnow())
+
         return await record_create(self.services, data=data, request=request, principal=principal,
                                    api_version=route.api_version, project=project, location=route.location,
-                                   project_names=self.project_names)
+                                   project_names=self.project_names, link=bind)
 
     def _record_action(self, ref: JobRef, operation: str) -> None:
         with self.services.sessions.begin() as session:

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from proxy.clock import parse_rfc3339
 from proxy.errors import ApiError
-from proxy.providers.base import NoOutput, NotReady, OutputObject, Unreadable, UpstreamJob
+from proxy.providers.base import NoOutput, NotReady, OutputObject, RowUsage, Unreadable, UpstreamJob
 from proxy.providers.vertex import filters
 from proxy.providers.vertex.create_body import BATCH_LABEL, KEY_LABEL, TEAM_LABEL
 from proxy.providers.vertex.create_body import label_value as fit_label
@@ -25,6 +25,7 @@ from proxy.providers.vertex.resources import JobName, google_base_url, valid_loc
 from proxy.providers.vertex.resources import model_id as bare_model_id
 from proxy.providers.vertex.scanner import LineScanner
 from proxy.providers.vertex.states import JobState, parse_state
+from proxy.providers.vertex.usage import parse_row
 
 if TYPE_CHECKING:
     from google.cloud import storage
@@ -114,6 +115,10 @@ class VertexProvider:
     def row_reader(self, totals: JobTotals) -> LineScanner:
         """The Gemini/embedding row reader (the compiled scanner when it is built)."""
         return LineScanner(totals)
+
+    def row_usage(self, line: bytes) -> RowUsage:
+        """One row's usage, by the parser the scanner leaves its doubtful lines to (`usage.parse_row`)."""
+        return parse_row(line)
 
     def model_id(self, model: str) -> str:
         """`publishers/google/models/gemini-2.5-flash@001` -> `gemini-2.5-flash@001`'s id; a bare id unchanged."""

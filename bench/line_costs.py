@@ -1,0 +1,135 @@
+"""Per-line cost export of a ~1 GB predictions object vs its raw download, with the export's peak RSS growth.
+
+    PYTHONPATH=. .venv/bin/python -m bench.line_costs [--mb 1024] [--row-bytes 5400]
+
+The object is `bench.metering`'s (same generator, same raw baseline: the metering's own streamed download). The
+export (`proxy.reports.line_costs`: read, split, one row's usage through the provider seam, its key, its exact
+cost, a JSON line) runs in a fresh subprocess so that its peak RSS (VmHWM) is its own; its output is counted and
+discarded. Targets: export >= 50% of the raw download rate, peak RSS growth <= 100 MB. Figures are printed, never
+asserted; the exit status is non-zero only when the lines do not add up to the generated rows' cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from bench.metering import (
+    BUCKET,
+    MODEL,
+    OUTPUT_DIR,
+    POOL,
+    RUNS,
+    TARGET_RATIO,
+    TARGET_RSS_MB,
+    _reset_peak,
+    _vm,
+    make_row,
+    object_body,
+    raw_download,
+    upload,
+)
+from proxy.emulator.storage import FakeGcsServer
+from proxy.ledger.models import Job
+from proxy.metering.cost import price_row
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES
+from proxy.metering.pricing import PricingTable
+from proxy.money import format_usd
+from proxy.providers.base import OutputObject
+from proxy.reports.line_costs import LineCost, LineSource, export_blocks, line_costs
+
+NAME = f"{OUTPUT_DIR}/predictions.jsonl"
+
+
+def child() -> None:
+    """The export itself, in a fresh process: print its figures as JSON."""
+    client = storage.Client(project="bench", credentials=AnonymousCredentials())
+    rates = PricingTable.load().rates_for("vertex", MODEL, datetime.now(UTC))
+    assert rates is not None
+    blob = client.bucket(BUCKET).get_blob(NAME)
+    assert blob is not None and blob.generation is not None and blob.size is not None
+    source = LineSource(job=Job(name="bench", provider="vertex"),
+                        objects=[OutputObject(BUCKET, NAME, int(blob.generation), int(blob.size))], rates=rates)
+    _reset_peak("self")
+    baseline = _vm("VmRSS")
+    total = {"cost": 0, "lines": 0, "bytes": 0}
+
+    def tally(lines: Iterable[LineCost]) -> Iterator[LineCost]:
+        for line in lines:
+            total["cost"] += line.cost_pico or 0
+            total["lines"] += 1
+            yield line
+
+    started = time.perf_counter()
+    for block in export_blocks("jsonl", tally(line_costs(client, source))):
+        total["bytes"] += len(block)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "size": int(blob.size), "baseline": baseline, "peak": _vm("VmHWM"),
+                      **total}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(prog="bench.line_costs", description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=1024, help="size of the predictions object in MB (default 1024)")
+    parser.add_argument("--row-bytes", type=int, default=5400, help="mean row size in bytes (default 5400)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child()
+        return 0
+    rng = random.Random(args.seed)
+    pool = [make_row(rng, args.row_bytes) for _ in range(POOL)]
+    picks: Counter[int] = Counter()
+    with FakeGcsServer() as server:
+        os.environ["STORAGE_EMULATOR_HOST"] = server.url
+        client = storage.Client(project="bench", credentials=AnonymousCredentials())
+        client.create_bucket(BUCKET)
+        upload(client, server.url, NAME, object_body(pool, rng, args.mb * 1_000_000, picks))
+        raw_runs = [raw_download(client, NAME, DEFAULT_CHUNK_BYTES) for _ in range(RUNS)]
+        root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+        reply = subprocess.run([sys.executable, "-m", "bench.line_costs", "--child"], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": path}, cwd=root, check=False)
+        if reply.returncode != 0:
+            print(reply.stderr, file=sys.stderr)
+            return 1
+        result = json.loads(reply.stdout)
+    rates = PricingTable.load().rates_for("vertex", MODEL, datetime.now(UTC))
+    assert rates is not None
+    expected = sum(price_row(pool[index][1], rates) * count for index, count in picks.items())
+    exact = result["cost"] == expected and result["lines"] == picks.total()
+    raw_rates = sorted(size / seconds / 1e6 for size, seconds in raw_runs)
+    raw_rate = statistics.median(raw_rates)
+    rate = result["size"] / result["seconds"] / 1e6
+    ratio = rate / raw_rate
+    growth = (result["peak"] - result["baseline"]) / 1e6
+    print(f"object            {result['size'] / 1e6:,.0f} MB, {result['lines']:,} lines")
+    print(f"raw download      {raw_rate:,.0f} MB/s (median of {RUNS}: {raw_rates[0]:,.0f}-{raw_rates[-1]:,.0f})")
+    print(f"per-line export   {rate:,.0f} MB/s, {result['lines'] / result['seconds']:,.0f} lines/s, "
+          f"{result['bytes'] / 1e6:,.0f} MB of JSON lines")
+    verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
+    print(f"export / raw      {ratio:.2f} (target >= {TARGET_RATIO:.2f}: {verdict})")
+    print(f"peak RSS growth   {growth:,.1f} MB (target <= {TARGET_RSS_MB:.0f}: "
+          f"{'met' if growth <= TARGET_RSS_MB else 'MISSED'})")
+    agreement = "exact" if exact else "MISMATCH with the generated rows"
+    print(f"lines' sum        {format_usd(result['cost'])} USD: {agreement}")
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""The OpenAI door's conversions against fake-gcs-server: upload + conversion of a caller's file, and output conversion.
+
+    PYTHONPATH=. .venv/bin/python -m bench.openai_door [--lines 50000] [--line-bytes 3900] [--output-mb 1024]
+
+(a) A caller's 200 MB, 50,000-line chat file (system + user text, ~4 KB a line), spooled to disk as the door
+    receives it, is converted (`convert_file` into a temporary file: the door refuses a bad file before anything
+    reaches Cloud Storage) and the converted file uploaded (`blob.upload_from_file`, 32 MiB chunks); against a
+    raw upload of the caller's bytes the same way. Target: ratio >= 0.5.
+(b) A ~1 GB Vertex output object of rows made by the emulator's own row maker (`RowMaker`, from converted lines
+    of varied length) is read with the metering's download path (`iter_chunks`, 2 MiB chunks) and turned into
+    OpenAI output lines (`OutputLines`); against the raw download. Target: ratio >= 0.5.
+Both conversions run in a fresh subprocess so that their peak RSS growth is their own (target <= 100 MB). Rates
+are the median of RUNS runs, with their range. Figures are printed, never asserted; a wrong result (a line count
+that does not match) fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from bench.metering import _reset_peak, _text, _vm
+from proxy.emulator.predictions import RowMaker
+from proxy.emulator.storage import FakeGcsServer
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks
+from proxy.openai_door.file_conversion import convert_file
+from proxy.openai_door.line_index import LineIndexBuilder
+from proxy.openai_door.output_conversion import OutputLines
+from proxy.providers.base import OutputObject
+
+MODEL = "gemini-2.5-flash-lite"
+BUCKET = "bench-openai-door"
+OUTPUT = "batches/batch_bench/prediction-model-2026-01-01T00:00:00.000000Z/predictions.jsonl"
+UPLOAD_CHUNK = 32 << 20  # blob.chunk_size of both uploads: bounded memory, few requests
+POOL = 2048  # distinct output rows, repeated (with their own line label and custom_id) to fill the object
+RUNS = 3
+TARGET_RATIO = 0.5
+TARGET_RSS_MB = 100.0
+
+
+def chat_line(rng: random.Random, number: int, line_bytes: int) -> bytes:
+    """One realistic caller line: a system prompt and a user text, ~line_bytes long on average."""
+    body = {"model": MODEL, "messages": [
+        {"role": "system", "content": _text(rng, 250)},
+        {"role": "user", "content": _text(rng, int((line_bytes - 450) * rng.uniform(0.5, 1.5)))}],
+        "max_tokens": rng.choice([256, 1024]), "temperature": 0.2}
+    return json.dumps({"custom_id": f"request-{number}", "method": "POST", "url": "/v1/chat/completions",
+                       "body": body}, ensure_ascii=False).encode() + b"\n"
+
+
+def output_rows(rng: random.Random, line_bytes: int) -> list[tuple[bytes, bytes, bytes]]:
+    """POOL emulator rows, each split around its custom_id and line label so that any line can wear them."""
+    caller = b"".join(chat_line(rng, n, line_bytes) for n in range(1, POOL + 1))
+    converted = io.BytesIO()
+    convert_file(io.BytesIO(caller), converted, max_lines=POOL, max_bytes=len(caller))
+    maker = RowMaker(model=MODEL, job_id="projects/1/locations/us-central1/batchPredictionJobs/1")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    pool = []
+    for at, line in enumerate(converted.getvalue().splitlines()):
+        row, _ = maker.row(line, at, now=now)
+        head, _, rest = row.partition(f'"custom_id":"request-{at + 1}"'.encode())
+        middle, _, tail = rest.partition(f'"vbp_line":"{at + 1}"'.encode())
+        assert tail, "the emulator's row lost the line label"
+        pool.append((head, middle, tail))
+    return pool
+
+
+def upload(client: storage.Client, name: str, source: Any, size: int) -> None:
+    """The one upload both sides of (a) use."""
+    blob = client.bucket(BUCKET).blob(name)
+    blob.chunk_size = UPLOAD_CHUNK
+    source.seek(0)
+    blob.upload_from_file(source, size=size, content_type="application/x-ndjson")
+
+
+def child_convert(path: str) -> dict[str, Any]:
+    """(a) in this fresh process: convert the caller's file into a temporary file and upload that, RUNS times."""
+    client = storage.Client(project="bench", credentials=AnonymousCredentials())
+    list(client.list_blobs(BUCKET, max_results=1))  # open the connection before the baseline
+    _reset_peak("self")
+    baseline = _vm("VmRSS")
+    runs, lines = [], 0
+    for run in range(RUNS):
+        started = time.perf_counter()
+        with open(path, "rb") as source, tempfile.TemporaryFile() as converted:
+            result = convert_file(source, converted, max_lines=50_000, max_bytes=200 * 1024 * 1024)
+            upload(client, f"files/file-{run}/vertex.jsonl", converted, converted.tell())
+        runs.append(time.perf_counter() - started)
+        lines = result.lines
+    return {"seconds": runs, "baseline": baseline, "peak": _vm("VmHWM"), "lines": lines}
+
+
+def child_output(lines: int, chunk_bytes: int) -> dict[str, Any]:
+    """(b) in this fresh process: stream the Vertex output and convert it, RUNS times."""
+    client = storage.Client(project="bench", credentials=AnonymousCredentials())
+    blob = client.bucket(BUCKET).get_blob(OUTPUT)
+    assert blob is not None and blob.generation is not None and blob.size is not None
+    obj = OutputObject(BUCKET, OUTPUT, int(blob.generation), int(blob.size))
+    builder = LineIndexBuilder("chat")
+    for number in range(1, lines + 1):
+        builder.add(f"request-{number}")
+    index = builder.build()
+    _reset_peak("self")
+    baseline = _vm("VmRSS")
+    runs, written, answered = [], 0, 0
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        converter = OutputLines(index, model=MODEL, batch_id="batch_bench", which="output", unanswered="batch_failed")
+        written = answered = 0
+        for chunk in iter_chunks(client, obj, chunk_bytes=chunk_bytes):
+            out = converter.feed(chunk)
+            written += len(out)
+            answered += out.count(b"\n")
+        out = converter.close()
+        written += len(out)
+        answered += out.count(b"\n")
+        runs.append(time.perf_counter() - started)
+    return {"seconds": runs, "baseline": baseline, "peak": _vm("VmHWM"), "bytes": obj.size, "written": written,
+            "answered": answered}
+
+
+def _child(arguments: list[str]) -> dict[str, Any]:
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    reply = subprocess.run([sys.executable, "-m", "bench.openai_door", *arguments], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": path}, cwd=root, check=False)
+    if reply.returncode != 0:
+        raise RuntimeError(reply.stderr)
+    result: dict[str, Any] = json.loads(reply.stdout)
+    return result
+
+
+def _rates(size: int, seconds: list[float]) -> tuple[float, list[float]]:
+    rates = sorted(size / s / 1e6 for s in seconds)
+    return statistics.median(rates), rates
+
+
+def _verdicts(ratio: float, growth_mb: float) -> None:
+    print(f"    ratio          {ratio:.2f} (target >= {TARGET_RATIO:.2f}: "
+          f"{'met' if ratio >= TARGET_RATIO else 'MISSED'})")
+    print(f"    peak RSS growth {growth_mb:,.1f} MB (target <= {TARGET_RSS_MB:.0f}: "
+          f"{'met' if growth_mb <= TARGET_RSS_MB else 'MISSED'})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(prog="bench.openai_door", description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=50_000, help="caller lines of (a) (default 50,000)")
+    parser.add_argument("--line-bytes", type=int, default=3900, help="mean caller line size (default 3,900: ~200 MB)")
+    parser.add_argument("--output-mb", type=int, default=1024, help="size of the Vertex output of (b) in MB")
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--child", choices=["convert", "output"], help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child == "convert":
+        print(json.dumps(child_convert(args.path)))
+        return 0
+    if args.child == "output":
+        print(json.dumps(child_output(args.lines, DEFAULT_CHUNK_BYTES)))
+        return 0
+
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as folder, FakeGcsServer() as server:
+        os.environ["STORAGE_EMULATOR_HOST"] = server.url
+        client = storage.Client(project="bench", credentials=AnonymousCredentials())
+        client.create_bucket(BUCKET)
+
+        caller = Path(folder) / "input.jsonl"
+        with caller.open("wb") as file:
+            for number in range(1, args.lines + 1):
+                file.write(chat_line(rng, number, args.line_bytes))
+        size = caller.stat().st_size
+        raw_upload = []
+        for run in range(RUNS):
+            with caller.open("rb") as source:
+                started = time.perf_counter()
+                upload(client, f"files/file-{run}/input.jsonl", source, size)
+                raw_upload.append(time.perf_counter() - started)
+        converted = _child(["--child", "convert", "--path", str(caller)])
+        caller.unlink()
+
+        pool = output_rows(rng, args.line_bytes)
+        target = args.output_mb * 1_000_000
+        with tempfile.TemporaryFile() as rows:
+            written = lines = 0
+            while written < target:
+                lines += 1
+                head, middle, tail = pool[rng.randrange(POOL)]
+                row = b"".join((head, f'"custom_id":"request-{lines}"'.encode(), middle,
+                                f'"vbp_line":"{lines}"'.encode(), tail))
+                rows.write(row)
+                written += len(row)
+            upload(client, OUTPUT, rows, written)
+        blob = client.bucket(BUCKET).get_blob(OUTPUT)
+        assert blob is not None and blob.generation is not None and blob.size is not None
+        obj = OutputObject(BUCKET, OUTPUT, int(blob.generation), int(blob.size))
+        raw_download = []
+        for _ in range(RUNS):
+            started = time.perf_counter()
+            for _chunk in iter_chunks(client, obj, chunk_bytes=DEFAULT_CHUNK_BYTES):
+                pass
+            raw_download.append(time.perf_counter() - started)
+        output = _child(["--child", "output", "--lines", str(lines)])
+
+    raw_rate, raw_range = _rates(size, raw_upload)
+    convert_rate, convert_range = _rates(size, converted["seconds"])
+    ratio = convert_rate / raw_rate
+    growth = (converted["peak"] - converted["baseline"]) / 1e6
+    print(f"(a) caller file    {size / 1e6:,.0f} MB, {args.lines:,} chat lines (mean {size / args.lines:,.0f} B)")
+    print(f"    raw upload     {raw_rate:,.1f} MB/s (median of {RUNS}: {raw_range[0]:,.1f}-{raw_range[-1]:,.1f})")
+    print(f"    convert+upload {convert_rate:,.1f} MB/s (median of {RUNS}: {convert_range[0]:,.1f}-"
+          f"{convert_range[-1]:,.1f}; converted into a temporary file, then uploaded)")
+    _verdicts(ratio, growth)
+    raw_rate, raw_range = _rates(output["bytes"], raw_download)
+    out_rate, out_range = _rates(output["bytes"], output["seconds"])
+    ratio = out_rate / raw_rate
+    growth = (output["peak"] - output["baseline"]) / 1e6
+    print(f"(b) Vertex output  {output['bytes'] / 1e6:,.0f} MB, {lines:,} emulator rows (mean "
+          f"{output['bytes'] / lines:,.0f} B) -> {output['written'] / 1e6:,.0f} MB of OpenAI output lines")
+    print(f"    raw download   {raw_rate:,.0f} MB/s (median of {RUNS}: {raw_range[0]:,.0f}-{raw_range[-1]:,.0f})")
+    print(f"    OutputLines    {out_rate:,.0f} MB/s (median of {RUNS}: {out_range[0]:,.0f}-{out_range[-1]:,.0f}), "
+          f"{lines / statistics.median(output['seconds']):,.0f} rows/s")
+    _verdicts(ratio, growth)
+    exact = converted["lines"] == args.lines and output["answered"] == lines
+    print(f"    lines          {'exact' if exact else 'MISMATCH'}: {converted['lines']:,} converted, "
+          f"{output['answered']:,} answered of {lines:,} rows")
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

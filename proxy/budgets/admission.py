@@ -1,0 +1,140 @@
+"""The create path's budget gate: estimate the batch, then reserve its `high`, or refuse before the upstream.
+
+One object per process (`Services.budgets`), shared by the native door's create and `POST /v1/estimates` (and by
+the OpenAI door's create, which calls `admit` with the Vertex body it builds). Without a budget covering the key
+nothing is read and nothing reserved: the create goes on as before. Under a budget, an input the proxy cannot
+estimate (BigQuery, a model without a price, storage that cannot be read) is refused with 400
+FAILED_PRECONDITION, unless every covering budget allows unestimated jobs (`vbp budgets set --allow-unestimated`).
+
+Blocking work (Cloud Storage reads, the reservation's transaction) runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from anyio import to_thread
+from google.cloud import storage
+from sqlalchemy.orm import Session, sessionmaker
+
+from proxy.budgets import inputs, reservation, store
+from proxy.budgets.estimate import Estimate, EstimateError, LineEstimator
+from proxy.clock import utcnow
+from proxy.errors import FailedPrecondition, ResourceExhausted
+from proxy.metering.pricing import PricingTable
+from proxy.metering.pricing_reload import PricingWatcher
+from proxy.providers.registry import DEFAULT_PROVIDER
+from proxy.settings import Settings
+from proxy.tenancy.keys import Principal
+
+
+class Unestimable(Exception):
+    """A create whose cost cannot be estimated before it runs; the message says why."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A create let through: its reservation (None when no budget covers the key) and estimate (if one was made)."""
+
+    reservation_id: str | None
+    estimate: Estimate | None
+
+
+class BudgetGate:
+    """Estimates and reservations for creates; the pricing table is loaded on first use and follows its files."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], *,
+                 storage_factory: Any = None) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self._storage_factory = storage_factory or storage.Client
+        self._storage: storage.Client | None = None
+        self._watcher: PricingWatcher | None = None
+        self._lock = threading.Lock()
+
+    def pricing(self) -> PricingTable:
+        """The pricing table metering uses (VBP_PRICING_DIR), reloaded when its files change."""
+        with self._lock:
+            if self._watcher is None:
+                self._watcher = PricingWatcher(PricingTable.load(self.settings.pricing_path))
+            else:
+                self._watcher.check()
+            return self._watcher.table
+
+    def storage(self) -> storage.Client:
+        with self._lock:
+            if self._storage is None:
+                self._storage = self._storage_factory()
+            return self._storage
+
+    def estimator(self, model: str) -> LineEstimator:
+        """A line estimator priced for `model` (any Vertex model resource form) as of now."""
+        table = self.pricing()
+        rates = table.rates_for(DEFAULT_PROVIDER, model, utcnow())
+        if rates is None:
+            raise EstimateError(f"the model {model!r} has no price in the pricing table")
+        max_output = table.max_output_tokens(DEFAULT_PROVIDER, model)
+        if max_output is None:
+            raise EstimateError(f"the pricing table gives no max_output_tokens for the model {model!r}")
+        return LineEstimator(rates, max_output=max_output, model=table.canonical(DEFAULT_PROVIDER, model))
+
+    def estimate_job(self, job: dict[str, Any]) -> Estimate:
+        """Estimate a (checked, camelCase) Vertex create body from its gs:// input; Unestimable says why not."""
+        source = job.get("inputConfig") or {}
+        if "gcsSource" not in source:
+            kind = "BigQuery" if "bigquerySource" in source else "this"
+            raise Unestimable(f"the proxy cannot read {kind} input to estimate its cost")
+        try:
+            estimator = self.estimator(str(job.get("model") or ""))
+            client = self.storage()
+            objects, notes = inputs.input_objects(client, source["gcsSource"].get("uris") or [])
+            estimate = inputs.estimate_objects(client, objects, estimator,
+                                               deadline=time.monotonic() + self.settings.estimate_seconds)
+        except (EstimateError, inputs.InputUnreadable) as exc:
+            raise Unestimable(str(exc)) from exc
+        estimate.notes[:0] = notes
+        return estimate
+
+    def covering(self, principal: Principal) -> list[store.BudgetStatus]:
+        """The budgets covering the key, with their current figures (blocking)."""
+        with self.sessions() as session:
+            now = utcnow()
+            return [store.status(session, budget, now=now)
+                    for budget in store.covering(session, team=principal.team, key_id=principal.key_id)]
+
+    def reserve(self, principal: Principal, estimate: Estimate, *, project: str, location: str) -> str | None:
+        """Hold the estimate's high (blocking); BudgetExceeded when a budget cannot take it."""
+        with self.sessions.begin() as session:
+            held = reservation.reserve(session, team=principal.team, key_id=principal.key_id, model=estimate.model,
+                                       high_pico=estimate.high_pico, low_pico=estimate.low_pico, project=project,
+                                       location=location, now=utcnow())
+            return held.id if held is not None else None
+
+    async def admit(self, principal: Principal, job: dict[str, Any], *, project: str, location: str) -> Admitted:
+        """Estimate and reserve for a create, or raise the refusal (429 RESOURCE_EXHAUSTED, 400
+        FAILED_PRECONDITION) before anything reaches the upstream."""
+        budgets = await to_thread.run_sync(self.covering, principal)
+        if not budgets:
+            return Admitted(None, None)
+        try:
+            estimate = await to_thread.run_sync(self.estimate_job, job)
+        except Unestimable as exc:
+            if all(status.budget.allow_unestimated for status in budgets):
+                return Admitted(None, None)
+            names = ", ".join(status.name for status in budgets if not status.budget.allow_unestimated)
+            raise FailedPrecondition(f"The budget of {names} needs an estimate before a batch runs, and {exc}. An "
+                                     "admin may allow unestimated jobs: vbp budgets set --allow-unestimated.") from None
+        try:
+            held = await to_thread.run_sync(lambda: self.reserve(principal, estimate, project=project,
+                                                                 location=location))
+        except reservation.BudgetExceeded as exc:
+            raise ResourceExhausted(exc.refusal.message()) from None
+        return Admitted(held, estimate)
+
+    def release(self, reservation_id: str, note: str) -> None:
+        """Let go of a reservation whose create produced no job (blocking)."""
+        with self.sessions.begin() as session:
+            reservation.release(session, reservation_id=reservation_id, now=utcnow(), note=note)

@@ -1,0 +1,60 @@
+"""The key of each output line in a per-line cost export: what a team joins the line's cost on.
+
+`key_reader(job)` picks the function for a job; the OpenAI door extends it (its lines carry the caller's
+`custom_id`, which `custom_id_key` already reads). A native job's key is a hash of the request the row echoes:
+`req_` and the first 32 hex digits of the SHA-256 of the `request` member's JSON text as the output file holds it
+(`instance` for embedding rows). It is stable: every export of the same output gives every line the same key.
+(Hashing the text as written rather than a re-serialised canonical form keeps the export at the metering's speed;
+Vertex re-serialises the echoed request anyway, so no input-side form would match it byte for byte.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import msgspec
+
+from proxy.ledger.models import Job
+
+KeyReader = Callable[[bytes], str | None]
+
+
+class _Echo(msgspec.Struct):
+    # Raw: the members are located and checked as JSON, never built into Python objects.
+    request: msgspec.Raw = msgspec.Raw()
+    instance: msgspec.Raw = msgspec.Raw()
+
+
+class _CustomId(msgspec.Struct):
+    custom_id: str | None = None
+
+
+_decode_echo = msgspec.json.Decoder(_Echo).decode
+_decode_custom_id = msgspec.json.Decoder(_CustomId).decode
+
+
+def request_key(line: bytes) -> str | None:
+    """`req_<hex>` of the row's echoed request (or embedding instance); None when the row has neither or is no JSON."""
+    try:
+        echo = _decode_echo(line)
+    except msgspec.MsgspecError:
+        return None
+    echoed = echo.request or echo.instance
+    if not echoed:
+        return None
+    return "req_" + hashlib.sha256(echoed).hexdigest()[:32]
+
+
+def custom_id_key(line: bytes) -> str | None:
+    """The row's `custom_id` (OpenAI-format output), else its request's key."""
+    try:
+        custom_id = _decode_custom_id(line).custom_id
+    except msgspec.MsgspecError:
+        custom_id = None
+    return custom_id if custom_id is not None else request_key(line)
+
+
+def key_reader(job: Job) -> KeyReader:
+    """The key function for a job's lines: the custom_id of a batch of the OpenAI door, else the request's hash."""
+    return custom_id_key if getattr(job, "batch_id", None) else request_key
