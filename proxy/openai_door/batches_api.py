@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from proxy.budgets import reservation as reservations
 from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
 from proxy.clock import utcnow
-from proxy.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound
+from proxy.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from proxy.ledger import jobs as ledger
 from proxy.ledger.batch_links import link_batch
 from proxy.ledger.models import Job, OpenAIBatch, OpenAIFile
@@ -172,7 +172,11 @@ async def _reserve(door: Door, principal: Principal, job_body: dict[str, Any], p
     gate = door.services.budgets
     if gate is None:
         return None
-    admitted = await gate.admit(principal, job_body, project=project, location=location)
+    try:
+        admitted = await gate.admit(principal, job_body, project=project, location=location)
+    except ResourceExhausted as exc:
+        exc.headers.setdefault("x-should-retry", "false")  # a budget does not refill in the SDK's retry window
+        raise
     if admitted.reservation_id is not None:
         job_body["labels"][RESERVATION_LABEL] = admitted.reservation_id
     return admitted.reservation_id

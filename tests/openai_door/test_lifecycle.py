@@ -127,3 +127,25 @@ def test_without_a_files_bucket_the_door_is_off_and_says_so(door: Proxied, tmp_p
         assert "VBP_FILES_BUCKET" in caught.value.message
     finally:
         server.stop()
+
+
+def test_a_batch_over_the_teams_budget_is_refused_before_vertex(door: Proxied) -> None:
+    from proxy.budgets import store
+    from proxy.clock import utcnow
+
+    with door.sessions.begin() as session:
+        _, secret = create_key(session, team="team-c", name="budgeted")
+        store.set_budget(session, actor="test", team="team-c", key_id=None, limit_pico=1, period="month",
+                         now=utcnow())
+    client = sdk(door, key=secret)
+    file_id = client.files.create(file=(CHAT_FILE.name, CHAT_FILE.read_bytes()), purpose="batch").id
+    before = len(door.emulator_calls())
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert said(caught.value).startswith("Budget exhausted: team team-c has 0.000000000001 USD remaining, and this "
+                                         "batch is estimated at up to "), said(caught.value)
+    assert caught.value.response.headers["x-should-retry"] == "false"  # the SDK does not try again
+    assert len(door.emulator_calls()) == before  # nothing reached Vertex
+    refused = client.batches.list().data[0]
+    assert refused.status == "failed" and refused.errors is not None and refused.errors.data is not None
+    assert refused.errors.data[0].code == "resource_exhausted"
