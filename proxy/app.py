@@ -29,6 +29,7 @@ from proxy.ledger.engine import current_revision, head_revision
 from proxy.ledger.reconcile import Reconciler
 from proxy.ledger.request_log_retention import keep_pruning
 from proxy.metering.poller import Poller
+from proxy.openai_door.routes import openai_routes
 from proxy.providers.vertex.passthrough import Passthrough
 from proxy.providers.vertex.paths import is_passthrough_path
 from proxy.reports.http import report_routes
@@ -74,6 +75,7 @@ class ProxyApp:
             *key_routes(lambda: self.services),
             *team_routes(lambda: self.services),
             *report_routes(lambda: self.services),
+            *openai_routes(lambda: self.services),
             *budget_routes(lambda: self.services),
             *webhook_routes(lambda: self.services),
             *line_cost_routes(lambda: self.services),
@@ -107,6 +109,8 @@ class ProxyApp:
         services.upstream = TimedUpstream(services.upstream, services.metrics)
         self.services = services
         self.passthrough = Passthrough(services)
+        if not self.settings.files_bucket:  # not a start-up failure: the native door serves without it
+            log.info("the OpenAI door (/v1/files, /v1/batches) is off: VBP_FILES_BUCKET is not set")
         try:
             async with anyio.create_task_group() as background:
                 if self.settings.poller_enabled:

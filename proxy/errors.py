@@ -40,10 +40,14 @@ class ApiError(Exception):
     http_status = 500
     status = "INTERNAL"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, param: str | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        # What OpenAI's envelope adds (the OpenAI door's dialect): the offending field, and a machine-readable code.
+        self.param = param
+        self.code = code
 
     def envelope(self) -> dict[str, Any]:
         """The body Google answers with, which the SDKs map to their own exception classes."""

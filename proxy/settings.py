@@ -126,6 +126,14 @@ def _log_level(text: str) -> str:
     return level
 
 
+def _location(text: str) -> str:
+    from proxy.providers.vertex.resources import valid_location
+
+    if not valid_location(text.strip()):
+        raise ValueError(f"{text!r} is not a Vertex location (e.g. us-central1)")
+    return text.strip()
+
+
 def _optional_str(text: str) -> str | None:
     return text.strip() or None
 
@@ -220,6 +228,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_METRICS_TOKEN", "metrics_token", None, _optional_str,
             "Set: `/metrics` answers only requests with `Authorization: Bearer <this token>` (401 otherwise). "
             "Unset: `/metrics` is open."),
+    Setting("VBP_FILES_BUCKET", "files_bucket", None, _optional_str,
+            "Cloud Storage bucket of the OpenAI door: uploaded files, their converted Vertex input and the batches' "
+            "outputs, under `{team}/openai/`. Unset: the OpenAI door's routes answer 503 naming this setting."),
+    Setting("VBP_DEFAULT_PROJECT", "default_project", None, _optional_str,
+            "Project the OpenAI door's batches run in. Unset: the project of the injected Google credentials."),
+    Setting("VBP_DEFAULT_LOCATION", "default_location", "us-central1", _location,
+            "Location the OpenAI door's batches run in."),
+    Setting("VBP_OPENAI_MAX_FILE_LINES", "openai_max_file_lines", "50000", _count,
+            "Most requests in one OpenAI batch file; a longer file is refused with 400 and nothing is stored."),
+    Setting("VBP_OPENAI_MAX_FILE_BYTES", "openai_max_file_bytes", "209715200", _count,
+            "Largest OpenAI batch file in bytes (200 MiB); the upload stops being read past it and is refused (400)."),
     Setting("VBP_WEBHOOK_ALLOW_LOOPBACK", "webhook_allow_loopback", "false", _bool,
             "Development only: webhook URLs may be plain `http://` to a loopback address (127.0.0.0/8, ::1, "
             "localhost). Off: every webhook URL is `https://` to a public address."),
@@ -299,6 +318,11 @@ class Settings:
     session_seconds: float = _from_table("session_seconds")
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _from_table("trusted_proxies")
     metrics_token: str | None = _from_table("metrics_token", shown=False)
+    files_bucket: str | None = _from_table("files_bucket")
+    default_project: str | None = _from_table("default_project")
+    default_location: str = _from_table("default_location")
+    openai_max_file_lines: int = _from_table("openai_max_file_lines")
+    openai_max_file_bytes: int = _from_table("openai_max_file_bytes")
     webhook_allow_loopback: bool = _from_table("webhook_allow_loopback")
     webhook_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _from_table(
         "webhook_allowed_networks")

@@ -49,6 +49,10 @@ def _check_uploads(ctx: click.Context, param: click.Parameter,
               help="Serve a model beyond the built-in Gemini and embedding list (repeatable).")
 @click.option("--token-lifetime", default=3600, show_default=True, type=click.IntRange(min=1),
               help="Seconds an access token from /token stays valid.")
+@click.option("--files-bucket", default="vbp-files", show_default=True,
+              help="Bucket made at start for the OpenAI door (printed as VBP_FILES_BUCKET).")
+@click.option("--no-echo-keys", "no_echo_keys", is_flag=True,
+              help="Vertex rows do not echo the sibling keys of input lines (e.g. custom_id), only `request`.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the generated service-account file (default: a temporary folder).")
 @click.option("--upload", "uploads", multiple=True, nargs=2, callback=_check_uploads, metavar="FILE GS_URI",
@@ -58,11 +62,13 @@ def _check_uploads(ctx: click.Context, param: click.Parameter,
 @click.option("--storage-faults", is_flag=True,
               help="Put a front before Cloud Storage so that the storage_stall fault can stall object reads.")
 def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[str, ...], token_lifetime: int,
-             workdir: Path | None, uploads: tuple[tuple[Path, str], ...], storage_faults: bool) -> None:
+             files_bucket: str, no_echo_keys: bool, workdir: Path | None,
+             uploads: tuple[tuple[Path, str], ...], storage_faults: bool) -> None:
     """Run the local stand-ins for Vertex AI batch prediction, its OAuth2 token endpoint and Cloud Storage.
 
     Prints `export KEY=value` lines (VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,
-    an absolute path) to paste into the shell that runs `vbp serve` and the clients, then serves until interrupted.
+    an absolute path, and VBP_FILES_BUCKET, a bucket made empty for the OpenAI door) to paste into the shell that
+    runs `vbp serve` and the clients, then serves until interrupted.
     """
     stop = threading.Event()
 
@@ -71,7 +77,8 @@ def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[s
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = EmulatorStack(port=port, gcs_port=gcs_port, job_seconds=job_seconds, extra_models=extra_models,
-                          token_lifetime=token_lifetime, workdir=workdir, storage_faults=storage_faults)
+                          token_lifetime=token_lifetime, workdir=workdir, files_bucket=files_bucket,
+                          echo_keys=not no_echo_keys, storage_faults=storage_faults)
     try:
         stack.start()
         for source, uri in uploads:

@@ -2,8 +2,9 @@
 
 Starts `vbp emulator` (Vertex, OAuth2 and Cloud Storage stand-ins, with the example input uploaded under the
 team's prefix) and `vbp serve` (on a fresh SQLite ledger) as child processes, creates a team key, submits a batch
-job through the proxy with the same plain HTTP call the README shows for curl, follows it to the end, waits for
-the proxy to meter it, and prints the cost report. Every child process is stopped on exit or Ctrl-C.
+job through the proxy with the same plain HTTP call the README shows for curl, follows it to the end, runs one
+OpenAI-format batch through the OpenAI door (`demo_openai`), waits for the proxy to meter both, and prints the cost
+report. Every child process is stopped on exit or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from proxy.emulator.command import export_lines, parse_export_line
+from proxy.emulator.demo_openai import run_openai_batch
 from proxy.emulator.storage import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -66,7 +68,7 @@ def child(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subpro
 
 def read_env_lines(process: subprocess.Popen[str], log: Path) -> dict[str, str]:
     """The `export KEY=value` lines `vbp emulator` prints once it serves, read as a shell reads them."""
-    wanted = {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"}
+    wanted = {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "VBP_FILES_BUCKET"}
     found: dict[str, str] = {}
     assert process.stdout is not None
     while not wanted <= found.keys():
@@ -134,8 +136,10 @@ def run(workdir: Path) -> None:
             name = reply.json()["name"]
             print(f"    {name}")
             follow(proxy_url, key, name)
-            say("Waiting for the proxy to meter the job (its poller reads the outputs from Cloud Storage)")
+            batch_id = run_openai_batch(proxy_url, key, say)
+            say("Waiting for the proxy to meter both jobs (its poller reads the outputs from Cloud Storage)")
             wait_metered(env, name)
+            wait_metered(env, batch_id)
             say("Cost report: vbp report --by job")
             print(vbp("report", "--by", "job", env=env))
             say("Cost report: vbp report --by team,model")
@@ -161,6 +165,7 @@ def follow(proxy_url: str, key: str, name: str) -> None:
 
 
 def wait_metered(env: dict[str, str], name: str) -> None:
+    """Wait until the job (by its Vertex name, or its OpenAI-door batch id) is metered."""
     from sqlalchemy import select
 
     from proxy.ledger.engine import make_engine
@@ -171,7 +176,8 @@ def wait_metered(env: dict[str, str], name: str) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with engine.connect() as conn:
-                state = conn.execute(select(Job.metering_state).where(Job.name == name)).scalar()
+                state = conn.execute(select(Job.metering_state).where(
+                    (Job.name == name) | (Job.batch_id == name))).scalar()
             if state in ("metered", "unmeterable"):
                 return
             time.sleep(0.5)

@@ -97,9 +97,12 @@ def validate_request(request: Any) -> None:
 class RowMaker:
     """Turns input lines of one job into output rows (bytes, newline-terminated)."""
 
-    def __init__(self, *, model: str, job_id: str) -> None:
+    def __init__(self, *, model: str, job_id: str, echo_keys: bool = True) -> None:
         self.model = model
         self.job_id = job_id
+        # Whether sibling keys of an input line (e.g. `custom_id`) are echoed into its row, which Vertex is said,
+        # unconfirmed, to do; off, only `request` comes back.
+        self.echo_keys = echo_keys
         self.model_version = MODEL_VERSIONS.get(model, model)
         self.embedding = is_embedding_model(model)
 
@@ -115,9 +118,13 @@ class RowMaker:
             return self._embedding(item, now, fail)
         return self._generate(item, index, now, fail)
 
+    def _siblings(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The input line's keys besides `request`, as echoed into its row (none when echoing is off)."""
+        return {key: value for key, value in item.items() if key != "request"} if self.echo_keys else {}
+
     def _failed(self, item: dict[str, Any], message: str, now: datetime, *, http_code: int = 400,
                 status: str = "INVALID_ARGUMENT") -> bytes:
-        row = {key: value for key, value in item.items() if key != "request"}
+        row = self._siblings(item)
         row["status"] = failed_status(http_code, status, message)
         row["processed_time"] = processed_time(now)
         if "request" in item:
@@ -149,7 +156,7 @@ class RowMaker:
             "responseId": base64.urlsafe_b64encode(digest[4:21]).decode().rstrip("="),
             "usageMetadata": usage.metadata(),
         }
-        row = {key: value for key, value in item.items() if key != "request"}
+        row = self._siblings(item)
         row.update({"status": "", "processed_time": processed_time(now), "request": echoed_request(request),
                     "response": response})
         return _line(row), True

@@ -50,8 +50,9 @@ class Cancelled(Exception):
 class Runner:
     """Starts one thread per job and stops them all at shutdown."""
 
-    def __init__(self, store: JobStore, *, gcs_url: str, project: str) -> None:
+    def __init__(self, store: JobStore, *, gcs_url: str, project: str, echo_keys: bool = True) -> None:
         self.store = store
+        self.echo_keys = echo_keys
         self.gcs_url = gcs_url
         self.project = project
         self._threads: list[threading.Thread] = []
@@ -117,7 +118,7 @@ class Runner:
 
     def _write_predictions(self, job: Job, sink: OutputSink, blobs: list[storage.Blob], started: float,
                            run_seconds: float) -> None:
-        maker = RowMaker(model=job.model_id, job_id=job.job_id)
+        maker = RowMaker(model=job.model_id, job_id=job.job_id, echo_keys=self.echo_keys)
         total_bytes = sum(blob.size or 0 for blob in blobs) or 1
         done_bytes = 0
         index = 0

@@ -1,7 +1,8 @@
 """`EmulatorStack`: fake-gcs-server plus the Vertex + token app under uvicorn, in-process, on 127.0.0.1.
 
     with EmulatorStack(job_seconds=1) as stack:
-        os.environ.update(stack.env)        # VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS
+        os.environ.update(stack.env)  # VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,
+                                      # VBP_FILES_BUCKET (created empty)
         stack.set_faults(latency=0.1)
         token = stack.issue_token()
 """
@@ -31,6 +32,7 @@ from proxy.emulator.storage import FakeGcsServer
 from proxy.emulator.storage_front import StorageFront
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+FILES_BUCKET = "vbp-files"  # the OpenAI door's VBP_FILES_BUCKET, made at start
 
 
 class EmulatorStack:
@@ -38,8 +40,11 @@ class EmulatorStack:
 
     def __init__(self, *, port: int = 0, job_seconds: float = 8.0, extra_models: Sequence[str] = (),
                  token_lifetime: int = 3600, workdir: Path | None = None, gcs_port: int = 0,
-                 gcs_root: Path | None = None, storage_faults: bool = False) -> None:
+                 gcs_root: Path | None = None, storage_faults: bool = False, files_bucket: str = FILES_BUCKET,
+                 echo_keys: bool = True) -> None:
         self.port = port
+        self.files_bucket = files_bucket
+        self.echo_keys = echo_keys
         self.job_seconds = job_seconds
         self.extra_models = tuple(extra_models)
         self.token_lifetime = token_lifetime
@@ -80,11 +85,14 @@ class EmulatorStack:
         account.write(self.credentials_path)
         self._state = EmulatorState(account=account, gcs_url=self.gcs.url, job_seconds=self.job_seconds,
                                     extra_models=self.extra_models, token_lifetime=self.token_lifetime,
-                                    storage_front=self.storage_faults)
+                                    storage_front=self.storage_faults, echo_keys=self.echo_keys)
         if self.storage_faults:
             self._front = _Served(StorageFront(self.gcs.url, self._state.faults), _bound(0), "vbp-emulator-storage",
                                   timeout, lifespan="on")
         self._vertex = _Served(create_app(self._state), sock, "vbp-emulator", timeout)
+        client = self.storage_client()
+        if client.lookup_bucket(self.files_bucket) is None:
+            client.create_bucket(self.files_bucket)
 
     def stop(self) -> None:
         """Stop the jobs, the HTTP servers and fake-gcs-server; remove the generated files."""
@@ -138,6 +146,7 @@ class EmulatorStack:
             "VBP_VERTEX_BASE_URL": self.base_url,
             "STORAGE_EMULATOR_HOST": self.storage_url,
             "GOOGLE_APPLICATION_CREDENTIALS": str(self.credentials_path),
+            "VBP_FILES_BUCKET": self.files_bucket,
         }
 
     @property

@@ -26,13 +26,14 @@ class EmulatorState:
     """
 
     def __init__(self, *, account: ServiceAccount, gcs_url: str, job_seconds: float = 8.0,
-                 extra_models: Iterable[str] = (), token_lifetime: int = 3600, storage_front: bool = False) -> None:
+                 extra_models: Iterable[str] = (), token_lifetime: int = 3600, storage_front: bool = False,
+                 echo_keys: bool = True) -> None:
         self.account = account
         self.gcs_url = gcs_url
         self.job_seconds = job_seconds
         self.models = frozenset(KNOWN_MODELS) | frozenset(extra_models)
         self.jobs = JobStore()
-        self.runner = Runner(self.jobs, gcs_url=gcs_url, project=account.project_id)
+        self.runner = Runner(self.jobs, gcs_url=gcs_url, project=account.project_id, echo_keys=echo_keys)
         self.tokens = TokenIssuer(account, lifetime=token_lifetime)
         self.faults = FaultState()
         self.storage_front = storage_front  # whether Cloud Storage reads pass the emulator (storage_stall works)

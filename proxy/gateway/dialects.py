@@ -1,11 +1,13 @@
 """Error dialects: how an `ApiError` is written for the door a request came in by.
 
-Google's envelope `{"error": {code, message, status}}` is the only dialect today (the native door, the admin
-and report routes, health, metrics). The OpenAI door adds its renderer and its path prefix to `_BY_PREFIX`.
+Google's envelope `{"error": {code, message, status}}` for the native door, the admin and report routes, health
+and metrics; OpenAI's `{"error": {message, type, param, code}}` for the OpenAI door (`/v1/files*`, `/v1/batches*`),
+so that each SDK raises its own right exception from the status.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +22,22 @@ def google(error: ApiError) -> tuple[str, bytes]:
     return "application/json; charset=UTF-8", error.body()
 
 
+# OpenAI's `type` by HTTP status (as its API answers them), and the `code` where OpenAI always sends one.
+_OPENAI_TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "rate_limit_error"}
+_OPENAI_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
+
+
+def openai(error: ApiError) -> tuple[str, bytes]:
+    """OpenAI's envelope: every key present (`param` and `code` null when there is none)."""
+    status = error.http_status
+    kind = "server_error" if status >= 500 else _OPENAI_TYPES.get(status, "invalid_request_error")
+    body = {"error": {"message": error.message, "type": kind, "param": error.param,
+                      "code": error.code or _OPENAI_CODES.get(status)}}
+    return "application/json", json.dumps(body).encode()
+
+
 # (raw path prefix, renderer), first match wins; anything else speaks Google's dialect.
-_BY_PREFIX: tuple[tuple[bytes, Renderer], ...] = ()
+_BY_PREFIX: tuple[tuple[bytes, Renderer], ...] = ((b"/v1/files", openai), (b"/v1/batches", openai))
 
 
 def dialect_for(scope: dict[str, Any]) -> Renderer:

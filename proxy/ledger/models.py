@@ -123,6 +123,9 @@ class Job(Base):
     # The upstream batch provider the job lives at (`proxy.providers.registry`); "vertex" for the jobs of before.
     provider: Mapped[str] = mapped_column(String(32), default="vertex", server_default="vertex")
     next_poll_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The OpenAI door's batch this job runs (`openai_batches.id`), so reports name it by its batch id; None for
+    # native jobs.
+    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
     poll_failures: Mapped[int] = mapped_column(Integer, default=0)
 
     # Metering. `metering_state`: None while the job runs; "due" once it ended; "claimed" while one process
@@ -277,6 +280,65 @@ class JobRollup(Base):
     lines_malformed: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class OpenAIFile(Base):
+    """A file of the OpenAI door: a caller's upload (purpose `batch`) kept in VBP_FILES_BUCKET with its converted
+    Vertex input and line index. Output and error files are not rows: they are a batch's, served from its job."""
+
+    __tablename__ = "openai_files"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # file-<hex>
+    team: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(300))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    lines: Mapped[int] = mapped_column(Integer)
+    # Lines of the converted Vertex input: the same as `lines`, but one per input for embedding lines with several.
+    vertex_lines: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    # gs:// URIs of the caller's bytes, the converted Vertex input and the custom_id index.
+    input_uri: Mapped[str] = mapped_column(Text, unique=True)
+    converted_uri: Mapped[str] = mapped_column(Text)
+    index_uri: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+
+Index("ix_openai_files_team_created_at", OpenAIFile.team, OpenAIFile.created_at)
+
+
+class OpenAIBatch(Base):
+    """A batch of the OpenAI door and the Vertex job that runs it.
+
+    The row is written before the job is created upstream (`job_pk` NULL until then); the job carries the batch id
+    in a label, so reconciliation links a job whose create reply was lost. `errors` holds why a create failed.
+    """
+
+    __tablename__ = "openai_batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # batch_<hex>
+    team: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    input_file_id: Mapped[str] = mapped_column(ForeignKey("openai_files.id"), index=True)
+    endpoint: Mapped[str] = mapped_column(String(64))
+    completion_window: Mapped[str] = mapped_column(String(16))
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    job_pk: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), unique=True)
+    output_file_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    error_file_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Sizes of the converted output and error files, known once a read has streamed one to its end.
+    output_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    cancel_requested_at: Mapped[datetime | None]
+    errors: Mapped[list[Any] | None] = mapped_column(JSON)
+
+    job: Mapped[Job | None] = relationship()
+
+
+Index("ix_openai_batches_team_created_at", OpenAIBatch.team, OpenAIBatch.created_at)
 class Budget(Base):
     """A dollar limit on a team's jobs (`key_id` '') or one key's, per UTC calendar month or in total.
 

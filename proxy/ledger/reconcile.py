@@ -6,7 +6,8 @@ lists, in every project/location the proxy serves, the jobs with a `vbp-team` la
 does not have (`origin = "reconcile"`). The owner comes from the labels: the `vbp-key` label must name a key of
 this ledger whose team is the `vbp-team` label; anything else (a job of another deployment sharing the project, a
 hand-made label) is reported and left alone. An adopted job is its team's job like any other: the team's keys
-get, cancel, delete and list it; other teams get 404.
+get, cancel, delete and list it; other teams get 404. A job of the OpenAI door also carries the `vbp-batch`
+label: the adopted job is linked to that batch (written before the job was created), of the same team only.
 
 "The projects the proxy serves": the `project/location` pairs of VBP_RECONCILE_PROJECTS (aliases allowed) plus
 every pair the ledger already holds a job in. The very first job of a pair missing from both is only found once
@@ -39,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from proxy.budgets import reservation as reservations
 from proxy.clock import utcnow
 from proxy.ledger import jobs as ledger
+from proxy.ledger.batch_links import link_batch
 from proxy.ledger.models import ApiKey, BudgetReservation, Job
 from proxy.providers.base import ListingIncomplete, UpstreamJob
 from proxy.providers.registry import DEFAULT_PROVIDER, get_provider
@@ -184,6 +186,8 @@ class Reconciler:
                                             principal=Principal(key_id=key.id, team=key.team),
                                             api_version=listed.api_version, project=project, location=location,
                                             origin="reconcile", provider=self.provider.name)
+                if listed.batch_id:
+                    link_batch(session, job=job, batch_id=listed.batch_id)
                 if reservation_label(listed):
                     reservations.bind(session, reservation_id=reservation_label(listed), job=job, now=utcnow())
                 owner = job.team

@@ -140,6 +140,7 @@ class UpstreamJob:
     key_id: str
     created: datetime | None
     resource: Mapping[str, Any]
+    batch_id: str = ""  # the OpenAI-door batch the job runs, from its label ("" for a native job)
 
 
 class ListingIncomplete(Exception):

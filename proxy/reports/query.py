@@ -147,7 +147,9 @@ def _job_day(dialect: str) -> Any:
 def _job_group(key: str, dialect: str) -> Any:
     """A grouping key over the jobs table (`week` is grouped by day, then folded: see `_fold_weeks`)."""
     simple: dict[str, Any] = {
-        "job": Job.name, "team": Job.team, "key": Job.key_id, "project": Job.project, "location": Job.location,
+        # an OpenAI-door batch's job is named by its batch id; a native job by its Vertex name
+        "job": func.coalesce(Job.batch_id, Job.name, type_=String), "team": Job.team, "key": Job.key_id,
+        "project": Job.project, "location": Job.location,
         "state": Job.state, "model": func.coalesce(Job.model_id, Job.model, type_=String),
     }
     if key in simple:

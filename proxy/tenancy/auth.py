@@ -1,4 +1,5 @@
-"""Who is calling: the proxy key from `Authorization: Bearer` or `x-goog-api-key`, resolved to a Principal."""
+"""Who is calling: the proxy key from `Authorization: Bearer`, `x-goog-api-key` (Google's SDKs) or `api-key` (Azure
+OpenAI's clients, on the OpenAI door), resolved to a Principal."""
 
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def key_from(headers: Iterable[tuple[str, str]]) -> str | None:
-    """The caller's key, if it sent one (Bearer first, then x-goog-api-key, as they come)."""
+    """The caller's key, if it sent one (a Bearer token, else x-goog-api-key or api-key, as they come)."""
     for name, value in headers:
         name = name.lower()
         if name == "authorization":
             token = bearer_token(value)
             if token:
                 return token
-        elif name == "x-goog-api-key" and value.strip():
+        elif name in ("x-goog-api-key", "api-key") and value.strip():
             return value.strip()
     return None
 
@@ -35,7 +36,8 @@ async def authenticate(services: Services, headers: Iterable[tuple[str, str]]) -
     """The live key's Principal, or Unauthenticated (401). A cache hit never leaves the event loop."""
     secret = key_from(headers)
     if not secret:
-        raise Unauthenticated("Request is missing a proxy API key (Authorization: Bearer vbp_... or x-goog-api-key).")
+        raise Unauthenticated("Request is missing a proxy API key (Authorization: Bearer vbp_..., x-goog-api-key or "
+                              "api-key).")
     keys = services.keys
     hit, principal = keys.cached(secret)
     if not hit:

@@ -36,7 +36,7 @@ INPUT = "".join(json.dumps({"request": {
     "generationConfig": {"maxOutputTokens": 10}}}) + "\n" for kind in ("a helpful", "an unhelpful"))
 
 
-def _read_lines(process: subprocess.Popen[str], reader: list[threading.Thread], count: int = 3,
+def _read_lines(process: subprocess.Popen[str], reader: list[threading.Thread], count: int = 4,
                 timeout: float = 30.0) -> list[str]:
     """The first lines the command prints, as printed (read in a thread: a pipe read must not hang the test)."""
     assert process.stdout is not None
@@ -78,12 +78,15 @@ def test_vbp_emulator_serves_a_curl_call_and_stops_on_sigterm() -> None:
     reader: list[threading.Thread] = []
     try:
         env = _read_env(process, reader)
-        assert set(env) == {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"}
+        assert set(env) == {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
+                            "VBP_FILES_BUCKET"}
+        assert env["VBP_FILES_BUCKET"] == "vbp-files"
         base = env["VBP_VERTEX_BASE_URL"]
         credentials_file = Path(env["GOOGLE_APPLICATION_CREDENTIALS"])
 
         gcs = storage.Client(project="your-project", credentials=AnonymousCredentials(),
                              client_options={"api_endpoint": env["STORAGE_EMULATOR_HOST"]})
+        assert gcs.lookup_bucket("vbp-files") is not None  # made at start, for the OpenAI door
         gcs.create_bucket("my-bucket").blob("input.jsonl").upload_from_string(INPUT)
 
         credentials = service_account.Credentials.from_service_account_file(

@@ -39,9 +39,14 @@ def test_the_demo_runs_to_a_cost_report() -> None:
             "vbp emulator --upload examples/input.jsonl gs://my-bucket/demo-team/input.jsonl") in out
     exports = [parse_export_line(line.strip()) for line in out.splitlines() if line.startswith("    export ")]
     assert [key for key, _ in filter(None, exports)] == [
-        "VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"]
+        "VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "VBP_FILES_BUCKET"]
     assert "(the README's curl call, paths under gs://my-bucket/demo-team/)" in out
     assert re.search(r"JOB_STATE_SUCCEEDED  \{'successfulCount': '2'\}", out)
-    # the one job, two lines of gemini-2.5-flash-lite: 18 prompt and 20 output tokens at 0.05 / 0.20 per 1M
-    assert re.search(r"^demo-team\s+gemini-2\.5-flash-lite\s+1\s+0\.0000049\s+18\s", out, flags=re.M), out
+    assert "==> Running an OpenAI-format batch through the OpenAI door with the openai SDK" in out
+    assert re.search(r"  completed  2 of 2 requests done, 0 failed", out), out
+    assert '    request-1: {"prompt_tokens": 9, "completion_tokens": 10, "total_tokens": 19' in out
+    # the batch is named by its id in the report by job, at the same cost as the native job of the same two lines
+    assert re.search(r"^batch_[0-9a-f]{24}\s+1\s+0\.0000049\s", out, flags=re.M), out
+    # two jobs, each two lines of gemini-2.5-flash-lite: 18 prompt and 20 output tokens at 0.05 / 0.20 per 1M
+    assert re.search(r"^demo-team\s+gemini-2\.5-flash-lite\s+2\s+0\.0000098\s+36\s", out, flags=re.M), out
     assert out.rstrip().endswith("==> Done: the emulator and the proxy are stopped. Next: README.md, Quickstart.")

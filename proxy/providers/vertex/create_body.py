@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # not at run time: metering's worker processes read the label
 RESERVED_LABEL_PREFIX = "vbp-"
 TEAM_LABEL = "vbp-team"
 KEY_LABEL = "vbp-key"
+BATCH_LABEL = "vbp-batch"  # on the jobs of the OpenAI door: the batch id, for reconciliation to link the two
 _LABEL_CHARS = re.compile(r"[^a-z0-9_-]")
 
 

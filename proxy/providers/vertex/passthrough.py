@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
+from sqlalchemy.orm import Session
 
 from proxy.budgets import reservation as reservations
 from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
 from proxy.clock import utcnow
-from proxy.errors import Internal, InvalidArgument, NotFound, PayloadTooLarge
+from proxy.errors import InvalidArgument, NotFound, PayloadTooLarge
 from proxy.json_body import parse_json_body
 from proxy.ledger import jobs as ledger
 from proxy.ledger.job_index import JobRef
 from proxy.ledger.request_log import RequestRecord, record_of
 from proxy.providers.vertex.create_body import body_model, prepare_create_body
+from proxy.providers.vertex.create_record import record_create
 from proxy.providers.vertex.job_fields import normalise_job
 from proxy.providers.vertex.paths import JobRoute, match
 from proxy.providers.vertex.query import encode_query, parse_query
@@ -246,39 +248,14 @@ class Passthrough:
 
     async def _record_create(self, data: bytes, request: dict[str, Any], principal: Principal, route: JobRoute,
                              project: str, reservation_id: str | None = None) -> str | None:
-        """Commit the job row before the reply leaves; if that fails the caller gets an error naming the job."""
-        try:
-            reply = json.loads(data)
-        except ValueError:
-            log.error("create reply was not JSON; the job cannot be recorded until reconciliation")
-            return None
+        """Commit the job row (and bind the budget reservation to it) before the reply leaves."""
+        def bind(session: Session, job: ledger.Job) -> None:
+            if reservation_id is not None:
+                reservations.bind(session, reservation_id=reservation_id, job=job, now=utcnow())
 
-        def write() -> str:
-            with self.services.sessions.begin() as session:
-                job = ledger.record_created(session, reply=reply, request=request, principal=principal,
-                                            api_version=route.api_version, project=project, location=route.location)
-                if reservation_id is not None:
-                    reservations.bind(session, reservation_id=reservation_id, job=job, now=utcnow())
-                name = job.name
-            self.services.jobs.remember(job)
-            self.project_names.learn(job.project, job.project_number)
-            return name
-
-        try:
-            return await to_thread.run_sync(write)
-        except Exception as exc:
-            name = reply.get("name") if isinstance(reply, dict) else None
-            if isinstance(name, str) and await self._recorded(name):
-                return name  # reconciliation adopted it first: the job is in the ledger all the same
-            log.exception("job %s was created upstream but could not be recorded", name)
-            raise Internal(f"The job {name} was created but the proxy could not record it; it will be adopted by "
-                           "reconciliation. Do not create it again.") from exc
-
-    async def _recorded(self, name: str) -> bool:
-        try:
-            return name in await to_thread.run_sync(self.services.jobs.load_names, [name])
-        except Exception:  # the database is down: the job is not recorded as far as anyone can tell
-            return False
+        return await record_create(self.services, data=data, request=request, principal=principal,
+                                   api_version=route.api_version, project=project, location=route.location,
+                                   project_names=self.project_names, link=bind)
 
     def _record_action(self, ref: JobRef, operation: str) -> None:
         with self.services.sessions.begin() as session:

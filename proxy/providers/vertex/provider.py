@@ -26,7 +26,7 @@ from proxy.providers.base import (
     UpstreamJob,
 )
 from proxy.providers.vertex import filters
-from proxy.providers.vertex.create_body import KEY_LABEL, TEAM_LABEL
+from proxy.providers.vertex.create_body import BATCH_LABEL, KEY_LABEL, TEAM_LABEL
 from proxy.providers.vertex.create_body import label_value as fit_label
 from proxy.providers.vertex.outputs import BucketMissing, list_output_objects
 from proxy.providers.vertex.resources import JobName, google_base_url, valid_location, valid_project
@@ -181,4 +181,4 @@ def _upstream_job(item: Any) -> UpstreamJob | None:
     return UpstreamJob(name=item["name"], api_version=LIST_API_VERSION, project=name.project,
                        location=name.location, job_id=name.job_id, team_label=str(labels.get(TEAM_LABEL, "")),
                        key_id=str(labels.get(KEY_LABEL, "")), created=parse_rfc3339(item.get("createTime")),
-                       resource=item)
+                       resource=item, batch_id=str(labels.get(BATCH_LABEL, "")))

@@ -52,10 +52,11 @@ class Proxied:
 
 
 def start_proxied(tmp: Path, *, job_seconds: float = 0.6, extra_models: tuple[str, ...] = ("gemini-1.5-flash",),
-                  token_lifetime: int = 3600,
+                  token_lifetime: int = 3600, echo_keys: bool = True,
                   **overrides: object) -> tuple[EmulatorStack, ProxyServer, sessionmaker[Session]]:
     """Start an emulator and a proxy pointed at it; GOOGLE_APPLICATION_CREDENTIALS etc. are set in os.environ."""
-    stack = EmulatorStack(job_seconds=job_seconds, extra_models=extra_models, token_lifetime=token_lifetime).start()
+    stack = EmulatorStack(job_seconds=job_seconds, extra_models=extra_models, token_lifetime=token_lifetime,
+                          echo_keys=echo_keys).start()
     os.environ.update(stack.env)
     url = f"sqlite:///{tmp / 'ledger.db'}"
     upgrade(url)

@@ -1,0 +1,319 @@
+"""OpenAI's Batches API, each batch run as a Vertex batch job (errors in OpenAI's envelope).
+
+    POST /v1/batches               {input_file_id, endpoint, completion_window: "24h", metadata?}
+    GET  /v1/batches/{id}          the Batch; a job not ended yet is read from Vertex first (and recorded)
+    GET  /v1/batches               ?limit(1..100, default 20)&after: the team's batches, newest first
+    POST /v1/batches/{id}/cancel   cancels the job; the batch shows `cancelling`, then `cancelled`
+
+A create writes the batch row first, holds the job's estimate against the key's budgets (as a native create does),
+then creates the job in VBP_DEFAULT_PROJECT / VBP_DEFAULT_LOCATION with the
+`vbp-team`, `vbp-key` and `vbp-batch` labels, then records the job linked to the batch (`record_create`, as the
+native door does). Should the proxy die between Vertex's reply and that write, reconciliation adopts the job from
+its labels and links it to the batch. Keys' scopes (operations, projects, locations, models) apply as on the
+native door; another team's batch answers 404 like a missing one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from anyio import to_thread
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from proxy.budgets import reservation as reservations
+from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
+from proxy.clock import utcnow
+from proxy.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from proxy.ledger import jobs as ledger
+from proxy.ledger.batch_links import link_batch
+from proxy.ledger.models import Job, OpenAIBatch, OpenAIFile
+from proxy.ledger.request_log import record_of
+from proxy.openai_door import records
+from proxy.openai_door.batch_views import batch_object
+from proxy.openai_door.bucket import INDEX
+from proxy.openai_door.compat import check_provider, decode_file_id
+from proxy.openai_door.door import Door
+from proxy.openai_door.file_views import ended
+from proxy.openai_door.ids import batch_file_id, new_batch_id
+from proxy.openai_door.upstream_errors import translate
+from proxy.providers.registry import get_provider
+from proxy.providers.vertex.create_body import BATCH_LABEL, prepare_create_body
+from proxy.providers.vertex.create_record import record_create
+from proxy.providers.vertex.resources import google_base_url
+from proxy.tenancy.key_api import read_body
+from proxy.tenancy.keys import Principal
+from proxy.tenancy.scopes import check_model, check_scope
+from proxy.upstream.headers import request_headers
+
+API_VERSION = "v1"
+# OpenAI's batch endpoints, and those this door runs (Gemini chat and embedding models on Vertex).
+OPENAI_ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations",
+                    "/v1/images/generations", "/v1/images/edits", "/v1/videos")
+SERVED_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
+CREATE_FIELDS = {"input_file_id", "endpoint", "completion_window", "metadata", "custom_llm_provider"}
+MAX_METADATA, MAX_KEY, MAX_VALUE = 16, 64, 512
+MAX_LIST, DEFAULT_LIST = 100, 20
+
+
+def _not_found(batch_id: str) -> NotFound:
+    shown = batch_id if len(batch_id) <= 100 else batch_id[:100] + "..."
+    return NotFound(f"No batch found with id {shown!r}.", param="batch_id")
+
+
+def _create_fields(body: dict[str, Any]) -> tuple[str, str, dict[str, str] | None]:
+    """(input_file_id, endpoint, metadata) of a create body, each checked; 400 naming the first bad one."""
+    unknown = sorted(set(body) - CREATE_FIELDS)
+    if unknown:
+        name = unknown[0] if len(unknown[0]) <= 40 else unknown[0][:40] + "..."
+        raise InvalidArgument(f"Unsupported parameter: {name!r} is not supported by this proxy.", param=name,
+                              code="unsupported_parameter")
+    file_id, endpoint, window = body.get("input_file_id"), body.get("endpoint"), body.get("completion_window")
+    if not isinstance(file_id, str) or not file_id:
+        raise InvalidArgument("input_file_id (a file id) is required.", param="input_file_id")
+    if endpoint not in OPENAI_ENDPOINTS:
+        raise InvalidArgument(f"endpoint must be one of {', '.join(OPENAI_ENDPOINTS)}.", param="endpoint")
+    if endpoint not in SERVED_ENDPOINTS:
+        raise InvalidArgument(f"endpoint {endpoint} is not served here: only {' and '.join(SERVED_ENDPOINTS)}.",
+                              param="endpoint")
+    if window != "24h":
+        raise InvalidArgument("completion_window must be \"24h\".", param="completion_window")
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in metadata.items()):
+            raise InvalidArgument("metadata must be an object of strings.", param="metadata")
+        if len(metadata) > MAX_METADATA or any(len(k) > MAX_KEY or len(v) > MAX_VALUE for k, v in metadata.items()):
+            raise InvalidArgument(f"metadata holds at most {MAX_METADATA} pairs, keys of at most {MAX_KEY} and "
+                                  f"values of at most {MAX_VALUE} characters.", param="metadata")
+    return decode_file_id(file_id), str(endpoint), metadata
+
+
+def _view(session: Session, batch: OpenAIBatch) -> dict[str, Any]:
+    job = batch.job
+    file = session.get(OpenAIFile, batch.input_file_id)
+    events = records.job_events(session, job_pk=job.id) if job is not None else []
+    return batch_object(batch, job, file, events, lines=file.vertex_lines if file is not None else 0)
+
+
+def _load_view(door: Door, team: str, batch_id: str) -> dict[str, Any] | None:
+    with door.services.sessions() as session:
+        batch = records.find_batch(session, team=team, batch_id=batch_id)
+        return _view(session, batch) if batch is not None else None
+
+
+async def _check_scope(door: Door, principal: Principal, operation: str, place: tuple[str, str]) -> None:
+    project, location = place
+    check_scope(principal, operation=operation, projects=await door.project_names_of(project), location=location)
+
+
+def _jobs_url(door: Door, location: str, path: str) -> str:
+    base = door.services.settings.vertex_base_url or google_base_url(location)
+    return f"{base.rstrip('/')}/{API_VERSION}/{path}"
+
+
+async def create(request: Request, door: Door) -> Response:
+    principal = await door.caller(request, "batches.create")
+    bucket = door.bucket
+    body = await read_body(request)
+    check_provider(request, body.get("custom_llm_provider"))
+    file_id, endpoint, metadata = _create_fields(body)
+
+    def find_file() -> OpenAIFile | None:
+        with door.services.sessions() as session:
+            return records.find_file(session, team=principal.team, file_id=file_id)
+
+    file = await to_thread.run_sync(find_file)
+    if file is None:
+        raise NotFound(f"No such File object: {file_id[:200]}", param="input_file_id")
+    if endpoint != file.endpoint:
+        raise InvalidArgument(f"endpoint {endpoint} does not match the file's requests, which are for "
+                              f"{file.endpoint}.", param="endpoint", code="url_mismatch")
+    project, location = await door.place()
+    await _check_scope(door, principal, "create", (project, location))
+    check_model(principal, model=file.model)
+
+    batch_id = new_batch_id()
+    folder = bucket.batch_folder(principal.team, batch_id)
+    batch = OpenAIBatch(id=batch_id, team=principal.team, key_id=principal.key_id, input_file_id=file.id,
+                        endpoint=endpoint, completion_window="24h", metadata_=metadata, created_at=utcnow(),
+                        output_file_id=batch_file_id(batch_id, "output"),
+                        error_file_id=batch_file_id(batch_id, "error"))
+
+    def write_batch() -> None:
+        with door.services.sessions.begin() as session:
+            session.add(batch)
+
+    await to_thread.run_sync(write_batch)
+    try:
+        # The batch keeps its own copy of the index: its outputs stay readable if the input file is deleted.
+        await to_thread.run_sync(bucket.copy, bucket.path_of(file.index_uri), folder + INDEX)
+        job_body = prepare_create_body({
+            "displayName": batch_id, "model": f"publishers/google/models/{file.model}",
+            "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [file.converted_uri]}},
+            "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": bucket.uri(folder)}},
+        }, principal=principal, aliases={})
+        job_body["labels"][BATCH_LABEL] = batch_id
+        reservation_id = await _reserve(door, principal, job_body, project, location)
+        await _create_job(request, door, principal, job_body, batch_id, project, location, reservation_id)
+    except ApiError as exc:
+        await to_thread.run_sync(_record_failure, door, batch_id, exc)
+        raise
+    view = await to_thread.run_sync(_load_view, door, principal.team, batch_id)
+    return JSONResponse(view)
+
+
+async def _reserve(door: Door, principal: Principal, job_body: dict[str, Any], project: str,
+                   location: str) -> str | None:
+    """Hold the job's estimate against the key's budgets, as a native create does (429 when they cannot take it);
+    the reservation's label lets reconciliation bind it to a job whose create reply was lost."""
+    gate = door.services.budgets
+    if gate is None:
+        return None
+    try:
+        admitted = await gate.admit(principal, job_body, project=project, location=location)
+    except ResourceExhausted as exc:
+        exc.headers.setdefault("x-should-retry", "false")  # a budget does not refill in the SDK's retry window
+        raise
+    if admitted.reservation_id is not None:
+        job_body["labels"][RESERVATION_LABEL] = admitted.reservation_id
+    return admitted.reservation_id
+
+
+async def _create_job(request: Request, door: Door, principal: Principal, job_body: dict[str, Any], batch_id: str,
+                      project: str, location: str, reservation_id: str | None) -> None:
+    record = record_of(request.scope)
+    url = _jobs_url(door, location, f"projects/{project}/locations/{location}/batchPredictionJobs")
+    reply = await door.services.upstream.send(
+        "POST", url, headers=request_headers([("content-type", "application/json")], request_id=record.request_id),
+        body=json.dumps(job_body).encode(), idempotent=False)
+    data = await reply.read()
+    record.upstream_status = reply.status
+    if reply.status != 200:
+        if reservation_id is not None and door.services.budgets is not None:
+            await to_thread.run_sync(door.services.budgets.release, reservation_id,
+                                     f"the upstream refused the create ({reply.status})")
+        raise translate(reply.status, data, reply.headers, doing="create the batch's job", create=True)
+
+    def link(session: Session, job: Job) -> None:
+        link_batch(session, job=job, batch_id=batch_id)
+        if reservation_id is not None:
+            reservations.bind(session, reservation_id=reservation_id, job=job, now=utcnow())
+
+    record.job_name = await record_create(
+        door.services, data=data, request=job_body, principal=principal, api_version=API_VERSION, project=project,
+        location=location, project_names=door.project_names, link=link)
+
+
+def _record_failure(door: Door, batch_id: str, error: ApiError) -> None:
+    """A create that failed shows as a failed batch with the reason (unless its job was recorded after all)."""
+    with door.services.sessions.begin() as session:
+        batch = session.get(OpenAIBatch, batch_id)
+        if batch is not None and batch.job_pk is None:
+            batch.errors = [{"code": error.code or error.status.lower(), "message": error.message,
+                             "param": error.param, "line": None}]
+
+
+async def retrieve(request: Request, door: Door) -> Response:
+    principal = await door.caller(request, "batches.get")
+    check_provider(request)
+    batch_id = request.path_params["batch_id"]
+    view = await _refreshed_view(door, principal, batch_id, "get")
+    return JSONResponse(view)
+
+
+async def _refreshed_view(door: Door, principal: Principal, batch_id: str, operation: str) -> dict[str, Any]:
+    """The batch, its job first read from Vertex (and the state recorded) while it has not ended."""
+    def load() -> tuple[str, str, str, str, str, bool] | None:
+        with door.services.sessions() as session:
+            batch = records.find_batch(session, team=principal.team, batch_id=batch_id)
+            if batch is None:
+                raise _not_found(batch_id)
+            job = batch.job
+            if job is None:
+                return None
+            return job.provider, job.name, job.api_version, job.project, job.location, ended(job)
+
+    job = await to_thread.run_sync(load)
+    await _check_scope(door, principal, operation, (job[3], job[4]) if job else await door.place())
+    if job is not None and not job[5]:
+        provider_name, name, api_version, _, location, _ = job
+        provider = get_provider(provider_name, door.services.settings)
+        reply = await provider.read_job(door.services.upstream, name=name, api_version=api_version,
+                                        location=location)
+        if reply is not None:
+            await to_thread.run_sync(door.services.record_seen, [reply], operation)
+    view = await to_thread.run_sync(_load_view, door, principal.team, batch_id)
+    if view is None:
+        raise _not_found(batch_id)
+    return view
+
+
+async def list_batches(request: Request, door: Door) -> Response:
+    principal = await door.caller(request, "batches.list")
+    check_provider(request)
+    await _check_scope(door, principal, "list", await door.place())
+    text = request.query_params.get("limit", "")
+    if text and (not text.isdigit() or not 1 <= int(text) <= MAX_LIST):
+        raise InvalidArgument(f"limit must be a whole number from 1 to {MAX_LIST}.", param="limit")
+    limit = int(text) if text else DEFAULT_LIST
+    after = request.query_params.get("after") or None
+
+    def read() -> list[dict[str, Any]]:
+        with door.services.sessions() as session:
+            batches = records.list_batches(session, team=principal.team, limit=limit + 1, after=after)
+            return [_view(session, batch) for batch in batches]
+
+    views = await to_thread.run_sync(read)
+    page = views[:limit]
+    return JSONResponse({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                         "last_id": page[-1]["id"] if page else None, "has_more": len(views) > limit})
+
+
+async def cancel(request: Request, door: Door) -> Response:
+    principal = await door.caller(request, "batches.cancel")
+    check_provider(request)
+    batch_id = request.path_params["batch_id"]
+
+    def load() -> tuple[str | None, str, str, str, bool, bool]:
+        with door.services.sessions() as session:
+            batch = records.find_batch(session, team=principal.team, batch_id=batch_id)
+            if batch is None:
+                raise _not_found(batch_id)
+            job = batch.job
+            if job is None:
+                return None, "", "", "", False, bool(batch.errors)
+            return job.name, job.api_version, job.project, job.location, ended(job), False
+
+    name, api_version, project, location, done, failed = await to_thread.run_sync(load)
+    await _check_scope(door, principal, "cancel", (project, location) if name else await door.place())
+    if name is None:
+        raise FailedPrecondition(f"Batch {batch_id} failed to start" if failed else
+                                 f"Batch {batch_id} is still being created; try again in a moment.",
+                                 param="batch_id")
+    if done:
+        view = await to_thread.run_sync(_load_view, door, principal.team, batch_id)
+        raise FailedPrecondition(f"Batch {batch_id} has already ended ({view['status'] if view else 'ended'}): "
+                                 "it cannot be cancelled.", param="batch_id")
+    reply = await door.services.upstream.send(
+        "POST", _jobs_url(door, location, f"{name}:cancel"),
+        headers=request_headers([("content-type", "application/json")],
+                                request_id=record_of(request.scope).request_id),
+        body=b"{}", idempotent=False)
+    data = await reply.read()
+    record_of(request.scope).upstream_status = reply.status
+    if reply.status != 200:
+        raise translate(reply.status, data, reply.headers, doing="cancel the batch's job")
+
+    def record_cancel() -> None:
+        with door.services.sessions.begin() as session:
+            batch = records.find_batch(session, team=principal.team, batch_id=batch_id)
+            if batch is not None and batch.job is not None:
+                batch.cancel_requested_at = utcnow()
+                ledger.record_cancel(session, job=batch.job)
+
+    await to_thread.run_sync(record_cancel)
+    view = await to_thread.run_sync(_load_view, door, principal.team, batch_id)
+    return JSONResponse(view)
