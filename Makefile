@@ -60,7 +60,7 @@ fuzz: $(STAMP)
 		$(CURDIR)/$(BIN)/python -c "import proxy.metering._rowscan as m, sys; sys.exit('not the sanitized build' if 'build/fuzz' not in m.__file__ else 0)" && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(CURDIR)/$(BIN)/pytest -q -p no:cacheprovider tests/metering/test_rowscan.py tests/metering/test_scanner.py && \
+		$(CURDIR)/$(BIN)/pytest -q -p no:cacheprovider tests/metering/test_rowscan.py tests/metering/test_scanner.py tests/reports/test_line_reader.py && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(CURDIR)/$(BIN)/python -m tests.metering.fuzz_rowscan --seconds $(FUZZ_SECONDS)

@@ -18,12 +18,15 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import msgspec
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
@@ -47,15 +50,16 @@ from proxy.ledger.models import Job
 from proxy.metering.cost import price_row
 from proxy.metering.objects import DEFAULT_CHUNK_BYTES
 from proxy.metering.pricing import PricingTable
-from proxy.money import format_usd
+from proxy.metering.ranges import RangeMeter
+from proxy.money import PICO_PER_USD, format_usd
 from proxy.providers.base import OutputObject
-from proxy.reports.line_costs import LineCost, LineSource, export_blocks, line_costs
+from proxy.reports.line_costs import LineSource, export
 
 NAME = f"{OUTPUT_DIR}/predictions.jsonl"
 
 
-def child() -> None:
-    """The export itself, in a fresh process: print its figures as JSON."""
+def child(processes: int) -> None:
+    """The export itself (by byte range over `processes` worker processes), in a fresh process: print its figures."""
     client = storage.Client(project="bench", credentials=AnonymousCredentials())
     rates = PricingTable.load().rates_for("vertex", MODEL, datetime.now(UTC))
     assert rates is not None
@@ -63,22 +67,42 @@ def child() -> None:
     assert blob is not None and blob.generation is not None and blob.size is not None
     source = LineSource(job=Job(name="bench", provider="vertex"),
                         objects=[OutputObject(BUCKET, NAME, int(blob.generation), int(blob.size))], rates=rates)
-    _reset_peak("self")
-    baseline = _vm("VmRSS")
+    ranges = RangeMeter(processes=processes)
+    ranges.start()  # workers are spawned before the clock starts, as a running proxy's are
+    pids: list[int | str] = ["self", *worker_pids(ranges)]
+    for pid in pids:
+        _reset_peak(pid)
+    baseline = sum(_vm("VmRSS", pid) for pid in pids)
     total = {"cost": 0, "lines": 0, "bytes": 0}
-
-    def tally(lines: Iterable[LineCost]) -> Iterator[LineCost]:
-        for line in lines:
-            total["cost"] += line.cost_pico or 0
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        for block in export(client, source, "jsonl", ranges=ranges):
+            out.write(block)
+            total["bytes"] += len(block)
+        seconds = time.perf_counter() - started
+        peak = sum(_vm("VmHWM", pid) for pid in pids)
+        ranges.close()
+        out.seek(0)
+        decode = msgspec.json.Decoder(dict[str, Any]).decode
+        for record in out:  # after the clock: the figures are checked from the records themselves
+            document = decode(record)
             total["lines"] += 1
-            yield line
+            if document["line"] != total["lines"]:
+                raise SystemExit(f"line {total['lines']} is numbered {document['line']}")
+            total["cost"] += parse_usd(document["cost_usd"])
+    print(json.dumps({"seconds": seconds, "size": int(blob.size), "baseline": baseline, "peak": peak,
+                      "processes": processes, **total}))
 
-    started = time.perf_counter()
-    for block in export_blocks("jsonl", tally(line_costs(client, source))):
-        total["bytes"] += len(block)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "size": int(blob.size), "baseline": baseline, "peak": _vm("VmHWM"),
-                      **total}))
+
+def worker_pids(ranges: RangeMeter) -> list[int]:
+    """The pids of the pool's worker processes (their peak RSS counts as the export's)."""
+    pool = ranges.executor()
+    return [] if pool is None else list(getattr(pool, "_processes", {}) or {})
+
+
+def parse_usd(text: str) -> int:
+    """An exact USD string -> pUSD."""
+    return int(Decimal(text) * PICO_PER_USD)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=int, default=1024, help="size of the predictions object in MB (default 1024)")
     parser.add_argument("--row-bytes", type=int, default=5400, help="mean row size in bytes (default 5400)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child()
+        child(args.processes)
         return 0
     rng = random.Random(args.seed)
     pool = [make_row(rng, args.row_bytes) for _ in range(POOL)]
@@ -103,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         raw_runs = [raw_download(client, NAME, DEFAULT_CHUNK_BYTES) for _ in range(RUNS)]
         root = str(Path(__file__).resolve().parents[1])
         path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-        reply = subprocess.run([sys.executable, "-m", "bench.line_costs", "--child"], capture_output=True, text=True,
+        command = [sys.executable, "-m", "bench.line_costs", "--child", "--processes", str(args.processes)]
+        reply = subprocess.run(command, capture_output=True, text=True,
                                env={**os.environ, "PYTHONPATH": path}, cwd=root, check=False)
         if reply.returncode != 0:
             print(reply.stderr, file=sys.stderr)
@@ -121,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"object            {result['size'] / 1e6:,.0f} MB, {result['lines']:,} lines")
     print(f"raw download      {raw_rate:,.0f} MB/s (median of {RUNS}: {raw_rates[0]:,.0f}-{raw_rates[-1]:,.0f})")
     print(f"per-line export   {rate:,.0f} MB/s, {result['lines'] / result['seconds']:,.0f} lines/s, "
-          f"{result['bytes'] / 1e6:,.0f} MB of JSON lines")
+          f"{result['bytes'] / 1e6:,.0f} MB of JSON lines, {result['processes']} worker processes")
     verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
     print(f"export / raw      {ratio:.2f} (target >= {TARGET_RATIO:.2f}: {verdict})")
     print(f"peak RSS growth   {growth:,.1f} MB (target <= {TARGET_RSS_MB:.0f}: "

@@ -444,14 +444,32 @@ static int read_failed_status(Cursor *c, int *failed) {
     return 0;
 }
 
+/* Where a row's top-level `request` and `instance` values are (the per-line export hashes one of them for the
+   line's key): [start, end) of each value's JSON text, NULL when the row has none. */
+typedef struct {
+    ptr request, request_end, instance, instance_end;
+} Echo;
+
+/* At a member's value that `echo` wants: its span (a second one of the same key is refused: Python decides). */
+static int read_echo(Cursor *c, ptr *start, ptr *stop) {
+    if (*start != NULL) return -1;
+    ptr at = c->p;
+    if (skip_value(c) < 0) return -1;
+    *start = at;
+    *stop = c->p;
+    return 0;
+}
+
 /* The line at p, in a buffer that ends at `end`, with `newline` set at its '\n': SUCCEEDED_ROW (with `row`
    filled) or FAILED_ROW (a non-empty status and neither response nor predictions) when it is such a row beyond
    doubt, -1 when Python must decide it. The line's end is not looked for first: a valid row is `{...}` then
-   '\n' or "\r\n", and a '\n' met anywhere before its last '}' makes the line invalid here. */
-static int read_row(ptr p, ptr end, Row *row, ptr *newline) {
+   '\n' or "\r\n", and a '\n' met anywhere before its last '}' makes the line invalid here. With `echo`, the
+   spans of its `request` and `instance` are kept too. */
+static int read_row(ptr p, ptr end, Row *row, ptr *newline, Echo *echo) {
     Cursor c = {p, end, 0};
     int seen_response = 0, seen_status = 0, failed = 0, more;
     memset(row, 0, sizeof *row);
+    if (echo != NULL) memset(echo, 0, sizeof *echo);
     if (enter(&c, '{', '}') != 0) return -1;  /* not an object, or an empty one */
     do {
         ptr key;
@@ -463,6 +481,10 @@ static int read_row(ptr p, ptr end, Row *row, ptr *newline) {
             if (seen_status++ || read_failed_status(&c, &failed) < 0) return -1;
         } else if (KEY_IS(key, size, "predictions")) {
             return -1;  /* an embedding row */
+        } else if (echo != NULL && KEY_IS(key, size, "request")) {
+            if (read_echo(&c, &echo->request, &echo->request_end) < 0) return -1;
+        } else if (echo != NULL && KEY_IS(key, size, "instance")) {
+            if (read_echo(&c, &echo->instance, &echo->instance_end) < 0) return -1;
         } else if (skip_value(&c) < 0) {
             return -1;
         }
@@ -531,7 +553,7 @@ static PyObject *scan_gemini(PyObject *module, PyObject *args) {
     for (;;) {
         ptr newline;
         Row row;
-        int kind = read_row(buf + pos, buf + size, &row, &newline);
+        int kind = read_row(buf + pos, buf + size, &row, &newline, NULL);
         if (kind < 0) break;
         if (kind == FAILED_ROW) {
             failed++;
@@ -600,11 +622,80 @@ static PyObject *scan_gemini(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* The per-row mode (the per-line cost export): the same rows as `scan_gemini` claims, one record each instead
+   of sums. A record is ROW_FIELDS int64s: the line's start and end (its newline, or the CR before it), the spans
+   of its `request` and `instance` ([start, end), -1 when absent), its kind (0 succeeded, 1 failed), its seven
+   token counts in JobTotals' order and the span of its modelVersion's text (-1 when absent). At most `limit`
+   rows per call, so the records stay small. */
+enum { ROW_FIELDS = 16 };
+
+static PyObject *scan_rows(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *data;
+    Py_ssize_t pos, limit;
+    if (!PyArg_ParseTuple(args, "Snn", &data, &pos, &limit)) return NULL;  /* bytes only: see scan_gemini */
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    if (pos < 0 || pos > size) {
+        PyErr_SetString(PyExc_ValueError, "pos is outside the buffer");
+        return NULL;
+    }
+    if (limit < 1 || limit > PY_SSIZE_T_MAX / (Py_ssize_t)(ROW_FIELDS * sizeof(int64_t))) {
+        PyErr_SetString(PyExc_ValueError, "limit is out of range");
+        return NULL;
+    }
+    PyObject *records = PyBytes_FromStringAndSize(NULL, limit * ROW_FIELDS * (Py_ssize_t)sizeof(int64_t));
+    if (records == NULL) return NULL;
+    int64_t *out = (int64_t *)PyBytes_AS_STRING(records);
+    ptr buf = (ptr)PyBytes_AS_STRING(data);
+    Py_ssize_t count = 0;
+
+    Py_BEGIN_ALLOW_THREADS
+    while (count < limit) {
+        ptr newline;
+        Row row;
+        Echo echo;
+        int kind = read_row(buf + pos, buf + size, &row, &newline, &echo);
+        if (kind < 0) break;
+        int64_t *record = out + count * ROW_FIELDS;
+        ptr line_end = newline > buf + pos && newline[-1] == '\r' ? newline - 1 : newline;
+        record[0] = pos;
+        record[1] = line_end - buf;
+        record[2] = echo.request != NULL ? echo.request - buf : -1;
+        record[3] = echo.request != NULL ? echo.request_end - buf : -1;
+        record[4] = echo.instance != NULL ? echo.instance - buf : -1;
+        record[5] = echo.instance != NULL ? echo.instance_end - buf : -1;
+        record[6] = kind;
+        /* counts have at most MAX_DIGITS digits, audio sums at most ROW_GUARD: all fit an int64 */
+        record[7] = (int64_t)row.prompt;
+        record[8] = (int64_t)row.cached;
+        record[9] = (int64_t)row.candidates;
+        record[10] = (int64_t)row.thoughts;
+        record[11] = (int64_t)row.tool_use;
+        record[12] = (int64_t)row.audio_prompt;
+        record[13] = (int64_t)row.audio_cached;
+        record[14] = row.version != NULL ? row.version - buf : -1;
+        record[15] = row.version != NULL ? row.version - buf + row.version_len : -1;
+        count++;
+        pos = newline + 1 - buf;
+    }
+    Py_END_ALLOW_THREADS
+
+    if (_PyBytes_Resize(&records, count * ROW_FIELDS * (Py_ssize_t)sizeof(int64_t)) < 0) return NULL;
+    PyObject *result = Py_BuildValue("(nO)", pos, records);
+    Py_DECREF(records);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan_gemini", scan_gemini, METH_VARARGS,
      "scan_gemini(buf, pos, above) -> (pos, rows, failed_rows, base_sums, long_context_sums, [(modelVersion, rows)])\n\n"
      "Claim the succeeded Gemini rows and the failed rows of `buf` from `pos`; stop at the first line Python must\n"
      "decide. `rows` counts both kinds; the sums are those of the succeeded rows."},
+    {"scan_rows", scan_rows, METH_VARARGS,
+     "scan_rows(buf, pos, limit) -> (pos, records)\n\n"
+     "The rows scan_gemini would claim from `pos` (at most `limit`), one record of 16 native int64s each: line start\n"
+     "and end, request span, instance span (-1 when absent), kind (0 succeeded, 1 failed), seven token counts,\n"
+     "modelVersion span."},
     {NULL, NULL, 0, NULL},
 };
 

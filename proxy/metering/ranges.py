@@ -114,20 +114,24 @@ def owned_chunks(read: Callable[[int, int], Iterator[bytes]], byte_range: ByteRa
 _session: requests.Session | None = None
 
 
-def count_range(task: RangeTask) -> RangeCount:
-    """Count one range (in a worker process): read its lines with ranged GETs and add them up."""
+def range_chunks(byte_range: ByteRange, url: str, headers: dict[str, str], chunk_bytes: int) -> Iterator[bytes]:
+    """In a worker process: the bytes of the lines that start in the range, read with ranged GETs of `url`."""
     global _session
     if _session is None:
         _session = requests.Session()  # one per worker, so that its connections are kept alive
     session = _session
-    obj = task.byte_range.obj
 
     def read(first: int, stop: int) -> Iterator[bytes]:
-        return stream_bytes(session, task.url, obj, task.chunk_bytes, byte_range=(first, stop), headers=task.headers)
+        return stream_bytes(session, url, byte_range.obj, chunk_bytes, byte_range=(first, stop), headers=headers)
 
+    return owned_chunks(read, byte_range)
+
+
+def count_range(task: RangeTask) -> RangeCount:
+    """Count one range (in a worker process): read its lines with ranged GETs and add them up."""
     totals = JobTotals(task.rates)
     rows = get_provider(task.provider).row_reader(totals)
-    for chunk in owned_chunks(read, task.byte_range):
+    for chunk in range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes):
         rows.feed(chunk)
     rows.close()
     return RangeCount(totals, rows.rows, rows.malformed_rows)
@@ -187,6 +191,11 @@ class RangeMeter:
                                              initializer=exit_with_parent, initargs=(os.getpid(),))
             for future in [self._pool.submit(os.getpid) for _ in range(self.processes)]:
                 future.result()
+
+    def executor(self) -> ProcessPoolExecutor | None:
+        """The started worker pool (for other work by range, such as per-line exports); None with one process."""
+        self.start()
+        return self._pool
 
     def close(self) -> None:
         """Stop the workers (waiting for none: a metering still running is given up and retried later)."""

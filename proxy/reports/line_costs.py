@@ -16,14 +16,21 @@ linear in the units, so the sum of the rows' `price_row` is that very integer. `
 an exact decimal, so the lines' `cost_usd` strings add up (as decimals) to the job's `cost_usd`.
 
 Memory stays flat: the bytes arrive in chunks (`objects.iter_chunks`), only an unfinished line is carried over.
+Speed: lines are read by `line_reader.LineReader` (the compiled row scanner's per-row mode for the common rows), and
+`export` spreads large outputs over worker processes by byte range, as metering does.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from itertools import chain, islice
 
 import msgspec
 from google.cloud import storage
@@ -32,13 +39,13 @@ from sqlalchemy.orm import Session
 
 from proxy.errors import FailedPrecondition, NotFound
 from proxy.ledger.models import Job, JobMetering
-from proxy.metering.cost import price_row
-from proxy.metering.objects import iter_chunks
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks, media_url
 from proxy.metering.pricing import PricingTable, Rates
+from proxy.metering.ranges import ByteRange, RangeMeter, authorization, plan_ranges, range_chunks
 from proxy.money import format_usd
-from proxy.providers.base import OutputObject, RowUsage
-from proxy.providers.registry import get_provider
-from proxy.reports.line_keys import KeyReader, key_reader
+from proxy.providers.base import OutputObject, OutputReadError, RowUsage
+from proxy.reports.line_keys import KeyReader, custom_id_key, key_reader, request_key
+from proxy.reports.line_reader import LineReader
 from proxy.reports.render import TOKEN_FIELDS
 from proxy.tenancy.keys import Principal
 
@@ -46,6 +53,8 @@ FORMATS = ("jsonl", "csv")
 CSV_HEADER = ("line", "key", "status", *(f"tokens_{name}" for name in TOKEN_FIELDS), "cost_usd")
 _BLOCK_BYTES = 256 * 1024  # records are handed out in blocks of about this size
 _BLANK = b" \t\r\f\v"
+_MAX_RANGE_BYTES = 64 * 1024 * 1024  # a range's records are held whole (a few MB) until their turn
+_AHEAD_PER_PROCESS = 2  # ranges in flight per worker process
 
 
 @dataclass(frozen=True)
@@ -131,40 +140,66 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield pending[:-1] if pending.endswith(b"\r") else pending
 
 
-def line_costs(client: storage.Client, source: LineSource, *, keys: KeyReader | None = None) -> Iterator[LineCost]:
-    """Every line of the job's output files, in order, with its usage and exact cost."""
-    provider = get_provider(source.job.provider)
-    keys = keys or key_reader(source.job)
-    rates = source.rates
+def line_costs(client: storage.Client, source: LineSource, *, keys: KeyReader | None = None,
+               native: bool = True) -> Iterator[LineCost]:
+    """Every line of the job's output files, in order, with its usage and exact cost (`native=False`: every line
+    through the provider's parser, the reference of the compiled fast path)."""
     number = 0
     for obj in source.objects:
-        for raw in split_lines(iter_chunks(client, obj)):
+        reader = LineReader(source.job.provider, keys or key_reader(source.job), source.rates, native=native)
+        for chunk in iter_chunks(client, obj):
+            for key, usage, cost in reader.feed(chunk):
+                number += 1
+                yield LineCost(number, key, usage, cost)
+        for key, usage, cost in reader.close():
             number += 1
-            usage = provider.row_usage(raw)
-            yield LineCost(number, keys(raw), usage, None if rates is None else price_row(usage, rates))
+            yield LineCost(number, key, usage, cost)
+
+
+# A record is its line number then a tail that does not depend on it, so worker processes can write the tails of
+# a byte range's lines before the range's first line number is known (see `export`).
+_JSONL_TAIL = (b',"key":%s,"status":"%s","tokens":{'
+               + b",".join(b'"%s":%%d' % name.encode() for name in TOKEN_FIELDS) + b'},"cost_usd":%s}\n')
+_CSV_TAIL = b",%s,%s" + b",%d" * len(TOKEN_FIELDS) + b",%s\r\n"
+_CSV_PLAIN = re.compile(r"[A-Za-z0-9_.:/-]*")  # a field that csv's minimal quoting leaves as it is
+
+
+def jsonl_tail(key: str | None, usage: RowUsage, cost_pico: int | None) -> bytes:
+    """A JSON-lines record after `{"line":N` (as msgspec encodes `LineCost.document()`)."""
+    cost = b"null" if cost_pico is None else b'"%s"' % format_usd(cost_pico).encode()
+    return _JSONL_TAIL % (msgspec.json.encode(key), usage.kind.encode(), usage.input, usage.cached_input,
+                          usage.output, usage.reasoning, usage.tool_use_input, cost)
+
+
+def csv_tail(key: str | None, usage: RowUsage, cost_pico: int | None) -> bytes:
+    """A CSV row after its line number (as `csv.writer` writes it: `key` quoted only when it must be)."""
+    if not key:
+        field = b""
+    elif _CSV_PLAIN.fullmatch(key):
+        field = key.encode()
+    else:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow((key,))
+        field = out.getvalue().encode()
+    cost = b"" if cost_pico is None else format_usd(cost_pico).encode()
+    return _CSV_TAIL % (field, usage.kind.encode(), usage.input, usage.cached_input, usage.output, usage.reasoning,
+                        usage.tool_use_input, cost)
+
+
+_TAILS = {"jsonl": jsonl_tail, "csv": csv_tail}
+_NUMBERS = {"jsonl": b'{"line":%d', "csv": b"%d"}
 
 
 def jsonl_blocks(lines: Iterable[LineCost]) -> Iterator[bytes]:
     """One JSON object per line, in blocks of about `_BLOCK_BYTES`."""
-    encode = msgspec.json.encode
-    return _blocks(encode(line.document()) + b"\n" for line in lines)
+    return _blocks(b'{"line":%d' % line.line + jsonl_tail(line.key, line.usage, line.cost_pico) for line in lines)
 
 
 def csv_blocks(lines: Iterable[LineCost]) -> Iterator[bytes]:
     """A header, then one CSV row per line (`cost_usd` empty when unpriced), in blocks."""
-    def rows() -> Iterator[bytes]:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(CSV_HEADER)
-        for line in lines:
-            writer.writerow((line.line, line.key or "", line.usage.kind, *line.tokens().values(),
-                             "" if line.cost_pico is None else format_usd(line.cost_pico)))
-            if out.tell() >= _BLOCK_BYTES:
-                yield out.getvalue().encode()
-                out.seek(0)
-                out.truncate()
-        yield out.getvalue().encode()
-    return _blocks(rows())
+    header = (",".join(CSV_HEADER) + "\r\n").encode()
+    return _blocks(chain([header], (b"%d" % line.line + csv_tail(line.key, line.usage, line.cost_pico)
+                                    for line in lines)))
 
 
 def _blocks(pieces: Iterable[bytes]) -> Iterator[bytes]:
@@ -186,3 +221,85 @@ def export_blocks(fmt: str, lines: Iterable[LineCost]) -> Iterator[bytes]:
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not jsonl or csv")
     return jsonl_blocks(lines) if fmt == "jsonl" else csv_blocks(lines)
+
+
+@dataclass(frozen=True)
+class TailTask:
+    """What a worker needs to write the record tails of one byte range's lines: plain, picklable data."""
+
+    byte_range: ByteRange
+    url: str
+    headers: dict[str, str]
+    rates: Rates | None
+    provider: str
+    batch: bool  # an OpenAI-door job (keys are custom ids)
+    fmt: str
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+
+
+def range_tails(task: TailTask) -> list[bytes]:
+    """In a worker process: the record tails (`jsonl_tail` / `csv_tail`) of the lines that start in the range."""
+    keys = custom_id_key if task.batch else request_key
+    reader = LineReader(task.provider, keys, task.rates)
+    tail = _TAILS[task.fmt]
+    tails: list[bytes] = []
+    for chunk in range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes):
+        tails.extend(tail(*figures) for figures in reader.feed(chunk))
+    tails.extend(tail(*figures) for figures in reader.close())
+    return tails
+
+
+def export(client: storage.Client, source: LineSource, fmt: str, *,
+           ranges: RangeMeter | None = None) -> Iterator[bytes]:
+    """The job's records in `fmt`, read by byte range in the worker processes of `ranges` when the output is large
+    enough (the same bytes as `export_blocks(fmt, line_costs(client, source))`, which reads it here otherwise).
+
+    Each range's worker returns its lines' tails; the ranges are taken in order and this process numbers their
+    lines, so line numbers run on across ranges and objects exactly as one reader would count them. At most
+    `_AHEAD_PER_PROCESS` ranges per process are in flight, so memory stays flat whatever the output's size.
+    """
+    objects = source.objects
+    pool = None
+    if ranges is not None and all("gzip" not in obj.encoding for obj in objects) \
+            and sum(obj.size for obj in objects) >= 2 * ranges.min_bytes:
+        pool = ranges.executor()
+    if pool is None:
+        yield from export_blocks(fmt, line_costs(client, source))
+        return
+    assert ranges is not None
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not jsonl or csv")
+    total = sum(obj.size for obj in objects)
+    parts = max(ranges.processes * 4, -(-total // _MAX_RANGE_BYTES))
+    planned = plan_ranges(objects, parts=parts, min_bytes=min(ranges.min_bytes, _MAX_RANGE_BYTES))
+    urls = {obj: media_url(client, obj) for obj in objects}
+    batch = bool(getattr(source.job, "batch_id", None))
+
+    def submit(byte_range: ByteRange) -> Future[list[bytes]]:
+        url = urls[byte_range.obj]
+        task = TailTask(byte_range, url, authorization(client, url), source.rates, source.job.provider, batch, fmt)
+        return pool.submit(range_tails, task)
+
+    pending: deque[Future[list[bytes]]] = deque()
+    todo = iter(planned)
+    number = 0
+    prefix = _NUMBERS[fmt]
+    if fmt == "csv":
+        yield (",".join(CSV_HEADER) + "\r\n").encode()
+    try:
+        for byte_range in islice(todo, ranges.processes * _AHEAD_PER_PROCESS):
+            pending.append(submit(byte_range))
+        while pending:
+            try:
+                tails = pending.popleft().result()
+            except BrokenProcessPool as exc:
+                ranges.close()  # a worker died (killed, out of memory): new ones next time
+                raise OutputReadError(f"a per-line export worker process died: {exc}") from exc
+            for byte_range in islice(todo, 1):
+                pending.append(submit(byte_range))
+            first = number + 1
+            number += len(tails)
+            yield from _blocks(prefix % n + tail for n, tail in zip(range(first, number + 1), tails, strict=True))
+    finally:
+        for future in pending:
+            future.cancel()

@@ -17,7 +17,8 @@ def report_lines(ref: str, fmt: str) -> None:
     from proxy.errors import ApiError
     from proxy.metering.job_meter import storage_client
     from proxy.metering.pricing import PricingTable
-    from proxy.reports.line_costs import export_blocks, find_job, line_costs, line_source
+    from proxy.reports.line_costs import export, find_job, line_source
+    from proxy.services import range_meter
     from proxy.tenancy.keys import Principal
 
     settings = _ledger()
@@ -29,6 +30,10 @@ def report_lines(ref: str, fmt: str) -> None:
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     out = sys.stdout.buffer
-    for block in export_blocks(fmt, line_costs(storage_client(), source)):
-        out.write(block)
+    ranges = range_meter(settings)  # large outputs are read by byte range in worker processes, as metering does
+    try:
+        for block in export(storage_client(), source, fmt, ranges=ranges):
+            out.write(block)
+    finally:
+        ranges.close()
     out.flush()

@@ -14,7 +14,8 @@ import argparse
 import random
 import time
 
-from proxy.metering._rowscan import scan_gemini
+from proxy.metering._rowscan import scan_gemini, scan_rows
+from proxy.reports.line_reader import ROW_FIELDS
 from tests.metering.test_rowscan import NO_LIMIT, SEEDS, agrees
 
 INTERESTING = [b'"', b"\\", b"{", b"}", b"[", b"]", b":", b",", b"\n", b"\r", b"\x00", b"\xff", b"\\u", b"e9",
@@ -57,6 +58,18 @@ def run(seconds: float, seed: int) -> tuple[int, int]:
         start = rng.randint(0, len(buf))
         pos = scan_gemini(buf, start, above)[0]
         assert start <= pos <= len(buf) and (pos == start or buf[pos - 1:pos] == b"\n"), (buf, start, pos)
+        # The per-row mode claims the same lines, and every span it gives lies inside its line.
+        row_pos, records = scan_rows(buf, start, rng.randint(1, 6))
+        fields = memoryview(records).cast("q").tolist()
+        assert start <= row_pos <= pos and (row_pos == pos or len(fields) % ROW_FIELDS == 0), (buf, start)
+        at = start
+        for index in range(0, len(fields), ROW_FIELDS):
+            line_start, line_end, *spans = fields[index:index + 6] + fields[index + 14:index + 16]
+            assert line_start == at <= line_end < len(buf) and buf[line_end] in b"\r\n", (buf, start)
+            for first, stop in zip(spans[::2], spans[1::2], strict=True):
+                assert first == stop == -1 or line_start < first < stop < line_end, (buf, start)
+            at = buf.index(b"\n", line_end) + 1
+        assert at == row_pos, (buf, start)
     return tried, claimed
 
 

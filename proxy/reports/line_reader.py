@@ -1,0 +1,131 @@
+"""The per-line reader of a per-line cost export: each non-blank line of a stream of chunks with its key, usage and
+exact cost, at the metering's speed.
+
+It reads lines as metering numbers them (`split_lines`: blank and whitespace-only lines skipped, a CR before the LF
+not part of the line, a last line without a newline counted at `close`), in two layers, like the metering scanner:
+- for a Vertex job, the compiled row scanner's per-row mode (`_rowscan.scan_rows`) claims the succeeded Gemini
+  rows and the failed rows it can vouch for and gives each one's token counts and the span of its echoed
+  `request` (or `instance`), so the key is hashed from that slice of the buffer without any JSON parse;
+- every other line (the first one the scanner cannot vouch for, or every line without the compiled scanner or
+  for another provider) goes through the provider's `row_usage` and the job's key reader, one by one.
+Both give the same `RowUsage` for the same line (tests/reports/test_line_reader.py holds them equal), and the cost
+is metering's own `price_row` of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from proxy.metering.cost import price_row
+from proxy.metering.pricing import Rates
+from proxy.providers.base import FAILED, SUCCEEDED, RowUsage
+from proxy.providers.registry import get_provider
+from proxy.reports.line_keys import KeyReader, request_key
+
+scan_rows: Callable[..., Any] | None
+try:
+    from proxy.metering._rowscan import scan_rows
+except ImportError:  # built without a C compiler: every line is read in Python, with the same figures
+    scan_rows = None
+
+ROW_FIELDS = 16  # int64s per record of `scan_rows` (see _rowscan.c)
+_ROWS_PER_CALL = 4096
+_BLANK = b" \t\r\f\v"
+_CR = 13
+_FAILED = RowUsage(FAILED)
+
+LineFigures = tuple[str | None, RowUsage, int | None]  # (key, usage, cost in pUSD or None when unpriced)
+
+
+class LineReader:
+    """Turns a stream of chunks (one object, or a byte range of one) into each line's `LineFigures`, in order.
+
+    `native=False` leaves every line to the provider's parser (the reference the fast path is tested against).
+    """
+
+    def __init__(self, provider: str, keys: KeyReader, rates: Rates | None, *, native: bool = True) -> None:
+        self.row_usage = get_provider(provider).row_usage
+        self.keys = keys
+        self.rates = rates
+        self.native = native and scan_rows is not None and provider == "vertex"
+        self.hash_requests = keys is request_key  # the key is the echoed request's hash: taken from the span
+        self._pending: list[bytes] = []  # the start of a line that continues in the next chunk(s)
+
+    def feed(self, chunk: bytes) -> list[LineFigures]:
+        """The figures of every line that ends in this chunk; the unfinished last one is kept for the next."""
+        out: list[LineFigures] = []
+        pos = 0
+        pending = self._pending
+        if pending:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                pending.append(chunk)  # a line longer than a chunk: memory grows with the line, not the stream
+                return out
+            pending.append(chunk[:newline + 1])
+            joined = b"".join(pending)
+            pending.clear()
+            self._read(joined, 0, out)
+            pos = newline + 1
+        done = self._read(chunk, pos, out)
+        if done < len(chunk):
+            pending.append(chunk[done:])
+        return out
+
+    def close(self) -> list[LineFigures]:
+        """The end of the stream: the figures of a last line that had no newline."""
+        out: list[LineFigures] = []
+        if self._pending:
+            joined = b"".join(self._pending) + b"\n"
+            self._pending.clear()
+            self._read(joined, 0, out)
+        return out
+
+    def _read(self, buf: bytes, pos: int, out: list[LineFigures]) -> int:
+        """Append the figures of the lines of `buf` from `pos` up to its last newline; returns where the rest begins."""
+        rates, keys, row_usage = self.rates, self.keys, self.row_usage
+        append = out.append
+        view = memoryview(buf)
+        while True:
+            if self.native:
+                assert scan_rows is not None
+                pos, records = scan_rows(buf, pos, _ROWS_PER_CALL)
+                if records:
+                    self._claimed(buf, view, memoryview(records).cast("q"), out)
+                    continue  # a full batch may be followed by more claimable rows
+            newline = buf.find(b"\n", pos)
+            if newline < 0:
+                return pos
+            end = newline
+            if end > pos and buf[end - 1] == _CR:
+                end -= 1
+            if end > pos and (buf[pos] not in _BLANK or buf[pos:end].strip()):
+                line = buf[pos:end]
+                usage = row_usage(line)
+                append((keys(line), usage, None if rates is None else price_row(usage, rates)))
+            pos = newline + 1
+
+    def _claimed(self, buf: bytes, view: memoryview, fields: memoryview, out: list[LineFigures]) -> None:
+        """The rows the compiled scanner claimed (records of ROW_FIELDS int64s, see `_rowscan.scan_rows`)."""
+        rates, keys, hash_requests = self.rates, self.keys, self.hash_requests
+        sha256 = hashlib.sha256
+        append = out.append
+        values = fields.tolist()
+        for at in range(0, len(values), ROW_FIELDS):
+            (start, end, request, request_end, instance, instance_end, kind, prompt, cached, candidates, thoughts,
+             tool_use, audio, audio_cached, version, version_end) = values[at:at + ROW_FIELDS]
+            if not hash_requests:
+                key = keys(buf[start:end])
+            elif request >= 0:
+                key = "req_" + sha256(view[request:request_end]).hexdigest()[:32]
+            elif instance >= 0:
+                key = "req_" + sha256(view[instance:instance_end]).hexdigest()[:32]
+            else:
+                key = None
+            if kind:
+                append((key, _FAILED, None if rates is None else 0))
+                continue
+            usage = RowUsage(SUCCEEDED, prompt, cached, candidates, thoughts, tool_use, audio, audio_cached, 0, 0,
+                             buf[version:version_end].decode() if version >= 0 else None)
+            append((key, usage, None if rates is None else price_row(usage, rates)))
