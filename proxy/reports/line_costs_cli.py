@@ -18,6 +18,7 @@ def report_lines(ref: str, fmt: str) -> None:
     from proxy.metering.job_meter import storage_client
     from proxy.metering.pricing import PricingTable
     from proxy.reports.line_costs import export_blocks, find_job, line_costs, line_source
+    from proxy.reports.line_keys import job_key_reader
     from proxy.tenancy.keys import Principal
 
     settings = _ledger()
@@ -28,7 +29,9 @@ def report_lines(ref: str, fmt: str) -> None:
             source = line_source(session, job=job, pricing=PricingTable.load(settings.pricing_path))
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
+    client = storage_client()
+    keys = job_key_reader(source.job, client=client, files_bucket=settings.files_bucket)
     out = sys.stdout.buffer
-    for block in export_blocks(fmt, line_costs(storage_client(), source)):
+    for block in export_blocks(fmt, line_costs(client, source, keys=keys)):
         out.write(block)
     out.flush()
