@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 INPUT, CONVERTED, INDEX = "input.jsonl", "vertex.jsonl", "index.bin"
 # Each request of a resumable upload carries this much (a multiple of 256 KiB, as Cloud Storage requires): few
 # requests, and one chunk held in memory per upload.
-UPLOAD_CHUNK_BYTES = 16 << 20
+UPLOAD_CHUNK_BYTES = 8 << 20
 _PIPE_READ_BYTES = 1 << 20
 
 

@@ -22,7 +22,7 @@ from proxy.openai_door.file_conversion import ConvertedFile, convert_file
 from proxy.openai_door.pipe import Pipe, PipeAborted, TeeReader
 
 JSONL = "application/jsonl"
-PIPE_BYTES = 8 << 20  # held between the conversion and each upload, at most
+PIPE_BYTES = 4 << 20  # held between the conversion and each upload, at most
 
 
 def convert_and_upload(bucket: FilesBucket, folder: str, source: BinaryIO, *, max_lines: int, max_bytes: int,
