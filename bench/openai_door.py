@@ -1,6 +1,7 @@
 """The OpenAI door's conversions against fake-gcs-server: upload + conversion of a caller's file, and output conversion.
 
     PYTHONPATH=. .venv/bin/python -m bench.openai_door [--lines 50000] [--line-bytes 3900] [--output-mb 1024]
+                                                       [--parts a,b,c]
 
 (a) A caller's 200 MB, 50,000-line chat file (system + user text, ~4 KB a line), spooled to disk as the door
     receives it, is converted (`convert_file` into a temporary file: the door refuses a bad file before anything
@@ -9,6 +10,11 @@
 (b) A ~1 GB Vertex output object of rows made by the emulator's own row maker (`RowMaker`, from converted lines
     of varied length) is read with the metering's download path (`iter_chunks`, 2 MiB chunks) and turned into
     OpenAI output lines (`OutputLines`); against the raw download. Target: ratio >= 0.5.
+(c) End to end: the same caller file sent to a `vbp serve` on the emulator (SQLite ledger, poller off) as the
+    `openai` SDK sends it (`POST /v1/files`, multipart, streamed from disk by httpx), which receives it, converts
+    it while the caller's bytes and the converted lines upload (`file_store`) and records the file; against a raw
+    upload of the same bytes to the same fake-gcs-server as (a) does it. Peak RSS growth is the `vbp serve`
+    process's own. Target: ratio >= 0.5.
 Both conversions run in a fresh subprocess so that their peak RSS growth is their own (target <= 100 MB). Rates
 are the median of RUNS runs, with their range. Figures are printed, never asserted; a wrong result (a line count
 that does not match) fails the run.
@@ -30,12 +36,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from bench.metering import _reset_peak, _text, _vm
+from bench.overhead import VBP, _process
 from proxy.emulator.predictions import RowMaker
-from proxy.emulator.storage import FakeGcsServer
+from proxy.emulator.stack import EmulatorStack
+from proxy.emulator.storage import FakeGcsServer, free_port
 from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks
 from proxy.openai_door.file_conversion import convert_file
 from proxy.openai_door.line_index import LineIndexBuilder
@@ -144,6 +153,49 @@ def _child(arguments: list[str]) -> dict[str, Any]:
     return result
 
 
+def end_to_end(caller: Path, work: Path) -> dict[str, Any]:
+    """(c): RUNS uploads of the caller's file through `vbp serve`'s POST /v1/files, and RUNS raw uploads of it."""
+    size = caller.stat().st_size
+    stack = EmulatorStack().start()
+    try:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, **stack.env, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
+               "PYTHONPATH")])), "VBP_DATABASE_URL": f"sqlite:///{work / 'vbp.db'}", "VBP_POLLER": "false",
+               "VBP_LOG_LEVEL": "warning"}
+        subprocess.run([str(VBP), "db", "upgrade"], env=env, cwd=root, capture_output=True, check=True)
+        created = subprocess.run([str(VBP), "keys", "create", "--team", "bench", "--json"], env=env, cwd=root,
+                                 capture_output=True, text=True, check=True)
+        key = json.loads(created.stdout)["key"]
+        os.environ["STORAGE_EMULATOR_HOST"] = stack.storage_url
+        client = storage.Client(project="bench", credentials=AnonymousCredentials())
+        client.create_bucket(BUCKET)
+        raw, proxied, growth, lines = [], [], [], 0
+        with _process([str(VBP), "serve", "--port", str(port)], env, f"{url}/healthz", work / "serve.log") as serve, \
+                httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600) as http:
+            for run in range(RUNS):
+                with caller.open("rb") as source:
+                    started = time.perf_counter()
+                    upload(client, f"raw/file-{run}/input.jsonl", source, size)
+                    raw.append(time.perf_counter() - started)
+                _reset_peak(serve.pid)
+                baseline = _vm("VmRSS", serve.pid)
+                with caller.open("rb") as source:
+                    started = time.perf_counter()
+                    reply = http.post("/v1/files", data={"purpose": "batch"},
+                                      files={"file": ("input.jsonl", source, "application/jsonl")})
+                    proxied.append(time.perf_counter() - started)
+                if reply.status_code != 200:
+                    raise RuntimeError(f"POST /v1/files answered {reply.status_code}: {reply.text[:300]}")
+                growth.append((_vm("VmHWM", serve.pid) - baseline) / 1e6)
+                lines = int(stack.storage_client().bucket(stack.files_bucket).get_blob(
+                    f"bench/openai/files/{reply.json()['id']}/vertex.jsonl").download_as_bytes().count(b"\n"))
+        return {"raw": raw, "proxied": proxied, "growth": growth, "lines": lines}
+    finally:
+        stack.stop()
+
+
 def _rates(size: int, seconds: list[float]) -> tuple[float, list[float]]:
     rates = sorted(size / s / 1e6 for s in seconds)
     return statistics.median(rates), rates
@@ -163,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--line-bytes", type=int, default=3900, help="mean caller line size (default 3,900: ~200 MB)")
     parser.add_argument("--output-mb", type=int, default=1024, help="size of the Vertex output of (b) in MB")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--parts", default="a,b,c", help="which of (a), (b), (c) to run (default all)")
     parser.add_argument("--child", choices=["convert", "output"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -173,26 +226,58 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_output(args.lines, DEFAULT_CHUNK_BYTES)))
         return 0
 
+    parts = set(args.parts.split(","))
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as folder, FakeGcsServer() as server:
-        os.environ["STORAGE_EMULATOR_HOST"] = server.url
-        client = storage.Client(project="bench", credentials=AnonymousCredentials())
-        client.create_bucket(BUCKET)
-
+    exact = True
+    with tempfile.TemporaryDirectory() as folder:
         caller = Path(folder) / "input.jsonl"
         with caller.open("wb") as file:
             for number in range(1, args.lines + 1):
                 file.write(chat_line(rng, number, args.line_bytes))
         size = caller.stat().st_size
-        raw_upload = []
-        for run in range(RUNS):
-            with caller.open("rb") as source:
-                started = time.perf_counter()
-                upload(client, f"files/file-{run}/input.jsonl", source, size)
-                raw_upload.append(time.perf_counter() - started)
-        converted = _child(["--child", "convert", "--path", str(caller)])
-        caller.unlink()
+        print(f"caller file {size / 1e6:,.0f} MB, {args.lines:,} chat lines (mean {size / args.lines:,.0f} B)")
+        if "c" in parts:
+            e2e = end_to_end(caller, Path(folder))
+            raw_rate, raw_range = _rates(size, e2e["raw"])
+            rate, rate_range = _rates(size, e2e["proxied"])
+            print(f"(c) raw upload     {raw_rate:,.1f} MB/s (median of {RUNS}: {raw_range[0]:,.1f}-"
+                  f"{raw_range[-1]:,.1f})")
+            print(f"    POST /v1/files {rate:,.1f} MB/s (median of {RUNS}: {rate_range[0]:,.1f}-"
+                  f"{rate_range[-1]:,.1f}; vbp serve on the emulator: receive, convert while uploading, record)")
+            _verdicts(rate / raw_rate, max(e2e["growth"]))
+            exact = exact and e2e["lines"] == args.lines
+        if parts & {"a", "b"}:
+            exact = _conversions(args, rng, caller, parts) and exact
+    return 0 if exact else 1
 
+
+def _conversions(args: argparse.Namespace, rng: random.Random, caller: Path, parts: set[str]) -> bool:
+    """(a) and (b), on a fake-gcs-server of their own."""
+    size = caller.stat().st_size
+    exact = True
+    with FakeGcsServer() as server:
+        os.environ["STORAGE_EMULATOR_HOST"] = server.url
+        client = storage.Client(project="bench", credentials=AnonymousCredentials())
+        client.create_bucket(BUCKET)
+        if "a" in parts:
+            raw_upload = []
+            for run in range(RUNS):
+                with caller.open("rb") as source:
+                    started = time.perf_counter()
+                    upload(client, f"files/file-{run}/input.jsonl", source, size)
+                    raw_upload.append(time.perf_counter() - started)
+            converted = _child(["--child", "convert", "--path", str(caller)])
+            raw_rate, raw_range = _rates(size, raw_upload)
+            convert_rate, convert_range = _rates(size, converted["seconds"])
+            print(f"(a) raw upload     {raw_rate:,.1f} MB/s (median of {RUNS}: {raw_range[0]:,.1f}-"
+                  f"{raw_range[-1]:,.1f})")
+            print(f"    convert+upload {convert_rate:,.1f} MB/s (median of {RUNS}: {convert_range[0]:,.1f}-"
+                  f"{convert_range[-1]:,.1f}; converted into a temporary file, then uploaded)")
+            _verdicts(convert_rate / raw_rate, (converted["peak"] - converted["baseline"]) / 1e6)
+            exact = converted["lines"] == args.lines
+            print(f"    lines          {'exact' if exact else 'MISMATCH'}: {converted['lines']:,} converted")
+        if "b" not in parts:
+            return exact
         pool = output_rows(rng, args.line_bytes)
         target = args.output_mb * 1_000_000
         with tempfile.TemporaryFile() as rows:
@@ -215,30 +300,18 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             raw_download.append(time.perf_counter() - started)
         output = _child(["--child", "output", "--lines", str(lines)])
-
-    raw_rate, raw_range = _rates(size, raw_upload)
-    convert_rate, convert_range = _rates(size, converted["seconds"])
-    ratio = convert_rate / raw_rate
-    growth = (converted["peak"] - converted["baseline"]) / 1e6
-    print(f"(a) caller file    {size / 1e6:,.0f} MB, {args.lines:,} chat lines (mean {size / args.lines:,.0f} B)")
-    print(f"    raw upload     {raw_rate:,.1f} MB/s (median of {RUNS}: {raw_range[0]:,.1f}-{raw_range[-1]:,.1f})")
-    print(f"    convert+upload {convert_rate:,.1f} MB/s (median of {RUNS}: {convert_range[0]:,.1f}-"
-          f"{convert_range[-1]:,.1f}; converted into a temporary file, then uploaded)")
-    _verdicts(ratio, growth)
     raw_rate, raw_range = _rates(output["bytes"], raw_download)
     out_rate, out_range = _rates(output["bytes"], output["seconds"])
-    ratio = out_rate / raw_rate
-    growth = (output["peak"] - output["baseline"]) / 1e6
     print(f"(b) Vertex output  {output['bytes'] / 1e6:,.0f} MB, {lines:,} emulator rows (mean "
           f"{output['bytes'] / lines:,.0f} B) -> {output['written'] / 1e6:,.0f} MB of OpenAI output lines")
     print(f"    raw download   {raw_rate:,.0f} MB/s (median of {RUNS}: {raw_range[0]:,.0f}-{raw_range[-1]:,.0f})")
     print(f"    OutputLines    {out_rate:,.0f} MB/s (median of {RUNS}: {out_range[0]:,.0f}-{out_range[-1]:,.0f}), "
           f"{lines / statistics.median(output['seconds']):,.0f} rows/s")
-    _verdicts(ratio, growth)
-    exact = converted["lines"] == args.lines and output["answered"] == lines
-    print(f"    lines          {'exact' if exact else 'MISMATCH'}: {converted['lines']:,} converted, "
-          f"{output['answered']:,} answered of {lines:,} rows")
-    return 0 if exact else 1
+    _verdicts(out_rate / raw_rate, (output["peak"] - output["baseline"]) / 1e6)
+    answered = output["answered"] == lines
+    print(f"    lines          {'exact' if answered else 'MISMATCH'}: {output['answered']:,} answered of "
+          f"{lines:,} rows")
+    return exact and answered
 
 
 if __name__ == "__main__":

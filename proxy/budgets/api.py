@@ -4,7 +4,8 @@
     PUT    /v1/budgets/{team}               {usd, period?, allow_unestimated?} -> view   (the team's budget)
     PUT    /v1/budgets/{team}/keys/{key}    the same, for one key of the team
     DELETE /v1/budgets/{team}[/keys/{key}]  -> {"removed": true}
-    POST   /v1/estimates                    a Vertex create body -> the estimate (any key; nothing is created)
+    POST   /v1/estimates                    a Vertex create body, or {"input_file_id": ...} (an OpenAI-door file of
+                                            the caller's team) -> the estimate (any key; nothing is created)
 
 A view is `{team, key_id, period, limit_usd, spent_usd, reserved_usd, remaining_usd, allow_unestimated}`,
 amounts as exact decimal strings. An estimate applies the create's checks first (the key's model scope and the
@@ -28,6 +29,7 @@ from proxy.budgets.admission import Unestimable
 from proxy.clock import utcnow
 from proxy.errors import FailedPrecondition, InvalidArgument, NotFound
 from proxy.ledger.request_log import record_of
+from proxy.openai_door.file_jobs import estimate_file_job
 from proxy.providers.vertex.create_body import body_model
 from proxy.providers.vertex.job_fields import normalise_job
 from proxy.providers.vertex.resources import model_id
@@ -106,16 +108,16 @@ def _estimate_endpoint(services: Callable[[], Services | None]) -> Callable[[Req
         principal = await authenticate(running, request.headers.items())
         record = record_of(request.scope)
         record.key_id, record.team = principal.key_id, principal.team
-        return JSONResponse(await estimate_body(running, principal, await read_body(request)))
+        body = await read_body(request)
+        if "input_file_id" in body:
+            job = await to_thread.run_sync(estimate_file_job, running.sessions, principal, body)
+            return JSONResponse(await estimate_job(running, principal, job))
+        return JSONResponse(await estimate_body(running, principal, body))
     return endpoint
 
 
 async def estimate_body(services: Services, principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """The dry run of a Vertex create body: the create's checks, the estimate, and the budget it falls under.
-
-    (The OpenAI door's `{"input_file_id": ...}` form builds the Vertex body of its stored file and comes here.)"""
-    gate = services.budgets
-    assert gate is not None
+    """The dry run of a Vertex create body: the create's checks, the estimate, and the budget it falls under."""
     teams = services.teams
     policy = teams.cached(principal.team)
     if policy is None:
@@ -126,6 +128,16 @@ async def estimate_body(services: Services, principal: Principal, body: dict[str
         raise InvalidArgument("An estimate needs the job's model.")
     check_model(principal, model=model_id(model_path), model_projects=(), model_location=None)
     check_job_locations(job, policy)
+    return await estimate_job(services, principal, job)
+
+
+async def estimate_job(services: Services, principal: Principal, job: dict[str, Any]) -> dict[str, Any]:
+    """The estimate of a checked job body and the covering budget with the least remaining (whether it fits).
+
+    (The OpenAI door's `{"input_file_id": ...}` form comes here with the Vertex body its batch would run,
+    `file_jobs.estimate_file_job`: its converted file lies in VBP_FILES_BUCKET, outside the team's boundaries.)"""
+    gate = services.budgets
+    assert gate is not None
     try:
         estimate = await to_thread.run_sync(gate.estimate_job, job)
     except Unestimable as exc:

@@ -36,6 +36,7 @@ from proxy.openai_door.batch_views import batch_object
 from proxy.openai_door.bucket import INDEX
 from proxy.openai_door.compat import check_provider, decode_file_id
 from proxy.openai_door.door import Door
+from proxy.openai_door.file_jobs import file_job_body
 from proxy.openai_door.file_views import ended
 from proxy.openai_door.ids import batch_file_id, new_batch_id
 from proxy.openai_door.upstream_errors import translate
@@ -150,11 +151,8 @@ async def create(request: Request, door: Door) -> Response:
     try:
         # The batch keeps its own copy of the index: its outputs stay readable if the input file is deleted.
         await to_thread.run_sync(bucket.copy, bucket.path_of(file.index_uri), folder + INDEX)
-        job_body = prepare_create_body({
-            "displayName": batch_id, "model": f"publishers/google/models/{file.model}",
-            "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [file.converted_uri]}},
-            "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": bucket.uri(folder)}},
-        }, principal=principal, aliases={})
+        job_body = prepare_create_body(file_job_body(file, display_name=batch_id, output_uri=bucket.uri(folder)),
+                                       principal=principal, aliases={})
         job_body["labels"][BATCH_LABEL] = batch_id
         reservation_id = await _reserve(door, principal, job_body, project, location)
         await _create_job(request, door, principal, job_body, batch_id, project, location, reservation_id)

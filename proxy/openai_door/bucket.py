@@ -12,6 +12,7 @@ The team name is percent-encoded into one path segment. Reading is one streaming
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import IO
 from urllib.parse import quote
@@ -19,16 +20,25 @@ from urllib.parse import quote
 from google.cloud import storage
 
 from proxy.metering.objects import iter_chunks
+from proxy.openai_door.pipe import Pipe
 from proxy.providers.base import OutputMissing, OutputObject
 
+log = logging.getLogger(__name__)
+
 INPUT, CONVERTED, INDEX = "input.jsonl", "vertex.jsonl", "index.bin"
+# Each request of a resumable upload carries this much (a multiple of 256 KiB, as Cloud Storage requires): few
+# requests, and one chunk held in memory per upload.
+UPLOAD_CHUNK_BYTES = 8 << 20
+_PIPE_READ_BYTES = 1 << 20
 
 
 class FilesBucket:
     """VBP_FILES_BUCKET, with the door's layout; the storage client is made on first use."""
 
-    def __init__(self, name: str, client_factory: Callable[[], storage.Client] = storage.Client) -> None:
+    def __init__(self, name: str, client_factory: Callable[[], storage.Client] = storage.Client, *,
+                 upload_chunk_bytes: int = UPLOAD_CHUNK_BYTES) -> None:
         self.name = name
+        self.upload_chunk_bytes = upload_chunk_bytes
         self._client_factory = client_factory
         self._client: storage.Client | None = None
 
@@ -59,6 +69,25 @@ class FilesBucket:
     def upload(self, path: str, source: IO[bytes], *, content_type: str) -> None:
         """Write `source` (from its current position) to the object, replacing any."""
         self.client.bucket(self.name).blob(path).upload_from_file(source, content_type=content_type, rewind=True)
+
+    def upload_pipe(self, path: str, pipe: Pipe, *, content_type: str) -> None:
+        """Write what arrives through `pipe` to the object as it arrives (a resumable upload, storage's BlobWriter).
+
+        The object exists only once the pipe's stream is whole: when the writer aborts the pipe (a rejected file),
+        or the upload fails, the resumable upload is cancelled unfinished and the writer's next write fails."""
+        blob = self.client.bucket(self.name).blob(path)
+        writer = blob.open("wb", chunk_size=self.upload_chunk_bytes, ignore_flush=True, content_type=content_type)
+        try:
+            while data := pipe.read(_PIPE_READ_BYTES):
+                writer.write(data)
+            writer.close()
+        except BaseException:
+            pipe.abandon()
+            try:
+                writer.terminate()
+            except Exception:  # an unfinished upload stores nothing either way; Cloud Storage expires it
+                log.warning("could not cancel the unfinished upload of %s", self.uri(path), exc_info=True)
+            raise
 
     def upload_bytes(self, path: str, data: bytes, *, content_type: str) -> None:
         self.client.bucket(self.name).blob(path).upload_from_string(data, content_type=content_type)

@@ -1,7 +1,8 @@
 """OpenAI's Files API, for batch files (errors in OpenAI's envelope: `proxy.gateway.dialects`).
 
-    POST   /v1/files                 multipart `file` + `purpose=batch`: checked and converted line by line, then the
-                                     caller's bytes, the Vertex input and the custom_id index stored, then the row
+    POST   /v1/files                 multipart `file` + `purpose=batch`: checked and converted line by line while the
+                                     caller's bytes and the Vertex input upload (`file_store`), then the custom_id
+                                     index stored, then the row
     GET    /v1/files                 ?purpose&limit(1..10000)&order(asc|desc)&after: the team's files, uploads and
                                      the output/error files of its ended batches
     GET    /v1/files/{id}            the FileObject
@@ -15,7 +16,6 @@ a gs:// URI (LiteLLM's file ids), percent-encoded once or twice. Another team's 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -30,7 +30,8 @@ from proxy.openai_door import records
 from proxy.openai_door.bucket import CONVERTED, INDEX, INPUT, FilesBucket
 from proxy.openai_door.compat import check_provider, decode_file_id
 from proxy.openai_door.door import Door
-from proxy.openai_door.file_conversion import FileRejected, convert_file
+from proxy.openai_door.file_conversion import FileRejected
+from proxy.openai_door.file_store import convert_and_upload
 from proxy.openai_door.file_views import batch_files, ended, file_object
 from proxy.openai_door.ids import new_file_id
 from proxy.openai_door.output_content import converted_lines
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 UPLOAD_PURPOSES = ("batch",)
 OUTPUT_PURPOSE = "batch_output"
 MAX_LIST = 10_000
-JSONL = "application/jsonl"
 
 
 async def create(request: Request, door: Door) -> Response:
@@ -65,39 +65,36 @@ async def create(request: Request, door: Door) -> Response:
 
 
 def _store(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPolicy, upload: Upload) -> OpenAIFile:
-    """Convert, store the three objects, write the row; on any failure remove what was stored (blocking)."""
+    """Convert while uploading, store the index, write the row; on a failure other than a rejected file (which
+    stores nothing) remove what was stored (blocking)."""
     settings = door.services.settings
     source: BinaryIO = upload.file.file
     source.seek(0)
-    with tempfile.TemporaryFile(prefix="vbp-openai-") as converted:
-        try:
-            result = convert_file(source, converted, max_lines=settings.openai_max_file_lines,
-                                  max_bytes=settings.openai_max_file_bytes,
-                                  check_gcs_uri=lambda uri: _check_uri(uri, policy))
-        except FileRejected as exc:
-            raise InvalidArgument(exc.message, param=exc.param, code=exc.code) from None
-        file_id = new_file_id()
-        folder = bucket.file_folder(principal.team, file_id)
-        written: list[str] = []
-        try:
-            for name, data in ((INPUT, source), (CONVERTED, converted)):
-                written.append(folder + name)
-                bucket.upload(folder + name, data, content_type=JSONL)
-            written.append(folder + INDEX)
-            bucket.upload_bytes(folder + INDEX, result.index.to_bytes(), content_type="application/octet-stream")
-            now = utcnow()
-            row = OpenAIFile(id=file_id, team=principal.team, key_id=principal.key_id, purpose="batch",
-                             filename=(upload.file.filename or "batch.jsonl")[:300], bytes=result.bytes,
-                             lines=result.lines, vertex_lines=result.vertex_lines or result.lines,
-                             model=result.model, endpoint=result.endpoint,
-                             input_uri=bucket.uri(folder + INPUT), converted_uri=bucket.uri(folder + CONVERTED),
-                             index_uri=bucket.uri(folder + INDEX), created_at=now, expires_at=None)
-            with door.services.sessions.begin() as session:
-                session.add(row)
-            return row
-        except BaseException:
-            _remove_quietly(bucket, written)
-            raise
+    file_id = new_file_id()
+    folder = bucket.file_folder(principal.team, file_id)
+    try:
+        result = convert_and_upload(bucket, folder, source, max_lines=settings.openai_max_file_lines,
+                                    max_bytes=settings.openai_max_file_bytes,
+                                    check_gcs_uri=lambda uri: _check_uri(uri, policy))
+    except FileRejected as exc:
+        raise InvalidArgument(exc.message, param=exc.param, code=exc.code) from None
+    except BaseException:
+        _remove_quietly(bucket, [folder + INPUT, folder + CONVERTED])
+        raise
+    try:
+        bucket.upload_bytes(folder + INDEX, result.index.to_bytes(), content_type="application/octet-stream")
+        row = OpenAIFile(id=file_id, team=principal.team, key_id=principal.key_id, purpose="batch",
+                         filename=(upload.file.filename or "batch.jsonl")[:300], bytes=result.bytes,
+                         lines=result.lines, vertex_lines=result.vertex_lines or result.lines,
+                         model=result.model, endpoint=result.endpoint,
+                         input_uri=bucket.uri(folder + INPUT), converted_uri=bucket.uri(folder + CONVERTED),
+                         index_uri=bucket.uri(folder + INDEX), created_at=utcnow(), expires_at=None)
+        with door.services.sessions.begin() as session:
+            session.add(row)
+        return row
+    except BaseException:
+        _remove_quietly(bucket, [folder + name for name in (INPUT, CONVERTED, INDEX)])
+        raise
 
 
 def _check_uri(uri: str, policy: TeamPolicy) -> None:

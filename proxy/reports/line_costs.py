@@ -249,10 +249,11 @@ def range_tails(task: TailTask) -> list[bytes]:
     return tails
 
 
-def export(client: storage.Client, source: LineSource, fmt: str, *,
-           ranges: RangeMeter | None = None) -> Iterator[bytes]:
+def export(client: storage.Client, source: LineSource, fmt: str, *, ranges: RangeMeter | None = None,
+           keys: KeyReader | None = None) -> Iterator[bytes]:
     """The job's records in `fmt`, read by byte range in the worker processes of `ranges` when the output is large
-    enough (the same bytes as `export_blocks(fmt, line_costs(client, source))`, which reads it here otherwise).
+    enough (the same bytes as `export_blocks(fmt, line_costs(client, source, keys=keys))`, which reads it here
+    otherwise). `keys`: the job's key reader when not the default one (`line_keys.job_key_reader`).
 
     Each range's worker returns its lines' tails; the ranges are taken in order and this process numbers their
     lines, so line numbers run on across ranges and objects exactly as one reader would count them. At most
@@ -260,11 +261,14 @@ def export(client: storage.Client, source: LineSource, fmt: str, *,
     """
     objects = source.objects
     pool = None
-    if ranges is not None and all("gzip" not in obj.encoding for obj in objects) \
+    # Workers key lines by the request's hash or the echoed custom_id; a door batch's reader holds its line index
+    # (read from Cloud Storage once, here), so its lines are read in this process.
+    plain_keys = keys is None or keys is request_key
+    if ranges is not None and plain_keys and all("gzip" not in obj.encoding for obj in objects) \
             and sum(obj.size for obj in objects) >= 2 * ranges.min_bytes:
         pool = ranges.executor()
     if pool is None:
-        yield from export_blocks(fmt, line_costs(client, source))
+        yield from export_blocks(fmt, line_costs(client, source, keys=keys))
         return
     assert ranges is not None
     if fmt not in FORMATS:

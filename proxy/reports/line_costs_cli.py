@@ -18,6 +18,7 @@ def report_lines(ref: str, fmt: str) -> None:
     from proxy.metering.job_meter import storage_client
     from proxy.metering.pricing import PricingTable
     from proxy.reports.line_costs import export, find_job, line_source
+    from proxy.reports.line_keys import job_key_reader
     from proxy.services import range_meter
     from proxy.tenancy.keys import Principal
 
@@ -29,10 +30,12 @@ def report_lines(ref: str, fmt: str) -> None:
             source = line_source(session, job=job, pricing=PricingTable.load(settings.pricing_path))
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
+    client = storage_client()
+    keys = job_key_reader(source.job, client=client, files_bucket=settings.files_bucket)
     out = sys.stdout.buffer
     ranges = range_meter(settings)  # large outputs are read by byte range in worker processes, as metering does
     try:
-        for block in export(storage_client(), source, fmt, ranges=ranges):
+        for block in export(client, source, fmt, ranges=ranges, keys=keys):
             out.write(block)
     finally:
         ranges.close()

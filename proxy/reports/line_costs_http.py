@@ -20,6 +20,7 @@ from proxy.ledger.request_log import record_of
 from proxy.metering.job_meter import storage_client
 from proxy.metering.pricing import PricingTable
 from proxy.reports.line_costs import FORMATS, LineSource, export, find_job, line_source
+from proxy.reports.line_keys import job_key_reader
 from proxy.services import Services
 from proxy.tenancy.auth import authenticate
 
@@ -54,7 +55,9 @@ async def lines(request: Request, services: Services) -> Response:
 
     source = await to_thread.run_sync(prepare)
     client = await to_thread.run_sync(storage_client)
+    keys = await to_thread.run_sync(lambda: job_key_reader(source.job, client=client,
+                                                           files_bucket=services.settings.files_bucket))
     filename = f"lines-{source.job.job_id}.{fmt}"
-    return StreamingResponse(export(client, source, fmt), media_type=MEDIA_TYPES[fmt],
+    return StreamingResponse(export(client, source, fmt, keys=keys), media_type=MEDIA_TYPES[fmt],
                              headers={"content-disposition": f'attachment; filename="{filename}"',
                                       "cache-control": "no-store"})

@@ -1,9 +1,12 @@
 """The key of each output line in a per-line cost export: what a team joins the line's cost on.
 
-`key_reader(job)` picks the function for a job; the OpenAI door extends it (its lines carry the caller's
-`custom_id`, which `custom_id_key` already reads). A native job's key is a hash of the request the row echoes:
-`req_` and the first 32 hex digits of the SHA-256 of the `request` member's JSON text as the output file holds it
-(`instance` for embedding rows). It is stable: every export of the same output gives every line the same key.
+`job_key_reader(job, ...)` picks the function for a job: for a batch of the OpenAI door, the caller's `custom_id`
+found through the batch's line index (`proxy.openai_door.batch_line_keys`: the line label in the echoed request, or
+the embedding's content, so it holds when Vertex echoes no sibling keys); `key_reader(job)` is the choice without
+the index (the echoed sibling `custom_id`, which `custom_id_key` reads). A native job's key is a hash of the
+request the row echoes: `req_` and the first 32 hex digits of the SHA-256 of the `request` member's JSON text as
+the output file holds it (`instance` for embedding rows).
+It is stable: every export of the same output gives every line the same key.
 (Hashing the text as written rather than a re-serialised canonical form keeps the export at the metering's speed;
 Vertex re-serialises the echoed request anyway, so no input-side form would match it byte for byte.)
 """
@@ -14,6 +17,7 @@ import hashlib
 from collections.abc import Callable
 
 import msgspec
+from google.cloud import storage
 
 from proxy.ledger.models import Job
 
@@ -58,3 +62,11 @@ def custom_id_key(line: bytes) -> str | None:
 def key_reader(job: Job) -> KeyReader:
     """The key function for a job's lines: the custom_id of a batch of the OpenAI door, else the request's hash."""
     return custom_id_key if getattr(job, "batch_id", None) else request_key
+
+
+def job_key_reader(job: Job, *, client: storage.Client, files_bucket: str | None) -> KeyReader:
+    """The key function for a job's lines, a door batch's read through its line index in VBP_FILES_BUCKET."""
+    # Imported here: the door's reader builds on this module's keys.
+    from proxy.openai_door.batch_line_keys import batch_key_reader
+
+    return batch_key_reader(client, files_bucket=files_bucket, job=job) or key_reader(job)
