@@ -30,7 +30,10 @@ LINES = [chat_line(f"c-{n}", {"messages": [{"role": "user", "content": f"questio
 
 @pytest.fixture()
 def bucket(fake_gcs: FakeGcsServer) -> FilesBucket:
-    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    # Pointed at the server itself, not through STORAGE_EMULATOR_HOST, which a package fixture elsewhere may restore
+    # away while this session's server still runs.
+    client = storage.Client(project="test", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": fake_gcs.url})
     name = f"store-{uuid.uuid4().hex[:12]}"
     client.create_bucket(name)
     return FilesBucket(name, lambda: client, upload_chunk_bytes=CHUNK)
