@@ -36,7 +36,7 @@ INPUT = "".join(json.dumps({"request": {
     "generationConfig": {"maxOutputTokens": 10}}}) + "\n" for kind in ("a helpful", "an unhelpful"))
 
 
-def _read_lines(process: subprocess.Popen[str], reader: list[threading.Thread], count: int = 4,
+def _read_lines(process: subprocess.Popen[str], reader: list[threading.Thread], count: int = 7,
                 timeout: float = 30.0) -> list[str]:
     """The first lines the command prints, as printed (read in a thread: a pipe read must not hang the test)."""
     assert process.stdout is not None
@@ -79,7 +79,7 @@ def test_vbp_emulator_serves_a_curl_call_and_stops_on_sigterm() -> None:
     try:
         env = _read_env(process, reader)
         assert set(env) == {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
-                            "VBP_FILES_BUCKET"}
+                            "VBP_FILES_BUCKET", "VBP_MODELS_FILE", "VBP_EMULATOR_OPENAI_KEY", "VBP_EMULATOR_AZURE_KEY"}
         assert env["VBP_FILES_BUCKET"] == "vbp-files"
         base = env["VBP_VERTEX_BASE_URL"]
         credentials_file = Path(env["GOOGLE_APPLICATION_CREDENTIALS"])
