@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 import google.auth.transport.requests
@@ -72,7 +73,7 @@ def _read_env(process: subprocess.Popen[str], reader: list[threading.Thread]) ->
 def test_vbp_emulator_serves_a_curl_call_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy.emulator.command", "--port", "0", "--job-seconds", "0.5",
-         "--extra-model", "gemini-1.5-flash"],
+         "--extra-model", "gemini-1.5-flash", "--openai-key", "sk-fixed-for-this-run"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
     )
     reader: list[threading.Thread] = []
@@ -81,6 +82,17 @@ def test_vbp_emulator_serves_a_curl_call_and_stops_on_sigterm() -> None:
         assert set(env) == {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
                             "VBP_FILES_BUCKET", "VBP_MODELS_FILE", "VBP_EMULATOR_OPENAI_KEY", "VBP_EMULATOR_AZURE_KEY"}
         assert env["VBP_FILES_BUCKET"] == "vbp-files"
+        catalog = tomllib.loads(Path(env["VBP_MODELS_FILE"]).read_text())
+        assert Path(env["VBP_MODELS_FILE"]).is_absolute() and len(catalog["deployment"]) == 21
+        assert env["VBP_EMULATOR_OPENAI_KEY"] == "sk-fixed-for-this-run"
+        assert len(env["VBP_EMULATOR_AZURE_KEY"]) == 32  # generated
+        openai_files = httpx.get(f"{env['VBP_VERTEX_BASE_URL']}/openai-api/v1/files",
+                                 headers={"Authorization": f"Bearer {env['VBP_EMULATOR_OPENAI_KEY']}"})
+        assert openai_files.json() == {"object": "list", "data": [], "first_id": None, "last_id": None,
+                                       "has_more": False}
+        azure_batches = httpx.get(f"{env['VBP_VERTEX_BASE_URL']}/azure/eastus/openai/v1/batches",
+                                  headers={"api-key": env["VBP_EMULATOR_AZURE_KEY"]})
+        assert azure_batches.status_code == 200
         base = env["VBP_VERTEX_BASE_URL"]
         credentials_file = Path(env["GOOGLE_APPLICATION_CREDENTIALS"])
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -104,6 +104,13 @@ async def upload(store: FileStore, request: Request) -> Response:
         form = await request.form()
     except Exception as exc:  # python-multipart's own errors: a body that is not multipart
         raise invalid(f"The body must be multipart/form-data ({exc}).") from None
+    try:
+        return await _store_upload(store, form)
+    finally:
+        await form.close()  # the spooled temporary files
+
+
+async def _store_upload(store: FileStore, form: FormData) -> Response:
     upload, purpose = form.get("file"), form.get("purpose")
     if not isinstance(upload, UploadFile):
         raise invalid("Missing required parameter: 'file'.", "file")
