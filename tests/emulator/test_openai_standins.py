@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TypeVar
 
 import httpx
 import openai
@@ -15,6 +16,7 @@ from tests.emulator.openai_support import chat_lines, jsonl, read_lines, run_bat
 pytestmark = pytest.mark.slow
 
 API_VERSION = "2024-10-21"
+C = TypeVar("C", bound=openai.OpenAI)
 LINE_USAGE = {"prompt_tokens": 9, "completion_tokens": 10, "total_tokens": 19,
               "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
               "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
@@ -27,14 +29,30 @@ def stack() -> Iterator[EmulatorStack]:
         yield running
 
 
+_OPENED: list[openai.OpenAI] = []
+
+
+def keep(client: C) -> C:
+    """Close the client when the test ends (an unclosed connection pool warns, and warnings are errors)."""
+    _OPENED.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 @pytest.fixture
 def client(stack: EmulatorStack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.openai_base_url, api_key="sk-test-fixed", max_retries=0)
+    return keep(openai.OpenAI(base_url=stack.openai_base_url, api_key="sk-test-fixed", max_retries=0))
 
 
 def azure(stack: EmulatorStack, resource: str, **options: object) -> openai.AzureOpenAI:
-    return openai.AzureOpenAI(azure_endpoint=stack.azure_endpoint(resource), api_key=stack.state.azure_key,
-                              api_version=API_VERSION, **{"max_retries": 0, **options})  # type: ignore[arg-type]
+    return keep(openai.AzureOpenAI(azure_endpoint=stack.azure_endpoint(resource), api_key=stack.state.azure_key,
+                                   api_version=API_VERSION, **{"max_retries": 0, **options}))  # type: ignore[arg-type]
 
 
 def test_openai_chat_batch_end_to_end(client: openai.OpenAI) -> None:
@@ -112,10 +130,10 @@ def test_azure_chat_batch_on_each_resource(stack: EmulatorStack, resource: str) 
 
 
 def test_azure_v1_form_with_the_plain_client_and_an_entra_token(stack: EmulatorStack) -> None:
-    for client in (openai.OpenAI(base_url=stack.azure_endpoint("westus") + "/openai/v1",
-                                 api_key=stack.state.azure_key, max_retries=0),
-                   openai.AzureOpenAI(azure_endpoint=stack.azure_endpoint("westus"), api_version=API_VERSION,
-                                      azure_ad_token=stack.issue_token(), max_retries=0)):
+    for client in (keep(openai.OpenAI(base_url=stack.azure_endpoint("westus") + "/openai/v1",
+                                      api_key=stack.state.azure_key, max_retries=0)),
+                   keep(openai.AzureOpenAI(azure_endpoint=stack.azure_endpoint("westus"), api_version=API_VERSION,
+                                           azure_ad_token=stack.issue_token(), max_retries=0))):
         data = jsonl([{"custom_id": "e", "method": "POST", "url": "/embeddings",
                        "body": {"model": "text-embedding-3-small-batch", "input": "Hello world!"}}])
         batch = run_batch(client, data, "/embeddings")
@@ -167,14 +185,14 @@ def test_a_bad_input_file_fails_the_batch_with_errors_data(client: openai.OpenAI
 
 def test_wrong_keys_are_401_in_each_dialect(stack: EmulatorStack) -> None:
     with pytest.raises(openai.AuthenticationError) as openai_error:
-        openai.OpenAI(base_url=stack.openai_base_url, api_key="sk-wrong-key", max_retries=0).files.list()
+        keep(openai.OpenAI(base_url=stack.openai_base_url, api_key="sk-wrong-key", max_retries=0)).files.list()
     assert openai_error.value.code == "invalid_api_key"
     assert openai_error.value.body == {"message": "Incorrect API key provided: sk-********-key. You can find your "
                                                   "API key at https://platform.openai.com/account/api-keys.",
                                        "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
     with pytest.raises(openai.AuthenticationError) as azure_error:
-        openai.AzureOpenAI(azure_endpoint=stack.azure_endpoint("eastus"), api_key="0" * 32, api_version=API_VERSION,
-                           max_retries=0).batches.list()
+        keep(openai.AzureOpenAI(azure_endpoint=stack.azure_endpoint("eastus"), api_key="0" * 32,
+                                api_version=API_VERSION, max_retries=0)).batches.list()
     assert azure_error.value.body == {"code": "401", "message": (
         "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an "
         "active subscription and use a correct regional API endpoint for your resource.")}
@@ -208,7 +226,7 @@ def test_injected_faults_reach_the_openai_and_azure_stand_ins_by_path(stack: Emu
             azure(stack, "westus").batches.list()
         assert unavailable.value.status_code == 503
         assert azure(stack, "westus", max_retries=0).batches.list().object == "list"
-        retried = openai.OpenAI(base_url=stack.openai_base_url, api_key="sk-test-fixed", max_retries=2)
+        retried = keep(openai.OpenAI(base_url=stack.openai_base_url, api_key="sk-test-fixed", max_retries=2))
         stack.set_faults(errors=[{"status": 429, "count": 1, "path": "/openai-api/v1/batches", "retry_after": 0}])
         assert retried.batches.list().object == "list"  # the SDK retried after Retry-After: 0
         statuses = [entry["status"] for entry in stack.request_log if entry["path"] == "/openai-api/v1/batches"]
