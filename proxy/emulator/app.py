@@ -25,6 +25,8 @@ from proxy.emulator.faults import Faults, Injection
 from proxy.emulator.jobs import Job, now_utc, project_number, resource_id
 from proxy.emulator.listing import apply_read_mask, page_size, parse_filter, parse_read_mask, select_page
 from proxy.emulator.oauth import OAuthError
+from proxy.emulator.openai_api.api import azure_routes, openai_routes
+from proxy.emulator.playback import play
 from proxy.emulator.predictions import rfc3339
 from proxy.emulator.state import MAX_LOGGED_BODY, EmulatorState
 from proxy.emulator.validation import validate_create
@@ -107,7 +109,7 @@ class VertexApi:
             await asyncio.sleep(faults.latency)
         self._authenticate(request)
         method, job_id = _vertex_method(request)
-        injected = self.state.faults.injected(method)
+        injected = self.state.faults.injected(method, path=request.url.path)
         if injected is None:
             return await self._served(request, raw, method, job_id)
         return await _play(injected, lambda: self._served(request, raw, method, job_id))
@@ -174,21 +176,15 @@ class VertexApi:
 
 
 async def _play(injected: Injection, serve: Callable[[], Awaitable[Response]]) -> Response:
-    """Answer a call as its injected fault says: served first or not at all, then held, cut or replaced."""
-    reply: Response | None = None
-    if injected.after_serving:
+    """Answer a Vertex or token call as its injected fault says (errors in Google's envelope)."""
+
+    async def served() -> Response:
         try:
-            reply = await serve()
+            return await serve()
         except ApiError as error:
-            reply = error_response(error)
-    if injected.hold_seconds:
-        await asyncio.sleep(injected.hold_seconds)
-    if injected.reset:
-        return ConnectionReset()
-    if injected.error is not None:
-        return error_response(injected.error)
-    assert reply is not None
-    return reply
+            return error_response(error)
+
+    return await play(injected, served, error_response)
 
 
 def _delete_operation(job: Job, version: str) -> dict[str, Any]:
@@ -222,7 +218,7 @@ def create_app(state: EmulatorState) -> Starlette:
             except OAuthError as error:
                 return JSONResponse(error.body(), status_code=error.http_status)
 
-        injected = state.faults.injected("token")
+        injected = state.faults.injected("token", path=request.url.path)
         response = await (exchange() if injected is None else _play(injected, exchange))
         entry["status"] = None if isinstance(response, ConnectionReset) else response.status_code
         return response
@@ -255,6 +251,8 @@ def create_app(state: EmulatorState) -> Starlette:
         routes=[
             Route(_COLLECTION, vertex.handle, methods=verbs),
             Route(_COLLECTION + "/{job}", vertex.handle, methods=verbs),
+            *openai_routes(state.openai),
+            *azure_routes(state.azure),
             Route("/token", token, methods=["POST"]),
             Route("/_emulator/faults", get_faults, methods=["GET"]),
             Route("/_emulator/faults", set_faults, methods=["POST"]),

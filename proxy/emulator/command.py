@@ -13,6 +13,7 @@ import click
 
 from proxy.emulator.gcs import JobFailure, parse_object_gs
 from proxy.emulator.stack import EmulatorStack
+from proxy.emulator.state import DEFAULT_AZURE_TOKEN_QUOTA
 
 
 def export_lines(env: dict[str, str]) -> list[str]:
@@ -61,14 +62,27 @@ def _check_uploads(ctx: click.Context, param: click.Parameter,
                    "--upload examples/input.jsonl gs://my-bucket/team-a/input.jsonl (repeatable).")
 @click.option("--storage-faults", is_flag=True,
               help="Put a front before Cloud Storage so that the storage_stall fault can stall object reads.")
+@click.option("--openai-key", default=None, metavar="KEY",
+              help="The OpenAI stand-in's API key (default: generated; printed as VBP_EMULATOR_OPENAI_KEY).")
+@click.option("--azure-key", default=None, metavar="KEY",
+              help="The Azure stand-in's api-key, both resources (default: generated; printed as "
+                   "VBP_EMULATOR_AZURE_KEY).")
+@click.option("--azure-token-quota", default=DEFAULT_AZURE_TOKEN_QUOTA, show_default=True,
+              type=click.IntRange(min=0), help="Enqueued-token quota of each Azure deployment.")
+@click.option("--azure-quota-mode", type=click.Choice(["fail-fast", "fail-batch"]), default="fail-fast",
+              show_default=True, help="Over quota: refuse the create with 400 token_limit_exceeded (fail-fast), or "
+                                      "create a batch that fails at once (fail-batch).")
 def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[str, ...], token_lifetime: int,
              files_bucket: str, no_echo_keys: bool, workdir: Path | None,
-             uploads: tuple[tuple[Path, str], ...], storage_faults: bool) -> None:
-    """Run the local stand-ins for Vertex AI batch prediction, its OAuth2 token endpoint and Cloud Storage.
+             uploads: tuple[tuple[Path, str], ...], storage_faults: bool, openai_key: str | None,
+             azure_key: str | None, azure_token_quota: int, azure_quota_mode: str) -> None:
+    """Run the local stand-ins for Vertex AI batch prediction, its OAuth2 token endpoint, Cloud Storage, and the
+    OpenAI and Azure OpenAI batch APIs.
 
     Prints `export KEY=value` lines (VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,
-    an absolute path, and VBP_FILES_BUCKET, a bucket made empty for the OpenAI door) to paste into the shell that
-    runs `vbp serve` and the clients, then serves until interrupted.
+    an absolute path, VBP_FILES_BUCKET, a bucket made empty for the OpenAI door, VBP_MODELS_FILE, the generated
+    catalog, and the keys VBP_EMULATOR_OPENAI_KEY and VBP_EMULATOR_AZURE_KEY) to paste into the shell that runs
+    `vbp serve` and the clients, then serves until interrupted.
     """
     stop = threading.Event()
 
@@ -78,7 +92,9 @@ def emulator(port: int, gcs_port: int, job_seconds: float, extra_models: tuple[s
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = EmulatorStack(port=port, gcs_port=gcs_port, job_seconds=job_seconds, extra_models=extra_models,
                           token_lifetime=token_lifetime, workdir=workdir, files_bucket=files_bucket,
-                          echo_keys=not no_echo_keys, storage_faults=storage_faults)
+                          echo_keys=not no_echo_keys, storage_faults=storage_faults, openai_key=openai_key,
+                          azure_key=azure_key, azure_token_quota=azure_token_quota,
+                          azure_quota_mode=azure_quota_mode)
     try:
         stack.start()
         for source, uri in uploads:

@@ -2,7 +2,7 @@
 
 The JSON document (every key optional; setting faults replaces the previous set):
 
-    {"latency": 0.2,                                  # seconds added before every Vertex API reply
+    {"latency": 0.2,                                  # seconds added before every API reply (all stand-ins)
      "errors": [{"status": 429, "count": 2, "method": "create"},   # the next 2 creates answer 429
                 {"status": 503, "rate": 0.5}],                     # every 2nd call of any method answers 503
      "storage_stall": {"seconds": 5, "rate": 0.2},    # every 5th object read pauses 5 s after its first bytes
@@ -13,6 +13,10 @@ The JSON document (every key optional; setting faults replaces the previous set)
      "incremental_copy": true}                        # also write every other row under incremental_predictions/
 
 `method` is one of create, get, list, cancel, delete, token (absent: every Vertex API method, not token).
+A rule with a `path` (a prefix such as "/openai-api/" or "/azure/eastus/") applies to the calls under it instead,
+on any API, so it reaches the OpenAI and Azure stand-ins too; there `method` names the same verbs (create:
+upload or create; get: a file, its content or a batch; list; delete: a file; cancel: a batch) and the error
+comes in that API's envelope. A rule without a path never touches the OpenAI and Azure stand-ins.
 A `rate` rule fails the n-th matching call when floor(n * rate) > floor((n - 1) * rate), so it is exact and
 deterministic; a `count` caps how many calls a rule fails. Job faults are captured when a job is created.
 
@@ -62,6 +66,13 @@ class ErrorRule:
     seconds: float | None = None
     retry_after: int | None = None
     after_serving: bool = False
+    path: str | None = None
+
+    def matches(self, method: str, path: str, *, google: bool) -> bool:
+        """Whether this rule looks at a call (see the module docstring)."""
+        if self.path is not None:
+            return path.startswith(self.path) and (self.method is None or self.method == method)
+        return google and (self.method == method or (self.method is None and method != "token"))
 
 
 @dataclass(frozen=True)
@@ -177,13 +188,13 @@ def _flag(value: Any, name: str) -> bool:
     return value
 
 
-_RULE_KEYS = {"status", "fault", "method", "rate", "count", "seconds", "retry_after", "after_serving"}
+_RULE_KEYS = {"status", "fault", "method", "rate", "count", "seconds", "retry_after", "after_serving", "path"}
 
 
 def _rule(data: Any) -> ErrorRule:
     if not isinstance(data, Mapping) or not set(data) <= _RULE_KEYS:
         raise InvalidArgument('an error rule is {"status": 429|500|503|504 or "fault": "timeout"|"reset", '
-                              '"method"?, "rate"?, "count"?, "seconds"?, "retry_after"?, "after_serving"?}')
+                              '"method"?, "path"?, "rate"?, "count"?, "seconds"?, "retry_after"?, "after_serving"?}')
     status, fault = data.get("status"), data.get("fault")
     if (status is None) == (fault is None):
         raise InvalidArgument("an error rule names a status or a fault, not both")
@@ -200,6 +211,9 @@ def _rule(data: Any) -> ErrorRule:
     method = data.get("method")
     if method is not None and method not in METHODS:
         raise InvalidArgument(f"error method must be one of {', '.join(METHODS)}")
+    path = data.get("path")
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+        raise InvalidArgument('an error rule\'s "path" is a path prefix starting with "/"')
     rate = data.get("rate")
     count = data.get("count")
     if rate is None and count is None:
@@ -209,7 +223,7 @@ def _rule(data: Any) -> ErrorRule:
                      count=None if count is None else _integer(count, "count", 0),
                      seconds=None if seconds is None else _number(seconds, "seconds", 0.0, 600.0),
                      retry_after=None if retry_after is None else _integer(retry_after, "retry_after", 0),
-                     after_serving=_flag(data.get("after_serving", False), "after_serving"))
+                     after_serving=_flag(data.get("after_serving", False), "after_serving"), path=path)
 
 
 def _stall(data: Any) -> StorageStall | None:
@@ -267,11 +281,11 @@ class FaultState:
             self._counters = [_RuleCounter() for _ in faults.errors]
             self._stall_counter = _RuleCounter()
 
-    def injected(self, method: str) -> Injection | None:
-        """What this call gets instead of its plain answer, if a rule picks it."""
+    def injected(self, method: str, *, path: str = "", google: bool = True) -> Injection | None:
+        """What this call gets instead of its plain answer, if a rule picks it (`google`: a Vertex or token call)."""
         with self._lock:
             for rule, counter in zip(self.faults.errors, self._counters, strict=True):
-                if rule.method != method and not (rule.method is None and method != "token"):
+                if not rule.matches(method, path, google=google):
                     continue
                 if _picks(counter, rule.rate, rule.count):
                     return _injection(rule)

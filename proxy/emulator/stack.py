@@ -2,7 +2,8 @@
 
     with EmulatorStack(job_seconds=1) as stack:
         os.environ.update(stack.env)  # VBP_VERTEX_BASE_URL, STORAGE_EMULATOR_HOST, GOOGLE_APPLICATION_CREDENTIALS,
-                                      # VBP_FILES_BUCKET (created empty)
+                                      # VBP_FILES_BUCKET (created empty), VBP_MODELS_FILE (the catalog),
+                                      # VBP_EMULATOR_OPENAI_KEY, VBP_EMULATOR_AZURE_KEY
         stack.set_faults(latency=0.1)
         token = stack.issue_token()
 """
@@ -23,11 +24,12 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 from proxy.emulator.app import create_app
+from proxy.emulator.catalog import AZURE_KEY_ENV, OPENAI_KEY_ENV, write_catalog
 from proxy.emulator.connection_faults import TransportInScope
 from proxy.emulator.faults import Faults
 from proxy.emulator.gcs import client_for, parse_object_gs
 from proxy.emulator.oauth import ServiceAccount
-from proxy.emulator.state import EmulatorState
+from proxy.emulator.state import DEFAULT_AZURE_TOKEN_QUOTA, EmulatorState
 from proxy.emulator.storage import FakeGcsServer
 from proxy.emulator.storage_front import StorageFront
 
@@ -41,8 +43,13 @@ class EmulatorStack:
     def __init__(self, *, port: int = 0, job_seconds: float = 8.0, extra_models: Sequence[str] = (),
                  token_lifetime: int = 3600, workdir: Path | None = None, gcs_port: int = 0,
                  gcs_root: Path | None = None, storage_faults: bool = False, files_bucket: str = FILES_BUCKET,
-                 echo_keys: bool = True) -> None:
+                 echo_keys: bool = True, openai_key: str | None = None, azure_key: str | None = None,
+                 azure_token_quota: int = DEFAULT_AZURE_TOKEN_QUOTA, azure_quota_mode: str = "fail-fast") -> None:
         self.port = port
+        self.openai_key = openai_key
+        self.azure_key = azure_key
+        self.azure_token_quota = azure_token_quota
+        self.azure_quota_mode = azure_quota_mode
         self.files_bucket = files_bucket
         self.echo_keys = echo_keys
         self.job_seconds = job_seconds
@@ -85,7 +92,11 @@ class EmulatorStack:
         account.write(self.credentials_path)
         self._state = EmulatorState(account=account, gcs_url=self.gcs.url, job_seconds=self.job_seconds,
                                     extra_models=self.extra_models, token_lifetime=self.token_lifetime,
-                                    storage_front=self.storage_faults, echo_keys=self.echo_keys)
+                                    storage_front=self.storage_faults, echo_keys=self.echo_keys,
+                                    openai_key=self.openai_key, azure_key=self.azure_key,
+                                    azure_token_quota=self.azure_token_quota, azure_quota_mode=self.azure_quota_mode)
+        write_catalog(self.models_path, base_url=self.base_url, project=account.project_id,
+                      azure_token_quota=self.azure_token_quota)
         if self.storage_faults:
             self._front = _Served(StorageFront(self.gcs.url, self._state.faults), _bound(0), "vbp-emulator-storage",
                                   timeout, lifespan="on")
@@ -97,7 +108,7 @@ class EmulatorStack:
     def stop(self) -> None:
         """Stop the jobs, the HTTP servers and fake-gcs-server; remove the generated files."""
         if self._state is not None:
-            self._state.runner.stop()
+            self._state.stop_runners()
         for served in (self._vertex, self._front):
             if served is not None:
                 served.stop()
@@ -138,6 +149,22 @@ class EmulatorStack:
         return self.workdir / "service-account.json"
 
     @property
+    def models_path(self) -> Path:
+        """The generated model catalog (`VBP_MODELS_FILE`)."""
+        if self.workdir is None:
+            raise RuntimeError("the emulator is not started")
+        return self.workdir / "models.toml"
+
+    @property
+    def openai_base_url(self) -> str:
+        """The OpenAI stand-in's base URL, for `openai.OpenAI(base_url=...)`."""
+        return f"{self.base_url}/openai-api/v1"
+
+    def azure_endpoint(self, resource: str) -> str:
+        """An Azure resource's endpoint, for `openai.AzureOpenAI(azure_endpoint=...)` (`eastus` or `westus`)."""
+        return f"{self.base_url}/azure/{resource}"
+
+    @property
     def env(self) -> dict[str, str]:
         """The environment that points the proxy and any Google client at the stand-ins."""
         if self.gcs is None:
@@ -147,6 +174,9 @@ class EmulatorStack:
             "STORAGE_EMULATOR_HOST": self.storage_url,
             "GOOGLE_APPLICATION_CREDENTIALS": str(self.credentials_path),
             "VBP_FILES_BUCKET": self.files_bucket,
+            "VBP_MODELS_FILE": str(self.models_path),
+            OPENAI_KEY_ENV: self.state.openai_key,
+            AZURE_KEY_ENV: self.state.azure_key,
         }
 
     @property

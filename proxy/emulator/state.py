@@ -1,7 +1,9 @@
-"""Everything one emulator holds: its models, jobs, runner, tokens, faults and request log."""
+"""Everything one emulator holds: its models, jobs, runner, tokens, faults and request log, and the OpenAI and
+Azure OpenAI stand-ins with their keys."""
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -9,6 +11,8 @@ from typing import Any
 from proxy.emulator.faults import Faults, FaultState
 from proxy.emulator.jobs import JobStore
 from proxy.emulator.oauth import ServiceAccount, TokenIssuer
+from proxy.emulator.openai_api.api import StandIn
+from proxy.emulator.openai_api.flavor import AZURE_RESOURCES, azure_flavor, openai_flavor
 from proxy.emulator.runner import Runner
 from proxy.errors import InvalidArgument
 
@@ -17,6 +21,16 @@ KNOWN_MODELS = (
     "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "text-embedding-005", "gemini-embedding-001",
 )
 MAX_LOGGED_BODY = 64 * 1024
+# Global Batch's default enqueued-token quota for gpt-4o-mini (1 billion): large enough not to get in the way.
+DEFAULT_AZURE_TOKEN_QUOTA = 1_000_000_000
+
+
+def generated_openai_key() -> str:
+    return "sk-emu-" + secrets.token_urlsafe(24)
+
+
+def generated_azure_key() -> str:
+    return secrets.token_hex(16)
 
 
 class EmulatorState:
@@ -27,7 +41,8 @@ class EmulatorState:
 
     def __init__(self, *, account: ServiceAccount, gcs_url: str, job_seconds: float = 8.0,
                  extra_models: Iterable[str] = (), token_lifetime: int = 3600, storage_front: bool = False,
-                 echo_keys: bool = True) -> None:
+                 echo_keys: bool = True, openai_key: str | None = None, azure_key: str | None = None,
+                 azure_token_quota: int = DEFAULT_AZURE_TOKEN_QUOTA, azure_quota_mode: str = "fail-fast") -> None:
         self.account = account
         self.gcs_url = gcs_url
         self.job_seconds = job_seconds
@@ -39,6 +54,19 @@ class EmulatorState:
         self.storage_front = storage_front  # whether Cloud Storage reads pass the emulator (storage_stall works)
         self._log: list[dict[str, Any]] = []
         self._log_lock = threading.Lock()
+        self.openai_key = openai_key or generated_openai_key()
+        self.azure_key = azure_key or generated_azure_key()
+        self.azure_token_quota = azure_token_quota
+        self.openai = StandIn(openai_flavor(), self, key=self.openai_key)
+        self.azure = {resource: StandIn(azure_flavor(resource), self, key=self.azure_key,
+                                        token_quota=azure_token_quota, quota_mode=azure_quota_mode)
+                      for resource in AZURE_RESOURCES}
+
+    def stop_runners(self) -> None:
+        """Interrupt every running Vertex job and OpenAI or Azure batch."""
+        self.runner.stop()
+        for standin in (self.openai, *self.azure.values()):
+            standin.runner.stop()
 
     def set_faults(self, faults: Faults | Mapping[str, Any] | None = None, **fields: Any) -> Faults:
         """Replace the fault set (a Faults, its JSON document, or keyword fields); returns what is now set."""

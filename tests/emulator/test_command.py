@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 import google.auth.transport.requests
@@ -36,7 +37,7 @@ INPUT = "".join(json.dumps({"request": {
     "generationConfig": {"maxOutputTokens": 10}}}) + "\n" for kind in ("a helpful", "an unhelpful"))
 
 
-def _read_lines(process: subprocess.Popen[str], reader: list[threading.Thread], count: int = 4,
+def _read_lines(process: subprocess.Popen[str], reader: list[threading.Thread], count: int = 7,
                 timeout: float = 30.0) -> list[str]:
     """The first lines the command prints, as printed (read in a thread: a pipe read must not hang the test)."""
     assert process.stdout is not None
@@ -72,15 +73,26 @@ def _read_env(process: subprocess.Popen[str], reader: list[threading.Thread]) ->
 def test_vbp_emulator_serves_a_curl_call_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy.emulator.command", "--port", "0", "--job-seconds", "0.5",
-         "--extra-model", "gemini-1.5-flash"],
+         "--extra-model", "gemini-1.5-flash", "--openai-key", "sk-fixed-for-this-run"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
     )
     reader: list[threading.Thread] = []
     try:
         env = _read_env(process, reader)
         assert set(env) == {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
-                            "VBP_FILES_BUCKET"}
+                            "VBP_FILES_BUCKET", "VBP_MODELS_FILE", "VBP_EMULATOR_OPENAI_KEY", "VBP_EMULATOR_AZURE_KEY"}
         assert env["VBP_FILES_BUCKET"] == "vbp-files"
+        catalog = tomllib.loads(Path(env["VBP_MODELS_FILE"]).read_text())
+        assert Path(env["VBP_MODELS_FILE"]).is_absolute() and len(catalog["deployment"]) == 21
+        assert env["VBP_EMULATOR_OPENAI_KEY"] == "sk-fixed-for-this-run"
+        assert len(env["VBP_EMULATOR_AZURE_KEY"]) == 32  # generated
+        openai_files = httpx.get(f"{env['VBP_VERTEX_BASE_URL']}/openai-api/v1/files",
+                                 headers={"Authorization": f"Bearer {env['VBP_EMULATOR_OPENAI_KEY']}"})
+        assert openai_files.json() == {"object": "list", "data": [], "first_id": None, "last_id": None,
+                                       "has_more": False}
+        azure_batches = httpx.get(f"{env['VBP_VERTEX_BASE_URL']}/azure/eastus/openai/v1/batches",
+                                  headers={"api-key": env["VBP_EMULATOR_AZURE_KEY"]})
+        assert azure_batches.status_code == 200
         base = env["VBP_VERTEX_BASE_URL"]
         credentials_file = Path(env["GOOGLE_APPLICATION_CREDENTIALS"])
 
