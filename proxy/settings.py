@@ -237,6 +237,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Location the OpenAI door's batches run in."),
     Setting("VBP_OPENAI_MAX_FILE_LINES", "openai_max_file_lines", "50000", _count,
             "Most requests in one OpenAI batch file; a longer file is refused with 400 and nothing is stored."),
+    Setting("VBP_MODELS_FILE", "models_file", None, _optional_str,
+            "The model catalog (TOML `[[deployment]]` tables): every Vertex, OpenAI and Azure OpenAI deployment the "
+            "OpenAI door may run a batch on, by model. Unset: Gemini models on Vertex in `VBP_DEFAULT_PROJECT` / "
+            "`VBP_DEFAULT_LOCATION`."),
     Setting("VBP_OPENAI_MAX_FILE_BYTES", "openai_max_file_bytes", "209715200", _count,
             "Largest OpenAI batch file in bytes (200 MiB); the upload stops being read past it and is refused (400)."),
     Setting("VBP_WEBHOOK_ALLOW_LOOPBACK", "webhook_allow_loopback", "false", _bool,
@@ -323,6 +327,7 @@ class Settings:
     default_location: str = _from_table("default_location")
     openai_max_file_lines: int = _from_table("openai_max_file_lines")
     openai_max_file_bytes: int = _from_table("openai_max_file_bytes")
+    models_file: str | None = _from_table("models_file")
     webhook_allow_loopback: bool = _from_table("webhook_allow_loopback")
     webhook_allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _from_table(
         "webhook_allowed_networks")

@@ -1,0 +1,45 @@
+"""The loaded catalog: its deployments in file order, found by name or by the model they serve."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from proxy.catalog.deployment import Deployment
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Deployments in the catalog file's order (`source`: the file, "" for the empty catalog)."""
+
+    deployments: tuple[Deployment, ...] = ()
+    source: str = ""
+    _by_name: dict[str, Deployment] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _by_model: dict[str, tuple[Deployment, ...]] = field(default_factory=dict, init=False, repr=False,
+                                                         compare=False)
+
+    def __post_init__(self) -> None:
+        by_model: dict[str, list[Deployment]] = {}
+        for deployment in self.deployments:
+            self._by_name[deployment.name] = deployment
+            by_model.setdefault(deployment.model, []).append(deployment)
+        self._by_model.update((model, tuple(found)) for model, found in by_model.items())
+
+    @classmethod
+    def of(cls, deployments: Iterable[Deployment], source: str = "") -> Catalog:
+        return cls(tuple(deployments), source)
+
+    def named(self, name: str) -> Deployment | None:
+        """The deployment called `name`, or None."""
+        return self._by_name.get(name)
+
+    def serving(self, model: str) -> tuple[Deployment, ...]:
+        """Every deployment of `model`, in file order (empty when the catalog does not serve it)."""
+        return self._by_model.get(model, ())
+
+    def models(self) -> tuple[str, ...]:
+        """The models served, in the order of their first deployment."""
+        return tuple(self._by_model)
+
+    def __bool__(self) -> bool:
+        return bool(self.deployments)
