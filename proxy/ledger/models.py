@@ -126,6 +126,9 @@ class Job(Base):
     # The OpenAI door's batch this job runs (`openai_batches.id`), so reports name it by its batch id; None for
     # native jobs.
     batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The model catalog's deployment the job runs on (`proxy.catalog`); None for native-door jobs, which name their
+    # project and location themselves.
+    deployment: Mapped[str | None] = mapped_column(String(64), index=True)
     poll_failures: Mapped[int] = mapped_column(Integer, default=0)
 
     # Metering. `metering_state`: None while the job runs; "due" once it ended; "claimed" while one process
