@@ -81,6 +81,8 @@ class Reconciler:
         self.min_age = settings.reconcile_min_age if min_age is None else min_age
         configured = tuple(settings.reconcile_projects if projects is None else projects)
         self.configured = tuple((settings.project_aliases.get(p, p), loc) for p, loc in configured)
+        # Why the last pass could not list some pairs in full (so `vbp reconcile` can say so and fail).
+        self.incomplete: list[str] = []
 
     async def run(self) -> None:
         """A pass every VBP_RECONCILE_INTERVAL seconds until cancelled; 0 turns it off.
@@ -106,6 +108,7 @@ class Reconciler:
         outcomes: list[Adoption] = []
         listed: set[tuple[str, str]] = set()
         labelled: set[str] = set()
+        self.incomplete = []
         for project, location in await to_thread.run_sync(self.served):
             try:
                 jobs = await self.provider.list_labelled_jobs(self.services.upstream, project=project,
@@ -113,6 +116,7 @@ class Reconciler:
                 listed.add((project, location))
             except ListingIncomplete as exc:  # adopt what it showed; release nothing on its word
                 log.warning("reconciliation: %s; no reservation released there this pass", exc)
+                self.incomplete.append(f"{project}/{location}: {exc}")
                 jobs = exc.jobs
             labelled |= {reservation_label(item) for item in jobs}
             if jobs:
