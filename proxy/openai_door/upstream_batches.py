@@ -3,10 +3,10 @@
 Create (`create_on`): the caller's file, kept unchanged in VBP_FILES_BUCKET, is copied line by line into a
 spooled temporary file with each line's `url` set to the batch's endpoint and its `body.model` to the
 deployment's (Azure wants its deployment name), uploaded to the deployment, and a batch made of it whose
-metadata carries the proxy's labels (`vbp-team`, `vbp-key`, `vbp-batch`: reconciliation adopts a batch whose
-create reply was lost, and the client looks a lost create up by its `vbp-batch` before sending it again). The
-caller's own metadata stays in the proxy's batch row. The job is recorded, linked to the batch, in the same way
-as a Vertex job (`record_create`). Upstream file and batch ids stay in the ledger.
+metadata carries the proxy's labels (`vbp-team`, `vbp-key`, `vbp-batch`, `vbp-deployment`: reconciliation
+adopts a batch whose create reply was lost, and the client looks a lost create up by its `vbp-batch` before
+sending it again). The caller's own metadata stays in the proxy's batch row. The job is recorded, linked to the
+batch, in the same way as a Vertex job (`record_create`). Upstream file and batch ids stay in the ledger.
 
 An `UpstreamRefused` from the deployment becomes OpenAI's envelope (`as_api_error`):
 
@@ -34,6 +34,7 @@ from proxy.ledger.models import Job, OpenAIFile
 from proxy.openai_door.bucket import FilesBucket
 from proxy.providers.openai_batch.errors import UpstreamRefused
 from proxy.providers.openai_batch.job_fields import job_reply
+from proxy.providers.openai_batch.names import DEPLOYMENT_LABEL
 from proxy.providers.openai_batch.provider import API_VERSION, OpenAIBatchProvider
 from proxy.providers.registry import get_provider
 from proxy.providers.vertex.create_body import BATCH_LABEL, KEY_LABEL, TEAM_LABEL
@@ -87,7 +88,8 @@ async def create_on(deployment: Deployment, *, services: Services, bucket: Files
     Raises UpstreamRefused (see the module docstring)."""
     provider = provider_for(services, deployment)
     target = upstream_endpoint(deployment, endpoint)
-    labels = {TEAM_LABEL: principal.team, KEY_LABEL: principal.key_id, BATCH_LABEL: batch_id}
+    labels = {TEAM_LABEL: principal.team, KEY_LABEL: principal.key_id, BATCH_LABEL: batch_id,
+              DEPLOYMENT_LABEL: deployment.name}
     with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
         await to_thread.run_sync(lambda: rewrite_lines(bucket.stream(bucket.path_of(file.input_uri)), spool,
                                                        model=deployment.upstream_model, url=target))
@@ -128,7 +130,8 @@ def as_api_error(failure: UpstreamRefused, *, doing: str) -> ApiError:
         return DeadlineExceeded(message) if failure.reason == "timeout" else Unavailable(message)
     retry = str(int(failure.retry_after)) if failure.retry_after is not None else "30"
     if status == 429 or failure.code == "token_limit_exceeded":
-        return ResourceExhausted(message, headers={"retry-after": retry}, code=failure.code)
+        code = failure.code if failure.code == "token_limit_exceeded" else "rate_limit_exceeded"
+        return ResourceExhausted(message, headers={"retry-after": retry}, code=code)
     if status in (400, 404, 409, 422):
         return InvalidArgument(message, code=failure.code)
     if status in (401, 403):

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The metadata label naming the catalog deployment a batch was created on: several deployments may share one
+# account (one listing), and reconciliation adopts each batch under its own deployment only.
+DEPLOYMENT_LABEL = "vbp-deployment"
+
 
 @dataclass(frozen=True)
 class BatchName:

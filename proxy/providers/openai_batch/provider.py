@@ -7,7 +7,8 @@
   them there like a Vertex job's and metering needs no upstream access at all.
 - Rows are OpenAI batch output lines (`usage.py`).
 - Reconciliation lists each deployment's batches and keeps those whose metadata carries the proxy's `vbp-team`
-  label. A job's `project` in the ledger is its deployment's name and its `location` the provider's name.
+  label and names that deployment (`vbp-deployment`: deployments may share an account). A job's `project` in
+  the ledger is its deployment's name and its `location` the provider's name.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from proxy.providers.openai_batch.client import OpenAIBatchClient
 from proxy.providers.openai_batch.errors import UpstreamRefused
 from proxy.providers.openai_batch.job_fields import field_of, job_reply
 from proxy.providers.openai_batch.mirror import mirror_folder, mirror_outputs
-from proxy.providers.openai_batch.names import BatchName
+from proxy.providers.openai_batch.names import DEPLOYMENT_LABEL, BatchName
 from proxy.providers.openai_batch.states import STATUS_NAMES, job_state
 from proxy.providers.openai_batch.usage import RowReader, openai_row_usage
 from proxy.providers.vertex.create_body import BATCH_LABEL, KEY_LABEL, TEAM_LABEL
@@ -199,10 +200,12 @@ class OpenAIBatchProvider:
         metadata = field_of(batch, "metadata")
         if not metadata.get(TEAM_LABEL) or not isinstance(batch.get("id"), str):
             return None
+        if metadata.get(DEPLOYMENT_LABEL) != deployment.name:  # another deployment's batch on a shared account
+            return None
         reply = job_reply(batch, provider=self.name, deployment=deployment.name, model=deployment.model)
         created = batch.get("created_at")
         return UpstreamJob(
             name=str(reply["name"]), api_version=API_VERSION, project=deployment.name, location=self.name,
             job_id=str(reply["jobId"]), team_label=str(metadata[TEAM_LABEL]), key_id=str(metadata.get(KEY_LABEL, "")),
             created=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None,
-            resource={**reply, "deployment": deployment.name}, batch_id=str(metadata.get(BATCH_LABEL, "")))
+            resource=reply, batch_id=str(metadata.get(BATCH_LABEL, "")), deployment=deployment.name)

@@ -30,9 +30,3 @@ def stack() -> Iterator[EmulatorStack]:
 @pytest.fixture(scope="module")
 def catalog(stack: EmulatorStack) -> Catalog:
     return load_catalog(stack.models_path)
-
-
-@pytest.fixture(autouse=True)
-def _clean(stack: EmulatorStack) -> Iterator[None]:
-    yield
-    stack.reset()  # faults and the request log

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -21,6 +22,12 @@ pytestmark = pytest.mark.slow
 
 DEPLOYMENTS = ("openai-gpt-4o-mini", "azure-eastus-gpt-4o-mini")
 POLICY = RetryPolicy(attempts=4, max_seconds=5, base_delay=0.05, max_delay=0.2)
+
+
+@pytest.fixture(autouse=True)
+def _clean(stack: EmulatorStack) -> Iterator[None]:
+    yield
+    stack.reset()  # faults and the request log
 
 
 def client_for(catalog: Catalog, name: str, **options: object) -> OpenAIBatchClient:
