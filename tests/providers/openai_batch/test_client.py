@@ -4,10 +4,12 @@ survives (429 with Retry-After, 5xx, timeouts, resets), and a create whose reply
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
@@ -150,3 +152,53 @@ def test_a_create_whose_reply_is_lost_is_found_not_made_twice(stack: EmulatorSta
 
     assert asyncio.run(scenario()).startswith("batch_")
     assert len(calls(stack, name, "POST", "/batches")) == 1  # the create went once; the lookup found it
+
+
+class EmulatorEntra:
+    """azure-identity's async credential protocol, with tokens from the emulator's OAuth2 issuer (which the Azure
+    stand-in accepts in place of Microsoft Entra ID tokens); slow, so that concurrent requests overlap a refresh."""
+
+    def __init__(self, stack: EmulatorStack, lifetime: float = 3600) -> None:
+        self.stack = stack
+        self.lifetime = lifetime
+        self.scopes: list[tuple[str, ...]] = []
+
+    async def get_token(self, *scopes: str, **kwargs: object) -> SimpleNamespace:
+        self.scopes.append(scopes)
+        await asyncio.sleep(0.2)
+        return SimpleNamespace(token=self.stack.issue_token(), expires_on=time.time() + self.lifetime)
+
+
+def test_entra_tokens_are_cached_and_refreshed_one_at_a_time(stack: EmulatorStack, catalog: Catalog) -> None:
+    azure = catalog.named("azure-westus-gpt-4o-mini")
+    assert azure is not None
+    deployment = dataclasses.replace(azure, auth="entra", api_key_env="")
+    credential = EmulatorEntra(stack)
+
+    async def scenario() -> list[str]:
+        async with OpenAIBatchClient(deployment, credential=credential, policy=POLICY) as client:
+            uploaded = await client.upload_file(lines_for(catalog, "azure-westus-gpt-4o-mini", 1), filename="a.jsonl")
+            files = await asyncio.gather(*(client.get_batch_file(uploaded["id"]) for _ in range(5)))
+            return [str(f["id"]) for f in files]
+
+    assert len(set(asyncio.run(scenario()))) == 1
+    assert credential.scopes == [("https://cognitiveservices.azure.com/.default",)]  # one token for six calls
+    sent = [e for e in stack.request_log if str(e["path"]).startswith("/azure/westus/")]
+    assert len(sent) == 6 and {e["status"] for e in sent} == {200}
+    assert all(str(e["headers"].get("authorization", "")).startswith("Bearer ") for e in sent)  # type: ignore[union-attr]
+    assert not any("api-key" in e["headers"] for e in sent)  # type: ignore[operator]
+
+
+def test_an_entra_token_near_its_expiry_is_refreshed(stack: EmulatorStack, catalog: Catalog) -> None:
+    azure = catalog.named("azure-westus-gpt-4o-mini")
+    assert azure is not None
+    credential = EmulatorEntra(stack, lifetime=60)  # within the refresh margin: every call refreshes
+
+    async def scenario() -> None:
+        async with OpenAIBatchClient(dataclasses.replace(azure, auth="entra", api_key_env=""),
+                                     credential=credential, policy=POLICY) as client:
+            await client.get_batch_file((await client.upload_file(
+                lines_for(catalog, "azure-westus-gpt-4o-mini", 1), filename="a.jsonl"))["id"])
+
+    asyncio.run(scenario())
+    assert len(credential.scopes) == 2
