@@ -4,12 +4,11 @@ model come first (the emulator's own lists OpenAI first), so that `gpt-4o-mini` 
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from proxy.emulator.catalog import render
+from proxy.emulator.catalog import provider_first
 from proxy.emulator.stack import EmulatorStack
 from proxy.ledger.models import Job, OpenAIBatch
 from tests.openai_door.conftest import door_env
@@ -21,11 +20,7 @@ OPENAI_DEPLOYMENT, AZURE_DEPLOYMENT = "openai-gpt-4.1-mini", "azure-eastus-gpt-4
 
 def azure_first(stack: EmulatorStack) -> Path:
     """The emulator's catalog with its Azure deployments moved first."""
-    tables = tomllib.loads(stack.models_path.read_text())["deployment"]
-    ordered = [t for t in tables if t["provider"] == "azure"] + [t for t in tables if t["provider"] != "azure"]
-    path = stack.models_path.with_name("azure-first.toml")
-    path.write_text(render(iter(ordered)))
-    return path
+    return provider_first(stack.models_path, "azure", stack.models_path.with_name("azure-first.toml"))
 
 
 def upstream_door(tmp: Path, **options: Any) -> Iterator[Proxied]:
