@@ -40,6 +40,7 @@ from proxy.providers.registry import get_provider
 from proxy.providers.vertex.create_body import BATCH_LABEL, KEY_LABEL, TEAM_LABEL
 from proxy.providers.vertex.create_record import record_create
 from proxy.services import Services
+from proxy.settings import MissingSecret
 from proxy.tenancy.keys import Principal
 
 SPOOL_BYTES = 8 << 20
@@ -88,12 +89,16 @@ async def create_on(deployment: Deployment, *, services: Services, bucket: Files
     Raises UpstreamRefused (see the module docstring)."""
     provider = provider_for(services, deployment)
     target = upstream_endpoint(deployment, endpoint)
+    try:
+        client = provider.client(deployment)
+    except MissingSecret as exc:  # names the variable, never a value
+        raise Internal(f"The proxy has no credentials for deployment {deployment.name}: {exc}.") from None
     labels = {TEAM_LABEL: principal.team, KEY_LABEL: principal.key_id, BATCH_LABEL: batch_id,
               DEPLOYMENT_LABEL: deployment.name}
-    with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
-        await to_thread.run_sync(lambda: rewrite_lines(bucket.stream(bucket.path_of(file.input_uri)), spool,
-                                                       model=deployment.upstream_model, url=target))
-        async with provider.client(deployment) as client:
+    async with client:
+        with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
+            await to_thread.run_sync(lambda: rewrite_lines(bucket.stream(bucket.path_of(file.input_uri)), spool,
+                                                           model=deployment.upstream_model, url=target))
             uploaded = await client.upload_file(spool, filename=f"{batch_id}.jsonl")
             batch, _ = await client.create_batch(input_file_id=str(uploaded["id"]), endpoint=target,
                                                  metadata=labels, label=BATCH_LABEL)

@@ -176,3 +176,16 @@ def test_a_batch_never_recorded_is_adopted_by_reconciliation(door: Proxied, mode
     done = wait_for(client, batch_id, ("completed",))
     assert done.errors is None and done.output_file_id is not None
     assert upstream_batches_labelled(door, model, batch_id) == 1
+
+
+def test_a_deployment_without_its_key_is_a_500_naming_the_variable(door: Proxied,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    file_id = upload(door, OPENAI_MODEL)
+    key = door.stack.state.openai_key
+    monkeypatch.delenv("VBP_EMULATOR_OPENAI_KEY")
+    with pytest.raises(openai.InternalServerError) as caught:
+        create(door, file_id)
+    assert caught.value.status_code == 500
+    assert said(caught.value) == ("The proxy has no credentials for deployment openai-gpt-4.1-mini: the env var "
+                                  "VBP_EMULATOR_OPENAI_KEY (a deployment's api_key_env) is not set.")
+    assert key not in said(caught.value)
