@@ -189,3 +189,34 @@ def test_a_deployment_without_its_key_is_a_500_naming_the_variable(door: Proxied
     assert said(caught.value) == ("The proxy has no credentials for deployment openai-gpt-4.1-mini: the env var "
                                   "VBP_EMULATOR_OPENAI_KEY (a deployment's api_key_env) is not set.")
     assert key not in said(caught.value)
+
+
+@pytest.fixture
+def tiny_azure_quota(door: Proxied) -> Iterator[Any]:
+    """Azure eastus's enqueued-token quota below one batch of COUNT lines (COUNT * (9 + 10) tokens)."""
+    standin = door.stack.state.azure["eastus"]
+    saved = standin.token_quota, standin.quota_mode
+    standin.token_quota = 50
+    try:
+        yield standin
+    finally:
+        standin.token_quota, standin.quota_mode = saved
+
+
+def test_an_azure_queue_over_its_quota_is_a_429_token_limit_exceeded(door: Proxied, tiny_azure_quota: Any) -> None:
+    file_id = upload(door, AZURE_MODEL)
+    before = len(upstream_creates(door, AZURE_MODEL))
+    with pytest.raises(openai.RateLimitError) as caught:
+        create(door, file_id)
+    assert caught.value.code == "token_limit_exceeded"
+    assert "The number of enqueued tokens has surpassed the configured limit of 50" in said(caught.value)
+    assert len(upstream_creates(door, AZURE_MODEL)) == before + 1  # a refusal that will not clear is not repeated
+
+
+def test_an_azure_batch_failed_for_its_quota_shows_the_reason(door: Proxied, tiny_azure_quota: Any) -> None:
+    tiny_azure_quota.quota_mode = "fail-batch"
+    created = create(door, upload(door, AZURE_MODEL))
+    done = wait_for(sdk(door), created.id, ("failed",))
+    assert done.errors is not None and done.errors.data is not None
+    assert done.errors.data[0].code == "token_limit_exceeded"
+    assert done.output_file_id is None  # no request ran

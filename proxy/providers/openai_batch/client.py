@@ -135,7 +135,7 @@ class OpenAIBatchClient:
                 if response.status_code in (200, 201):
                     return self._parse(response, "create the batch"), dict(response.headers)
                 failure = self._refusal(response, "create the batch")
-            if not failure.retryable:
+            if not failure.transient:
                 raise failure
             if failure.reason != "connect" and failure.status != 429:
                 # The create may have reached the deployment: look before sending it again.
@@ -188,7 +188,7 @@ class OpenAIBatchClient:
             except UpstreamRefused as exc:
                 failure = exc
             delay = self._delay(failure, attempt)
-            if not failure.retryable or attempt >= self.policy.attempts or slept + delay > self.policy.max_seconds:
+            if not failure.transient or attempt >= self.policy.attempts or slept + delay > self.policy.max_seconds:
                 raise failure
             await asyncio.sleep(delay)
             slept, attempt = slept + delay, attempt + 1

@@ -29,6 +29,12 @@ class UpstreamRefused(Exception):
         self.deployment = deployment
 
     @property
+    def transient(self) -> bool:
+        """Whether the same call to the same deployment may succeed in a moment (429, 5xx, no answer): what the
+        client tries again by itself."""
+        return self.status is None or self.status == 429 or self.status >= 500
+
+    @property
     def retryable(self) -> bool:
         """Whether trying again (later, or on another deployment) may succeed."""
         if self.status is None:
