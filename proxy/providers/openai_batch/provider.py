@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -34,13 +33,13 @@ from proxy.providers.openai_batch.usage import RowReader, openai_row_usage
 from proxy.providers.vertex.create_body import BATCH_LABEL, KEY_LABEL, TEAM_LABEL
 from proxy.providers.vertex.outputs import BucketMissing, list_output_objects, split_gcs_uri
 from proxy.providers.vertex.states import JobState, parse_state
+from proxy.settings import Settings
 
 if TYPE_CHECKING:
     from google.cloud import storage
 
     from proxy.ledger.models import Job
     from proxy.metering.totals import JobTotals
-    from proxy.settings import Settings
     from proxy.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def _load(path: str, mtime: float) -> Catalog:
 
 def catalog_of(settings: Settings | None) -> Catalog:
     """The catalog VBP_MODELS_FILE names (read again when the file changes); the empty one without it."""
-    path = settings.models_file if settings is not None else os.environ.get("VBP_MODELS_FILE")
+    path = (settings or Settings.from_env()).models_file
     if not path:
         return Catalog()
     return _load(path, Path(path).stat().st_mtime)
@@ -131,7 +130,7 @@ class OpenAIBatchProvider:
         """Mirror an ended batch of the door; the gs:// folder, or None for a batch that is not the door's."""
         metadata = field_of(batch, "metadata")
         team, batch_id = metadata.get(TEAM_LABEL), metadata.get(BATCH_LABEL)
-        bucket = self.settings.files_bucket if self.settings is not None else os.environ.get("VBP_FILES_BUCKET")
+        bucket = (self.settings or Settings.from_env()).files_bucket
         if not team or not batch_id or not bucket:
             return None
         from google.cloud import storage
