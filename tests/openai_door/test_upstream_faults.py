@@ -138,7 +138,7 @@ def test_a_cancel_reaches_the_deployment(door: Proxied, model: str) -> None:
     finally:
         state.job_seconds = pace
     cancelled = sdk(door).batches.cancel(created.id)
-    assert cancelled.status == "cancelling"
+    assert cancelled.status in ("cancelling", "cancelled")  # the poller may have seen the end already
     cancels = [e for e in door.stack.request_log if e["method"] == "POST" and str(e["path"]).endswith("/cancel")
                and str(e["path"]).startswith(PATHS[model][0])]
     assert len(cancels) == 1 and cancels[0]["status"] == 200
