@@ -480,7 +480,7 @@ def reconcile(min_age: str | None, pairs: tuple[str, ...], as_json: bool) -> Non
     """Adopt jobs found upstream with the proxy's labels but missing from the ledger (owner from the labels)."""
     import asyncio
 
-    from proxy.ledger.reconcile import Adoption, Reconciler
+    from proxy.ledger.reconcile import Adoption, Reconciler, catalog_providers
     from proxy.services import close_services, open_services
     from proxy.settings import parse_project_locations
     from proxy.startup import check_credentials
@@ -496,9 +496,15 @@ def reconcile(min_age: str | None, pairs: tuple[str, ...], as_json: bool) -> Non
     async def run() -> tuple[list[Adoption], list[str]]:
         services = open_services(dataclasses.replace(settings, auto_migrate=False))
         try:
-            reconciler = Reconciler(services, min_age=age)
-            reconciler.configured += tuple((settings.project_aliases.get(p, p), loc) for p, loc in extra)
-            return await reconciler.pass_once(), reconciler.incomplete
+            outcomes: list[Adoption] = []
+            incomplete: list[str] = []
+            for provider in catalog_providers(services):
+                reconciler = Reconciler(services, min_age=age, provider=provider)
+                if provider == "vertex":
+                    reconciler.configured += tuple((settings.project_aliases.get(p, p), loc) for p, loc in extra)
+                outcomes += await reconciler.pass_once()
+                incomplete += reconciler.incomplete
+            return outcomes, incomplete
         finally:
             await close_services(services)
 
