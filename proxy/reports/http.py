@@ -9,6 +9,7 @@
 A team key sees only its own team (asking for another team is 403); an admin key sees every team. Errors on
 `/v1/costs` use Google's envelope. Jobs in range that have no figure yet are counted in the JSON's `in_flight_jobs`
 and, for both formats, in the `X-VBP-In-Flight-Jobs` header.
+Report answers and pages are reused per caller and query for `VBP_REPORT_CACHE_SECONDS` (see `answer_cache`).
 
 The two form posts refuse to be sent from another site (403): a browser says where a post comes from in
 `Sec-Fetch-Site` (only `same-origin` and `none` pass) and `Origin` (it must be this site's own origin), and either
