@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                        now=utcnow())
         principal = Principal(key_id=key.id, team="bench")
         gate = BudgetGate(Settings(database_url=url, estimate_seconds=600), sessions, storage_factory=lambda: client)
+        gate.pricing()  # loaded once per process in `vbp serve`: not part of a create's cost
         print(f"{'input':>8} {'raw download':>13} {'estimate':>9} {'reserve':>8} {'added to a create':>18} "
               f"{'read rate':>10}")
         worst = None
