@@ -183,15 +183,8 @@ class LineEstimator:
                 break
             end = data.find(b"\n", pos, stop)
             end = stop if end < 0 else end + 1
-            raw = data[pos:end]
+            self._decoded_line(data[pos:end])
             pos = end
-            if not raw.strip():
-                continue
-            try:
-                line: _Line | None = _DECODER.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                line = None
-            self._line(line)
 
     def _add_plain(self, is_long: bool, lines: int, tokens: int, output: int) -> None:
         """Add lines of text only and no cache, as `_line` adds each (the compiled scanner's sums per tier)."""
@@ -205,20 +198,19 @@ class LineEstimator:
         sums[_OUTPUT] += output
 
     def _decoded_lines(self, block: bytes) -> None:
-        lines: list[_Line | None]
+        """Each line of `block` by msgspec. One line is one request: not `decode_lines`, which reads a line such as
+        `{...}{...}` as two values, and a whole block again line by line once one line fails."""
+        for raw in block.split(b"\n"):  # lines end at LF only (a lone CR is not an end)
+            self._decoded_line(raw)
+
+    def _decoded_line(self, raw: bytes) -> None:
+        if not raw.strip():
+            return
         try:
-            lines = list(_DECODER.decode_lines(block))
+            line: _Line | None = _DECODER.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            lines = []
-            for raw in block.splitlines():
-                if not raw.strip():
-                    continue
-                try:
-                    lines.append(_DECODER.decode(raw))
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    lines.append(None)
-        for line in lines:
-            self._line(line)
+            line = None
+        self._line(line)
 
     def _line(self, line: _Line | None) -> None:
         estimate = self.estimate
