@@ -53,6 +53,7 @@ SOURCE_PIPE_BYTES = 8 << 20  # the caller's bytes received but not yet converted
 
 async def create(request: Request, door: Door) -> Response:
     principal = await door.caller(request, "files.create")
+    bucket = door.bucket  # 503 when the door is off, before the body is read
     settings = door.services.settings
     events = upload_events(request, max_bytes=settings.openai_max_file_bytes)
     policy = await door.team_policy(principal.team)
@@ -72,7 +73,7 @@ async def create(request: Request, door: Door) -> Response:
                 except InvalidArgument:
                     await _drain(events)
                     raise
-                storing = _start_storing(door, principal, policy, event.filename, source)
+                storing = _start_storing(door, bucket, principal, policy, event.filename, source)
         _check_fields(request, fields, final=True)
     except PipeAborted:
         await _drain(events)  # the conversion stopped (a bad line): its error is the reply, below
@@ -109,14 +110,14 @@ def _check_fields(request: Request, fields: dict[str, str], *, final: bool) -> N
                                   "(purpose=batch).", param="purpose")
 
 
-def _start_storing(door: Door, principal: Principal, policy: TeamPolicy, filename: str,
+def _start_storing(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPolicy, filename: str,
                    source: Pipe) -> Future[OpenAIFile]:
     """`_store` in a thread of its own, reading the file from `source` while the body is still arriving."""
     storing: Future[OpenAIFile] = Future()
 
     def run() -> None:
         try:
-            storing.set_result(_store(door, door.bucket, principal, policy, filename, cast(BinaryIO, source)))
+            storing.set_result(_store(door, bucket, principal, policy, filename, cast(BinaryIO, source)))
         except BaseException as exc:
             source.abandon()  # the receiving side stops at its next write
             storing.set_exception(exc)
