@@ -6,8 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: test test-fast lint typecheck pytest demo bench soak fuzz clean
 
-# Rebuilt when the dependencies or the compiled row scanner change (pip builds it in place with gcc).
-$(STAMP): pyproject.toml setup.py proxy/metering/_rowscan.c
+# Rebuilt when the dependencies or the compiled scanners change (pip builds them in place with gcc).
+$(STAMP): pyproject.toml setup.py proxy/_jsonscan.h proxy/metering/_rowscan.c proxy/budgets/_estscan.c
 	@echo "==> Creating $(VENV) and installing the proxy with its dependencies and test tools (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -44,26 +44,30 @@ bench: $(STAMP)
 soak: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench.soak $(SOAK_ARGS)
 
-## make fuzz: the row scanner built with ASan and UBSan, held to Python by its tests and a fuzz target (not in make test)
+## make fuzz: the compiled scanners built with ASan and UBSan, held to Python by their tests and fuzz targets (not in make test)
 FUZZ_DIR := build/fuzz
 FUZZ_SECONDS ?= 60
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1
 fuzz: $(STAMP)
 	rm -rf $(FUZZ_DIR) && mkdir -p $(FUZZ_DIR)
 	cp -r proxy tests pricing setup.py pyproject.toml $(FUZZ_DIR)/
-	rm -f $(FUZZ_DIR)/proxy/metering/_rowscan*.so
+	rm -f $(FUZZ_DIR)/proxy/metering/_rowscan*.so $(FUZZ_DIR)/proxy/budgets/_estscan*.so
 	cd $(FUZZ_DIR) && CFLAGS="$(SANITIZE)" LDFLAGS="-fsanitize=address,undefined" \
 		$(CURDIR)/$(BIN)/python setup.py --quiet build_ext --inplace
 	# The copy comes first on the path (ahead of the editable install), so its sanitized scanner is the one tested.
 	cd $(FUZZ_DIR) && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(CURDIR)/$(BIN)/python -c "import proxy.metering._rowscan as m, sys; sys.exit('not the sanitized build' if 'build/fuzz' not in m.__file__ else 0)" && \
+		$(CURDIR)/$(BIN)/python -c "import proxy.metering._rowscan as m, proxy.budgets._estscan as e, sys; sys.exit(0 if all('build/fuzz' in x.__file__ for x in (m, e)) else 'not the sanitized build')" && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(CURDIR)/$(BIN)/pytest -q -p no:cacheprovider tests/metering/test_rowscan.py tests/metering/test_scanner.py tests/reports/test_line_reader.py && \
+		$(CURDIR)/$(BIN)/pytest -q -p no:cacheprovider tests/metering/test_rowscan.py tests/metering/test_scanner.py tests/reports/test_line_reader.py \
+			tests/budgets/test_estscan.py tests/budgets/test_estimate.py && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(CURDIR)/$(BIN)/python -m tests.metering.fuzz_rowscan --seconds $(FUZZ_SECONDS)
+		$(CURDIR)/$(BIN)/python -m tests.metering.fuzz_rowscan --seconds $(FUZZ_SECONDS) && \
+		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(CURDIR)/$(BIN)/python -m tests.budgets.fuzz_estscan --seconds $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache vbp.db* build proxy/metering/_rowscan.*.so
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache vbp.db* build proxy/metering/_rowscan.*.so proxy/budgets/_estscan.*.so

@@ -1,6 +1,6 @@
-"""The one compiled part (the metering's plain-row scanner) and the data the package carries: the repository's
-top-level `migrations/` and `pricing/` are copied into the built package as `proxy/_data/` (all other metadata is in
-pyproject.toml)."""
+"""The compiled parts (the metering's plain-row scanner, the budget estimate's line scanner) and the data the
+package carries: the repository's top-level `migrations/` and `pricing/` are copied into the built package as
+`proxy/_data/` (all other metadata is in pyproject.toml)."""
 
 import shutil
 from pathlib import Path
@@ -9,6 +9,10 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 SHIPPED = ("migrations", "pricing")  # found at run time by proxy.settings.shipped
+# The compiled scanners (each with a pure-Python path that the tests hold it to); they share proxy/_jsonscan.h.
+COMPILED = (("proxy.metering._rowscan", "proxy/metering/_rowscan.c"),
+            ("proxy.budgets._estscan", "proxy/budgets/_estscan.c"))
+COMPILE_ARGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"]
 
 
 class build_py_with_data(build_py):
@@ -25,5 +29,5 @@ class build_py_with_data(build_py):
 
 
 setup(cmdclass={"build_py": build_py_with_data},
-      ext_modules=[Extension("proxy.metering._rowscan", ["proxy/metering/_rowscan.c"],
-                             extra_compile_args=["-O3", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"])])
+      ext_modules=[Extension(name, [source], depends=["proxy/_jsonscan.h"], extra_compile_args=COMPILE_ARGS)
+                   for name, source in COMPILED])

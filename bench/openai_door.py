@@ -11,8 +11,9 @@
     of varied length) is read with the metering's download path (`iter_chunks`, 2 MiB chunks) and turned into
     OpenAI output lines (`OutputLines`); against the raw download. Target: ratio >= 0.5.
 (c) End to end: the same caller file sent to a `vbp serve` on the emulator (SQLite ledger, poller off) as the
-    `openai` SDK sends it (`POST /v1/files`, multipart, streamed from disk by httpx), which receives it, converts
-    it while the caller's bytes and the converted lines upload (`file_store`) and records the file; against a raw
+    `openai` SDK sends it (`POST /v1/files`, multipart, streamed from disk by httpx), which converts it as it
+    arrives (`upload`: no spool) while the caller's bytes and the converted lines upload (`file_store`) and
+    records the file; against a raw
     upload of the same bytes to the same fake-gcs-server as (a) does it. Peak RSS growth is the `vbp serve`
     process's own. Target: ratio >= 0.5.
 Both conversions run in a fresh subprocess so that their peak RSS growth is their own (target <= 100 MB). Rates

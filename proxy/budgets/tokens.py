@@ -7,10 +7,12 @@ digits, `_`) and one per other non-space character. "Hello world!" is 3 tokens, 
 close to it; rare words cost Vertex more than one token, so the rule errs low, which is what the low end of an
 estimate needs (it must never be above the metered cost of ordinary text).
 
-Speed: an estimate reads the whole input before a create, so the count runs in C: the text's UTF-8 bytes are
-mapped with `bytes.translate` and counted with `bytes.count`. Every byte of a multi-byte character counts as a
-word character (accented letters and CJK are word characters; a rare Unicode punctuation mark or space is then
-merged into its neighbour, which only lowers the count).
+Speed: an estimate reads the whole input before a create, so the count runs in C. The common lines are read by
+the compiled scanner (`_estscan.c`), which counts this very rule on the JSON text, escapes decoded; here (the
+other lines, and every line without the compiled part) the text's UTF-8 bytes are mapped with `bytes.translate`
+and counted with `bytes.count`. The tests hold the two to the same counts. Every byte of a multi-byte character
+counts as a word character (accented letters and CJK are word characters; a rare Unicode punctuation mark or
+space is then merged into its neighbour, which only lowers the count).
 
 Media parts are counted with Vertex's published per-part figures: an image or a document page 258 tokens,
 audio 32 tokens a second (inline audio: a second per started 16,000 bytes; an audio or video file: 10 seconds),

@@ -1,9 +1,10 @@
 """OpenAI's Files API, for batch files (errors in OpenAI's envelope: `proxy.gateway.dialects`).
 
-    POST   /v1/files                 multipart `file` + `purpose=batch`: checked and converted line by line while the
-                                     caller's bytes and the Vertex input upload (`file_store`), then the custom_id
-                                     index stored, then the row; a file of a model the catalog serves on OpenAI or
-                                     Azure is checked the same way and kept unchanged (its `provider` on the row)
+    POST   /v1/files                 multipart `file` + `purpose=batch`: checked and converted line by line as the
+                                     body arrives (`upload`), while the caller's bytes and the Vertex input upload
+                                     (`file_store`), then the custom_id index stored, then the row; a file of a model
+                                     the catalog serves on OpenAI or Azure is checked the same way and kept unchanged
+                                     (its `provider` on the row)
     GET    /v1/files                 ?purpose&limit(1..10000)&order(asc|desc)&after: the team's files, uploads and
                                      the output/error files of its ended batches
     GET    /v1/files/{id}            the FileObject
@@ -17,8 +18,10 @@ a gs:// URI (LiteLLM's file ids), percent-encoded once or twice. Another team's 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, wait
+from typing import Any, BinaryIO, cast
 
 from anyio import to_thread
 from starlette.requests import Request
@@ -36,7 +39,8 @@ from proxy.openai_door.file_store import convert_and_upload
 from proxy.openai_door.file_views import batch_files, ended, file_object
 from proxy.openai_door.ids import new_file_id
 from proxy.openai_door.output_content import converted_lines
-from proxy.openai_door.upload import Upload, read_upload
+from proxy.openai_door.pipe import Pipe, PipeAborted
+from proxy.openai_door.upload import Field, FileData, upload_events
 from proxy.tenancy.data_boundaries import gcs_input
 from proxy.tenancy.keys import Principal
 from proxy.tenancy.team_policy import TeamPolicy
@@ -46,31 +50,89 @@ log = logging.getLogger(__name__)
 UPLOAD_PURPOSES = ("batch",)
 OUTPUT_PURPOSE = "batch_output"
 MAX_LIST = 10_000
+SOURCE_PIPE_BYTES = 8 << 20  # the caller's bytes received but not yet converted, at most
 
 
 async def create(request: Request, door: Door) -> Response:
     principal = await door.caller(request, "files.create")
-    bucket = door.bucket
-    upload = await read_upload(request, max_bytes=door.services.settings.openai_max_file_bytes)
+    bucket = door.bucket  # 503 when the door is off, before the body is read
+    settings = door.services.settings
+    events = upload_events(request, max_bytes=settings.openai_max_file_bytes)
+    policy = await door.team_policy(principal.team)
+    source = Pipe(SOURCE_PIPE_BYTES)
+    storing: Future[OpenAIFile] | None = None
+    fields: dict[str, str] = {}
     try:
-        check_provider(request, upload.fields.get("custom_llm_provider"))
-        purpose = upload.fields.get("purpose")
-        if purpose not in UPLOAD_PURPOSES:
-            raise InvalidArgument(f"purpose {purpose!r} is not served here: this proxy keeps batch files only "
-                                  "(purpose=batch).", param="purpose")
-        policy = await door.team_policy(principal.team)
-        row = await to_thread.run_sync(lambda: _store(door, bucket, principal, policy, upload))
+        async for event in events:
+            if isinstance(event, FileData):
+                if not source.offer(event.data):  # full: wait for the conversion in a thread, not on the loop
+                    await to_thread.run_sync(source.write, event.data)
+            elif isinstance(event, Field):
+                fields[event.name] = event.value
+            else:  # the file part begins: the fields before it are checked now, the rest once the body has ended
+                try:
+                    _check_fields(request, fields, final=False)
+                except InvalidArgument:
+                    await _drain(events)
+                    raise
+                storing = _start_storing(door, bucket, principal, policy, event.filename, source)
+        _check_fields(request, fields, final=True)
+    except PipeAborted:
+        await _drain(events)  # the conversion stopped (a bad line): its error is the reply, below
+    except BaseException as exc:  # the body or its fields are refused: the conversion stops, nothing is stored
+        source.abort(exc)
+        if storing is not None:
+            await to_thread.run_sync(wait, [storing])
+        raise
     finally:
-        upload.close()
+        await events.aclose()
+    source.close()  # the file is whole: the conversion may finish and store it
+    assert storing is not None  # upload_events raised if there was no file part
+    row = await to_thread.run_sync(storing.result)
     return JSONResponse(file_object(row))
 
 
-def _store(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPolicy, upload: Upload) -> OpenAIFile:
+async def _drain(events: AsyncIterator[object]) -> None:
+    """Read the rest of a refused upload (at most the size cap), so that the client, still sending, reads the
+    error reply rather than a connection reset."""
+    try:
+        async for _ in events:
+            pass
+    except Exception:
+        pass  # the reply is the first error's
+
+
+def _check_fields(request: Request, fields: dict[str, str], *, final: bool) -> None:
+    """The provider and purpose of an upload; before the body has ended (`final` False), only those given yet."""
+    check_provider(request, fields.get("custom_llm_provider"))
+    if final or "purpose" in fields:
+        purpose = fields.get("purpose")
+        if purpose not in UPLOAD_PURPOSES:
+            raise InvalidArgument(f"purpose {purpose!r} is not served here: this proxy keeps batch files only "
+                                  "(purpose=batch).", param="purpose")
+
+
+def _start_storing(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPolicy, filename: str,
+                   source: Pipe) -> Future[OpenAIFile]:
+    """`_store` in a thread of its own, reading the file from `source` while the body is still arriving."""
+    storing: Future[OpenAIFile] = Future()
+
+    def run() -> None:
+        try:
+            storing.set_result(_store(door, bucket, principal, policy, filename, cast(BinaryIO, source)))
+        except BaseException as exc:
+            source.abandon()  # the receiving side stops at its next write
+            storing.set_exception(exc)
+
+    threading.Thread(target=run, name="vbp-files-store", daemon=True).start()
+    return storing
+
+
+def _store(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPolicy, filename: str,
+           source: BinaryIO) -> OpenAIFile:
     """Convert while uploading, store the index, write the row; on a failure other than a rejected file (which
     stores nothing) remove what was stored (blocking)."""
     settings = door.services.settings
-    source: BinaryIO = upload.file.file
-    source.seek(0)
     file_id = new_file_id()
     folder = bucket.file_folder(principal.team, file_id)
     try:
@@ -86,7 +148,7 @@ def _store(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPo
     try:
         bucket.upload_bytes(folder + INDEX, result.index.to_bytes(), content_type="application/octet-stream")
         row = OpenAIFile(id=file_id, team=principal.team, key_id=principal.key_id, purpose="batch",
-                         filename=(upload.file.filename or "batch.jsonl")[:300], bytes=result.bytes,
+                         filename=(filename or "batch.jsonl")[:300], bytes=result.bytes,
                          lines=result.lines, vertex_lines=result.vertex_lines or result.lines,
                          model=result.model, endpoint=result.endpoint,
                          input_uri=bucket.uri(folder + INPUT), converted_uri=bucket.uri(folder + CONVERTED),

@@ -49,6 +49,20 @@ class Pipe:
             self._lock.notify_all()
         return len(data)
 
+    def offer(self, data: bytes) -> bool:
+        """Queue `data` if the pipe has room, without waiting (False: it is full, call `write`); PipeAborted when
+        the reader gave up."""
+        with self._lock:
+            if self._abandoned:
+                raise PipeAborted("the reader of the pipe gave up")
+            if self._held >= self.max_bytes:
+                return False
+            if data:
+                self._chunks.append(bytes(data))
+                self._held += len(data)
+                self._lock.notify_all()
+        return True
+
     def close(self) -> None:
         """The stream is whole: the reader sees its end once it has read everything."""
         with self._lock:

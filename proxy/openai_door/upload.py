@@ -1,6 +1,7 @@
-"""Reading a multipart upload (`file`, `purpose`, ...) with python-multipart, spooled to a temporary file on disk,
-and never reading past the size cap: a declared Content-Length over it is refused before any byte is read, and a
-body that streams past it is cut off there.
+"""Reading a multipart upload (`file`, `purpose`, ...) as it arrives, with python-multipart's streaming parser: the
+small fields are kept, the `file` part's bytes are handed on while the body is still being received (the
+conversion reads them from a pipe), never spooled first. Nothing past the size cap is read: a declared
+Content-Length over it is refused before any byte is read, and a body that streams past it is cut off there.
 """
 
 from __future__ import annotations
@@ -8,15 +9,16 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from proxy.errors import InvalidArgument
 
 # Room for the multipart framing and the small fields around the file.
 FRAMING_BYTES = 64 * 1024
-_MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 16
 
 
 def too_large(max_bytes: int) -> InvalidArgument:
@@ -24,13 +26,37 @@ def too_large(max_bytes: int) -> InvalidArgument:
                            param="file", code="file_too_large")
 
 
-@dataclass
-class Upload:
-    file: UploadFile
-    fields: dict[str, str]
+def not_multipart(reason: str) -> InvalidArgument:
+    return InvalidArgument(f"The upload is not valid multipart/form-data: {reason}", param="file")
 
-    def close(self) -> None:
-        self.file.file.close()
+
+def no_file_part() -> InvalidArgument:
+    return InvalidArgument("The upload has no `file` part.", param="file")
+
+
+@dataclass(frozen=True)
+class Field:
+    """A small form field, whole."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class FileStart:
+    """The `file` part begins (its bytes follow as FileData)."""
+
+    filename: str
+
+
+@dataclass(frozen=True)
+class FileData:
+    """Bytes of the `file` part, in order."""
+
+    data: bytes
+
+
+Event = Field | FileStart | FileData
 
 
 async def _capped(stream: AsyncIterator[bytes], limit: int, max_bytes: int) -> AsyncGenerator[bytes, None]:
@@ -42,8 +68,85 @@ async def _capped(stream: AsyncIterator[bytes], limit: int, max_bytes: int) -> A
         yield chunk
 
 
-async def read_upload(request: Request, *, max_bytes: int) -> Upload:
-    """The upload's `file` part (spooled) and its other fields; 400 for anything that is not one file upload."""
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+class _Parts:
+    """python-multipart's callbacks, turned into the events of one written chunk."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.header_name = b""
+        self.header_value = b""
+        self.disposition = b""
+        self.field: str | None = None  # the small field being read, or None while in the file part
+        self.field_data = bytearray()
+        self.fields = 0
+        self.file_seen = False
+        self.ended = False  # the closing boundary was read (python-multipart does not check it at `finalize`)
+        self.callbacks = {
+            "on_part_begin": self.part_begin, "on_part_data": self.part_data, "on_part_end": self.part_end,
+            "on_header_field": self.header_field, "on_header_value": self.header_value_,
+            "on_header_end": self.header_end, "on_headers_finished": self.headers_finished, "on_end": self.end,
+        }
+
+    def end(self) -> None:
+        self.ended = True
+
+    def part_begin(self) -> None:
+        self.disposition = b""
+        self.field = None
+        self.field_data.clear()
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_name += data[start:end]
+
+    def header_value_(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def header_end(self) -> None:
+        if self.header_name.lower() == b"content-disposition":
+            self.disposition = self.header_value
+        self.header_name = self.header_value = b""
+
+    def headers_finished(self) -> None:
+        _, options = parse_options_header(self.disposition)
+        if b"name" not in options:
+            raise not_multipart('the Content-Disposition header field "name" must be provided.')
+        name = _decode(options[b"name"])
+        if b"filename" not in options:
+            self.fields += 1
+            if self.fields > MAX_FIELDS:
+                raise not_multipart(f"Too many fields. Maximum number of fields is {MAX_FIELDS}.")
+            self.field = name
+            return
+        if self.file_seen:
+            raise not_multipart("Too many files. Maximum number of files is 1.")
+        if name != "file":
+            raise no_file_part()
+        self.file_seen = True
+        self.events.append(FileStart(_decode(options[b"filename"])))
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.field is None:
+            self.events.append(FileData(data[start:end]))
+            return
+        if len(self.field_data) + end - start > MAX_FIELD_BYTES:
+            raise not_multipart(f"Part exceeded maximum size of {MAX_FIELD_BYTES // 1024}KB.")
+        self.field_data += data[start:end]
+
+    def part_end(self) -> None:
+        if self.field is not None:
+            self.events.append(Field(self.field, _decode(bytes(self.field_data))))
+
+
+async def upload_events(request: Request, *, max_bytes: int) -> AsyncGenerator[Event, None]:
+    """The upload's fields and its `file` part's bytes as they arrive; 400 for anything that is not one file upload
+    (a declared size over the cap before any byte is read)."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise InvalidArgument("POST /v1/files takes multipart/form-data with a `file` and `purpose`.",
@@ -52,17 +155,23 @@ async def read_upload(request: Request, *, max_bytes: int) -> Upload:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large(max_bytes)
-    parser = MultiPartParser(request.headers, _capped(request.stream(), limit, max_bytes), max_files=1,
-                             max_fields=16, max_part_size=_MAX_FIELD_BYTES)
+    _, params = parse_options_header(content_type)
+    if b"boundary" not in params:
+        raise not_multipart("Missing boundary in multipart.")
+    parts = _Parts()
+    parser = MultipartParser(params[b"boundary"], parts.callbacks)  # type: ignore[arg-type]
     try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise InvalidArgument(f"The upload is not valid multipart/form-data: {exc.message}", param="file") from None
-    upload = form.get("file")
-    fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
-    if not isinstance(upload, UploadFile):
-        for value in form.values():
-            if isinstance(value, UploadFile):
-                value.file.close()
-        raise InvalidArgument("The upload has no `file` part.", param="file")
-    return Upload(upload, fields)
+        async for chunk in _capped(request.stream(), limit, max_bytes):
+            parser.write(chunk)
+            for event in parts.events:
+                yield event
+            parts.events.clear()
+        parser.finalize()
+    except FormParserError:
+        raise not_multipart("Invalid multipart data.") from None
+    if not parts.ended:  # a body cut short: the file part may be cut too, so it is never taken as whole
+        raise not_multipart("Invalid multipart data.")
+    for event in parts.events:
+        yield event
+    if not parts.file_seen:
+        raise no_file_part()

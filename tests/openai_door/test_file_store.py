@@ -93,3 +93,19 @@ def test_the_pipe_tells_an_aborted_stream_from_a_whole_one() -> None:
     abandoned.abandon()
     with pytest.raises(PipeAborted):
         abandoned.write(b"x")
+
+
+def test_offer_queues_only_while_the_pipe_has_room() -> None:
+    """The receiving side offers bytes without waiting (on the event loop) and writes from a thread when full."""
+    pipe = Pipe(max_bytes=4)
+    assert pipe.offer(b"abc") is True
+    assert pipe.offer(b"defg") is True  # 3 held: room for one more write, which may cross the bound
+    assert pipe.offer(b"h") is False  # 7 held: full, nothing queued
+    assert pipe.read(100) == b"abcdefg"
+    assert pipe.offer(b"h") is True
+    pipe.close()
+    assert (pipe.read(100), pipe.read(100)) == (b"h", b"")
+    abandoned = Pipe()
+    abandoned.abandon()
+    with pytest.raises(PipeAborted):
+        abandoned.offer(b"x")

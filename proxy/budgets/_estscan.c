@@ -1,0 +1,394 @@
+/* The plain-line accelerator of the budget estimate (proxy/budgets/estimate.py calls it; this is its contract).
+
+   `scan_requests(buf, pos, stop, above, max_output)` reads the lines of `buf[pos:stop]` and claims every line
+   that is, beyond doubt, a Gemini batch request of text: one strictly valid JSON object with a `request` object
+   whose `contents` and system instruction hold parts of `text` only, and whose generation config's output cap,
+   if any, is a plain count. Per tier (the line's input tokens above `above` or not) it sums the lines, their
+   input tokens (by the rule of tokens.text_tokens, counted on the JSON text itself, escapes decoded) and their
+   output bounds (the cap when above zero, at most `max_output`; else `max_output`), as LineEstimator._line
+   does. It stops at the first line it cannot vouch for and returns where that line starts; Python then decides
+   that line, so estimate.py stays the one definition of a line's meaning, and the tests hold this code to it.
+
+   Left to Python, never imitated: media parts (inlineData, fileData, either spelling), a cachedContent (either
+   spelling), an embedding instance's `content`, nulls and repeats of the fields read, numbers that are not
+   plain digit strings of at most 15 digits, \u escapes of a lone surrogate in a text, text that is not valid
+   UTF-8, escapes in keys, nesting deeper than 64, and lines that are not exactly `{...}` then LF or CRLF.
+   Everything else on a line is still checked as JSON (proxy/_jsonscan.h), so a claimed line is one msgspec
+   decodes too.
+
+   The scan runs without the GIL: the buffer is an immutable bytes object held for the call. */
+
+#include "../_jsonscan.h"
+
+/* The classes of a decoded text's UTF-8 bytes, the rule of tokens.py: a run of word bytes is one token, every
+   punctuation byte is one, spaces none. */
+enum { SPACE = 0, WORD = 1, PUNCT = 2 };
+static unsigned char text_class[256];
+
+/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as Python decodes it. */
+static int utf8_valid(ptr p, ptr end) {
+    while (p < end) {
+        unsigned char b = *p;
+        if (b < 0x80) {
+            p++;
+            continue;
+        }
+        int more;
+        unsigned char low = 0x80, high = 0xBF;  /* the allowed range of the second byte */
+        if (b >= 0xC2 && b <= 0xDF) more = 1;
+        else if (b == 0xE0) more = 2, low = 0xA0;
+        else if (b >= 0xE1 && b <= 0xEC) more = 2;
+        else if (b == 0xED) more = 2, high = 0x9F;
+        else if (b >= 0xEE && b <= 0xEF) more = 2;
+        else if (b == 0xF0) more = 3, low = 0x90;
+        else if (b >= 0xF1 && b <= 0xF3) more = 3;
+        else if (b == 0xF4) more = 3, high = 0x8F;
+        else return 0;
+        if (end - p <= more || p[1] < low || p[1] > high) return 0;
+        for (int i = 2; i <= more; i++)
+            if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+        p += more + 1;
+    }
+    return 1;
+}
+
+static int hex4(ptr p, unsigned int *unit) {
+    unsigned int value = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char nibble = hex_value[p[i]];
+        if (nibble > 15) return -1;
+        value = value << 4 | nibble;
+    }
+    *unit = value;
+    return 0;
+}
+
+#ifdef __SSE2__
+/* One bit per byte of the 64 at p: the word bytes (ASCII letters, digits, '_', and every byte >= 0x80). */
+static inline uint64_t word_bits(ptr p) {
+    uint64_t bits = 0;
+    for (int i = 0; i < 4; i++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * i));
+        __m128i high = _mm_cmplt_epi8(v, _mm_setzero_si128());  /* >= 0x80 (signed < 0) */
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)), _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+        __m128i folded = _mm_or_si128(v, _mm_set1_epi8(0x20));  /* 'A'..'Z' -> 'a'..'z' */
+        __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(folded, _mm_set1_epi8('a' - 1)),
+                                       _mm_cmplt_epi8(folded, _mm_set1_epi8('z' + 1)));
+        __m128i underscore = _mm_cmpeq_epi8(v, _mm_set1_epi8('_'));
+        __m128i word = _mm_or_si128(_mm_or_si128(high, digit), _mm_or_si128(letter, underscore));
+        bits |= (uint64_t)(uint32_t)_mm_movemask_epi8(word) << (16 * i);
+    }
+    return bits;
+}
+
+/* One bit per byte of the 64 at p: the bytes >= 0x80. */
+static inline uint64_t high_bits(ptr p) {
+    uint64_t bits = 0;
+    for (int i = 0; i < 4; i++)
+        bits |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i))) << (16 * i);
+    return bits;
+}
+
+/* One bit per byte of the 64 at p: the spaces a string can hold unescaped (only ' ': the others are control
+   characters, which a JSON string escapes). */
+static inline uint64_t space_bits(ptr p) {
+    uint64_t bits = 0;
+    for (int i = 0; i < 4; i++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * i));
+        bits |= (uint64_t)(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(' '))) << (16 * i);
+    }
+    return bits;
+}
+#endif
+
+/* At a '"': a text string, its tokens counted into *tokens (the rule of tokens.text_tokens on the decoded text).
+   -1 when Python must decide it (a lone surrogate escape, invalid UTF-8, a raw control character, no end). */
+static int count_text(Cursor *c, uint64_t *tokens) {
+    ptr p = c->p + 1, end = c->end, start = p;
+    uint64_t count = 0;
+    unsigned int previous_word = 0;
+    int non_ascii = 0;
+    for (;;) {
+#ifdef __SSE2__
+        /* 64 bytes at a time while they hold no quote, backslash or control character */
+        while (end - p >= 64) {
+            Stops stops = string_stops(p);
+            uint64_t stop_bits = stops.quotes | stops.backslashes | stops.controls;
+            int plain = stop_bits ? __builtin_ctzll(stop_bits) : 64;  /* the bytes before the first stop */
+            if (plain == 0) break;
+            uint64_t in_block = plain == 64 ? ~(uint64_t)0 : ((uint64_t)1 << plain) - 1;
+            uint64_t words = word_bits(p) & in_block;
+            uint64_t starts = words & ~(words << 1 | previous_word);
+            uint64_t punctuation = ~words & ~space_bits(p) & in_block;
+            count += (uint64_t)__builtin_popcountll(starts) + (uint64_t)__builtin_popcountll(punctuation);
+            non_ascii |= (high_bits(p) & in_block) != 0;
+            previous_word = (unsigned int)(words >> (plain - 1)) & 1;
+            p += plain;
+            if (plain < 64) break;  /* the stop is taken below */
+        }
+#endif
+        if (p >= end) return -1;
+        unsigned char b = *p;
+        unsigned int kind;
+        if (!string_stop[b]) {
+            kind = text_class[b];
+            non_ascii |= b >= 0x80;
+            p++;
+        } else if (b == '"') {
+            break;
+        } else if (b != '\\' || end - p < 2) {
+            return -1;  /* a raw control character, or a string cut by the buffer's end */
+        } else {
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b':
+                kind = PUNCT;
+                p += 2;
+                break;
+            case 'f': case 'n': case 'r': case 't':
+                kind = SPACE;
+                p += 2;
+                break;
+            case 'u': {
+                unsigned int unit, low;
+                if (end - p < 6 || hex4(p + 2, &unit) < 0) return -1;
+                p += 6;
+                if (unit >= 0xDC00 && unit <= 0xDFFF) return -1;  /* a lone low surrogate */
+                if (unit >= 0xD800 && unit <= 0xDBFF) {           /* a pair makes one character above U+FFFF */
+                    if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &low) < 0) return -1;
+                    if (low < 0xDC00 || low > 0xDFFF) return -1;
+                    p += 6;
+                }
+                kind = unit < 0x80 ? text_class[unit] : WORD;  /* above ASCII: UTF-8 bytes >= 0x80, word bytes */
+                break;
+            }
+            default:
+                return -1;
+            }
+        }
+        unsigned int word = kind == WORD;
+        count += word & ~previous_word;
+        count += kind == PUNCT;
+        previous_word = word;
+    }
+    if (non_ascii && !utf8_valid(start, p)) return -1;  /* escapes are ASCII: they cannot hide a bad sequence */
+    c->p = p + 1;
+    *tokens += count;
+    return 0;
+}
+
+/* An array of parts: each an object whose only field read is a string `text` (media parts go to Python). */
+static int read_parts(Cursor *c, uint64_t *tokens) {
+    int more = enter(c, '[', ']');
+    if (more != 0) return more > 0 ? 0 : -1;
+    for (;;) {
+        int empty = enter(c, '{', '}');
+        if (empty < 0) return -1;
+        if (!empty) {
+            int seen_text = 0;
+            do {
+                ptr key;
+                Py_ssize_t size;
+                if (read_key(c, &key, &size) < 0) return -1;
+                if (KEY_IS(key, size, "text")) {
+                    if (seen_text++ || c->p >= c->end || *c->p != '"' || count_text(c, tokens) < 0) return -1;
+                } else if (KEY_IS(key, size, "inlineData") || KEY_IS(key, size, "inline_data") ||
+                           KEY_IS(key, size, "fileData") || KEY_IS(key, size, "file_data")) {
+                    return -1;
+                } else if (skip_value(c) < 0) {
+                    return -1;
+                }
+            } while ((more = next_member(c, '}')) == 1);
+            if (more < 0) return -1;
+        }
+        more = next_member(c, ']');
+        if (more <= 0) return more;
+    }
+}
+
+/* A content object (of `contents`, or a system instruction): the tokens of its `parts`. */
+static int read_content(Cursor *c, uint64_t *tokens) {
+    int seen_parts = 0, more = enter(c, '{', '}');
+    if (more != 0) return more > 0 ? 0 : -1;
+    do {
+        ptr key;
+        Py_ssize_t size;
+        if (read_key(c, &key, &size) < 0) return -1;
+        if (KEY_IS(key, size, "parts")) {
+            if (seen_parts++ || read_parts(c, tokens) < 0) return -1;
+        } else if (skip_value(c) < 0) {
+            return -1;
+        }
+    } while ((more = next_member(c, '}')) == 1);
+    return more;
+}
+
+static int read_contents(Cursor *c, uint64_t *tokens) {
+    int more = enter(c, '[', ']');
+    if (more != 0) return more > 0 ? 0 : -1;
+    do {
+        if (read_content(c, tokens) < 0) return -1;
+    } while ((more = next_member(c, ']')) == 1);
+    return more;
+}
+
+typedef struct {
+    int has_cap;
+    uint64_t cap;
+} Cap;
+
+/* A generation config: its output cap, `maxOutputTokens` before `max_output_tokens` (as estimate.py reads it). */
+static int read_generation(Cursor *c, Cap *cap) {
+    int seen_camel = 0, seen_snake = 0, more = enter(c, '{', '}');
+    uint64_t camel = 0, snake = 0;
+    cap->has_cap = 0;
+    if (more != 0) return more > 0 ? 0 : -1;
+    do {
+        ptr key;
+        Py_ssize_t size;
+        if (read_key(c, &key, &size) < 0) return -1;
+        if (KEY_IS(key, size, "maxOutputTokens")) {
+            if (seen_camel++ || read_count(c, &camel) < 0) return -1;
+        } else if (KEY_IS(key, size, "max_output_tokens")) {
+            if (seen_snake++ || read_count(c, &snake) < 0) return -1;
+        } else if (skip_value(c) < 0) {
+            return -1;
+        }
+    } while ((more = next_member(c, '}')) == 1);
+    if (more < 0) return -1;
+    cap->has_cap = seen_camel || seen_snake;
+    cap->cap = seen_camel ? camel : snake;
+    return 0;
+}
+
+typedef struct {
+    uint64_t tokens;
+    Cap cap;
+} Request;
+
+/* The `request` object: the tokens of its contents and system instruction (`systemInstruction` before
+   `system_instruction`) and its output cap (`generationConfig` before `generation_config`). */
+static int read_request(Cursor *c, Request *request) {
+    unsigned int seen = 0;  /* one bit per field read: a repeated one is refused */
+    uint64_t system[2] = {0, 0};
+    Cap caps[2] = {{0, 0}, {0, 0}};
+    int more = enter(c, '{', '}');
+    memset(request, 0, sizeof *request);
+    if (more != 0) return more > 0 ? 0 : -1;
+    do {
+        ptr key;
+        Py_ssize_t size;
+        unsigned int bit = 0;
+        if (read_key(c, &key, &size) < 0) return -1;
+        if (KEY_IS(key, size, "contents")) bit = 1;
+        else if (KEY_IS(key, size, "systemInstruction")) bit = 2;
+        else if (KEY_IS(key, size, "system_instruction")) bit = 4;
+        else if (KEY_IS(key, size, "generationConfig")) bit = 8;
+        else if (KEY_IS(key, size, "generation_config")) bit = 16;
+        else if (KEY_IS(key, size, "cachedContent") || KEY_IS(key, size, "cached_content")) return -1;
+        if (seen & bit) return -1;
+        seen |= bit;
+        int status;
+        switch (bit) {
+        case 1: status = read_contents(c, &request->tokens); break;
+        case 2: status = read_content(c, &system[0]); break;
+        case 4: status = read_content(c, &system[1]); break;
+        case 8: status = read_generation(c, &caps[0]); break;
+        case 16: status = read_generation(c, &caps[1]); break;
+        default: status = skip_value(c);
+        }
+        if (status < 0) return -1;
+    } while ((more = next_member(c, '}')) == 1);
+    if (more < 0) return -1;
+    request->tokens += seen & 2 ? system[0] : system[1];
+    request->cap = seen & 8 ? caps[0] : caps[1];
+    return 0;
+}
+
+/* The line at p: 0 with `request` and `newline` set when it is a plain text request beyond doubt, else -1. */
+static int read_line(ptr p, ptr end, Request *request, ptr *newline) {
+    Cursor c = {p, end, 0};
+    int seen_request = 0, more;
+    if (enter(&c, '{', '}') != 0) return -1;  /* not an object, or an empty one (no request: malformed) */
+    do {
+        ptr key;
+        Py_ssize_t size;
+        if (read_key(&c, &key, &size) < 0) return -1;
+        if (KEY_IS(key, size, "request")) {
+            if (seen_request++ || read_request(&c, request) < 0) return -1;
+        } else if (KEY_IS(key, size, "content")) {
+            return -1;  /* an embedding instance */
+        } else if (skip_value(&c) < 0) {
+            return -1;
+        }
+    } while ((more = next_member(&c, '}')) == 1);
+    if (more < 0 || !seen_request) return -1;
+    if (c.p < end && *c.p == '\n') *newline = c.p;
+    else if (end - c.p >= 2 && c.p[0] == '\r' && c.p[1] == '\n') *newline = c.p + 1;
+    else return -1;
+    return 0;
+}
+
+static PyObject *scan_requests(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *data;
+    Py_ssize_t pos, stop;
+    unsigned long long above, max_output;
+    /* `bytes` only ("S"), never any buffer: the scan runs without the GIL (see _rowscan.c) */
+    if (!PyArg_ParseTuple(args, "SnnKK", &data, &pos, &stop, &above, &max_output)) return NULL;
+    if (stop < 0 || stop > PyBytes_GET_SIZE(data) || pos < 0 || pos > stop) {
+        PyErr_SetString(PyExc_ValueError, "pos and stop must satisfy 0 <= pos <= stop <= len(buf)");
+        return NULL;
+    }
+    if (max_output >= (1ULL << 40)) {
+        PyErr_SetString(PyExc_ValueError, "max_output is out of range");
+        return NULL;
+    }
+    ptr buf = (ptr)PyBytes_AS_STRING(data);
+    /* per tier: lines, input tokens, output bound; each line adds at most its length in tokens and 2^40 of
+       output, so no sum can wrap for any buffer that fits in memory */
+    uint64_t tiers[2][3] = {{0}};
+
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        ptr newline;
+        Request request;
+        if (read_line(buf + pos, buf + stop, &request, &newline) < 0) break;
+        uint64_t output = request.cap.has_cap && request.cap.cap > 0
+                              ? (request.cap.cap < max_output ? request.cap.cap : max_output) : max_output;
+        uint64_t *sums = tiers[request.tokens > above ? 1 : 0];
+        sums[0] += 1;
+        sums[1] += request.tokens;
+        sums[2] += output;
+        pos = newline + 1 - buf;
+    }
+    Py_END_ALLOW_THREADS
+
+    return Py_BuildValue("(n(KKK)(KKK))", pos, (unsigned long long)tiers[0][0], (unsigned long long)tiers[0][1],
+                         (unsigned long long)tiers[0][2], (unsigned long long)tiers[1][0],
+                         (unsigned long long)tiers[1][1], (unsigned long long)tiers[1][2]);
+}
+
+static PyMethodDef methods[] = {
+    {"scan_requests", scan_requests, METH_VARARGS,
+     "scan_requests(buf, pos, stop, above, max_output) -> (pos, (lines, tokens, output), (lines, tokens, output))\n\n"
+     "Claim the plain text request lines of `buf[pos:stop]`; stop at the first line Python must decide. The sums\n"
+     "are per tier: the lines whose input tokens are at most `above`, then those above it."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_estscan", "The plain-line accelerator of the budget estimate.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__estscan(void) {
+    json_tables_init();
+    for (int b = 0; b < 256; b++) {
+        int word = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '_' ||
+                   b >= 0x80;
+        int space = b == ' ' || b == '\t' || b == '\n' || b == '\r' || b == 0x0b || b == 0x0c ||
+                    (b >= 0x1c && b <= 0x1f);
+        text_class[b] = word ? WORD : space ? SPACE : PUNCT;
+    }
+    return PyModule_Create(&module);
+}
