@@ -1,8 +1,8 @@
 """A batch's output and error files, converted on the fly from its Vertex job's output rows (blocking generators:
 Starlette runs them in a thread).
 
-The job's final output objects come from its provider (`output_objects`); each is read in large chunks
-(`proxy.metering.objects.iter_chunks`) and fed to `OutputLines`, whose converted lines are passed on as they come:
+The job's final output objects come from its provider (`output_objects`); each is read in large chunks and fed to
+`OutputLines` (`output_ranges.converted_blocks`, in this process), whose converted lines are passed on as they come:
 memory does not grow with the output. The size of a file streamed to its end is kept on the batch row, so that
 its FileObject shows exact `bytes` from then on.
 """
@@ -17,11 +17,11 @@ from sqlalchemy import update
 
 from proxy.errors import Internal, Unavailable
 from proxy.ledger.models import Job, OpenAIBatch
-from proxy.metering.objects import iter_chunks
 from proxy.openai_door.batch_views import UNANSWERED, status_of
 from proxy.openai_door.bucket import INDEX, FilesBucket
 from proxy.openai_door.line_index import LineIndex
 from proxy.openai_door.output_conversion import OutputLines
+from proxy.openai_door.output_ranges import converted_blocks
 from proxy.providers.base import NoOutput, NotReady, OutputObject, Unreadable
 from proxy.providers.registry import get_provider
 from proxy.services import Services
@@ -57,16 +57,9 @@ def converted_lines(services: Services, bucket: FilesBucket, *, batch: OpenAIBat
 def _stream(services: Services, bucket: FilesBucket, objects: list[OutputObject], lines: OutputLines, *,
             batch_id: str, which: str) -> Iterator[bytes]:
     size = 0
-    for obj in objects:
-        for chunk in iter_chunks(bucket.client, obj):
-            converted = lines.feed(chunk)
-            if converted:
-                size += len(converted)
-                yield converted
-    rest = lines.close()
-    if rest:
-        size += len(rest)
-        yield rest
+    for converted in converted_blocks(bucket.client, objects, lines):
+        size += len(converted)
+        yield converted
     column = OpenAIBatch.output_bytes if which == "output" else OpenAIBatch.error_bytes
     try:
         with services.sessions.begin() as session:

@@ -1,9 +1,10 @@
 """Vertex batch output rows -> OpenAI batch output lines (the output file) or error lines (the error file).
 
 `OutputLines(index, model=, batch_id=, which=, unanswered=)` takes the bytes of a job's output objects in chunks
-(`feed`, any chunk boundaries, the objects one after the other) and answers the converted lines; `close` answers
-the rest. One instance writes one file: `which="output"` the succeeded requests, `which="error"` the failed ones
-and, at close, one line per request no row answered (`"response": null, "error": {"code": <unanswered>, ...}`).
+(`feed`, any chunk boundaries, the objects one after the other, `end_object` after each) and answers the converted
+lines; `close` answers the rest. One instance writes one file: `which="output"` the succeeded requests,
+`which="error"` the failed ones and, at close, one line per request no row answered (`"response": null,
+"error": {"code": <unanswered>, ...}`).
 
 Finding a row's line (see `line_index`): chat rows by the line label in the echoed request, else by the sibling
 `custom_id`; embedding rows by their instance's content. Decisions, the same in both instances as long as both
@@ -87,28 +88,58 @@ class OutputLines:
     def feed(self, chunk: bytes) -> bytes:
         """The converted lines of every row that ends in this chunk."""
         out: list[bytes] = []
+        row = self._row
+        for raw in self._split(chunk):
+            row(raw, out)
+        return b"".join(out)
+
+    def chat_answers(self, chunk: bytes, *, last: bool = False) -> list[ChatAnswer]:
+        """`chat_answer` of every row that ends in this chunk (`last`: and of an unfinished last row), undecided."""
+        rows = self._split(chunk)
+        if last and self._pending:
+            rows.append(b"".join(self._pending))
+            self._pending.clear()
+        answers: list[ChatAnswer] = []
+        for raw in rows:
+            if raw[-1:] == b"\r":
+                raw = raw[:-1]
+            if raw.strip():
+                answers.append(self.chat_answer(raw))
+        return answers
+
+    def _split(self, chunk: bytes) -> list[bytes]:
+        """The rows that end in this chunk (non-empty, without their newline); the unfinished last one is kept."""
+        rows: list[bytes] = []
         pending = self._pending
         start = 0
         if pending:
             newline = chunk.find(b"\n")
             if newline < 0:
                 pending.append(chunk)
-                return b""
+                return rows
             pending.append(chunk[:newline])
-            self._row(b"".join(pending), out)
+            rows.append(b"".join(pending))
             pending.clear()
             start = newline + 1
         find = chunk.find
-        row = self._row
+        append = rows.append
         while True:
             newline = find(b"\n", start)
             if newline < 0:
                 break
             if newline > start:
-                row(chunk[start:newline], out)
+                append(chunk[start:newline])
             start = newline + 1
         if start < len(chunk):
             pending.append(chunk[start:])
+        return rows
+
+    def end_object(self) -> bytes:
+        """The end of one output object: its last row, when it has no newline, is a row of its own."""
+        out: list[bytes] = []
+        if self._pending:
+            self._row(b"".join(self._pending), out)
+            self._pending.clear()
         return b"".join(out)
 
     def close(self) -> bytes:
@@ -116,10 +147,7 @@ class OutputLines:
         if self._closed:
             return b""
         self._closed = True
-        out: list[bytes] = []
-        if self._pending:
-            self._row(b"".join(self._pending), out)
-            self._pending.clear()
+        out = [self.end_object()]
         if self.which == "error":
             for line in sorted(self.groups):
                 failure = next((slot for slot in self.groups[line] if slot is not None and slot[0] == "failed"),
