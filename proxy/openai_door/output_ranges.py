@@ -14,13 +14,14 @@ so what is held is a few ranges' answers whatever the output's size.
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from itertools import islice
-from typing import Literal
+from itertools import chain, islice
+from typing import Literal, NamedTuple
 
 from google.cloud import storage
 
@@ -30,7 +31,7 @@ from proxy.openai_door.line_index import LineIndex
 from proxy.openai_door.output_conversion import ChatAnswer, OutputLines
 from proxy.providers.base import OutputObject, OutputReadError
 
-_MAX_RANGE_BYTES = 32 * 1024 * 1024  # a range's answers (about a quarter of its bytes) are held until their turn
+_MAX_RANGE_BYTES = 16 * 1024 * 1024  # a range's answers (about a quarter of its bytes) are held until their turn
 _AHEAD_PER_PROCESS = 2  # ranges in flight per worker process
 
 
@@ -51,18 +52,42 @@ class AnswerTask:
 _index_cache: tuple[bytes, LineIndex] | None = None  # a worker answers many ranges of the same batch in a row
 
 
-def range_answers(task: AnswerTask) -> list[ChatAnswer]:
+class RangeAnswers(NamedTuple):
+    """A range's chat answers, packed (a few large objects to pickle rather than one tuple per row)."""
+
+    lines: bytes  # array('q'): each row's line (0: none found)
+    flags: bytes  # each row's MALFORMED_* flags
+    ends: bytes  # array('q'): where each row's answer ends in `answers`
+    answers: bytes  # the rows' answers, one after the other
+
+    def unpacked(self) -> Iterator[ChatAnswer]:
+        """The answers, in the rows' order."""
+        lines, ends = array("q"), array("q")
+        lines.frombytes(self.lines)
+        ends.frombytes(self.ends)
+        answers = self.answers
+        start = 0
+        for line, flags, end in zip(lines, self.flags, ends, strict=True):
+            yield line, flags, answers[start:end]
+            start = end
+
+
+def range_answers(task: AnswerTask) -> RangeAnswers:
     """In a worker process: the answers of the chat rows that start in the range, in their order."""
     global _index_cache
     if _index_cache is None or _index_cache[0] != task.index:
         _index_cache = (task.index, LineIndex.from_bytes(task.index))
-    lines = OutputLines(_index_cache[1], model=task.model, batch_id=task.batch_id, which=task.which,
-                        unanswered="batch_failed")
-    answers: list[ChatAnswer] = []
-    for chunk in range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes):
-        answers.extend(lines.chat_answers(chunk))
-    answers.extend(lines.chat_answers(b"", last=True))
-    return answers
+    converter = OutputLines(_index_cache[1], model=task.model, batch_id=task.batch_id, which=task.which,
+                            unanswered="batch_failed")
+    lines, flags, ends, answers = array("q"), bytearray(), array("q"), bytearray()
+    for chunk, last in chain(((chunk, False) for chunk in range_chunks(task.byte_range, task.url, task.headers,
+                                                                       task.chunk_bytes)), [(b"", True)]):
+        for line, flag, answer in converter.chat_answers(chunk, last=last):
+            lines.append(line)
+            flags.append(flag)
+            answers += answer
+            ends.append(len(answers))
+    return RangeAnswers(lines.tobytes(), bytes(flags), ends.tobytes(), bytes(answers))
 
 
 def converted_blocks(client: storage.Client, objects: list[OutputObject], lines: OutputLines, *,
@@ -92,13 +117,13 @@ def converted_blocks(client: storage.Client, objects: list[OutputObject], lines:
     urls = {obj: media_url(client, obj) for obj in objects}
     index = lines.index.to_bytes()
 
-    def submit(byte_range: ByteRange) -> Future[list[ChatAnswer]]:
+    def submit(byte_range: ByteRange) -> Future[RangeAnswers]:
         url = urls[byte_range.obj]
         task = AnswerTask(byte_range, url, authorization(client, url), index, lines.model, lines.batch_id,
                           lines.which)
         return pool.submit(range_answers, task)
 
-    pending: deque[Future[list[ChatAnswer]]] = deque()
+    pending: deque[Future[RangeAnswers]] = deque()
     todo = iter(planned)
     try:
         for byte_range in islice(todo, ranges.processes * _AHEAD_PER_PROCESS):
@@ -113,7 +138,7 @@ def converted_blocks(client: storage.Client, objects: list[OutputObject], lines:
                 pending.append(submit(byte_range))
             out: list[bytes] = []
             decide = lines.decide
-            for answer in answers:
+            for answer in answers.unpacked():
                 decide(answer, out)
             del answers
             if out:
