@@ -2,14 +2,17 @@
 Starlette runs them in a thread).
 
 The job's final output objects come from its provider (`output_objects`); each is read in large chunks and fed to
-`OutputLines` (`output_ranges.converted_blocks`, in this process), whose converted lines are passed on as they come:
-memory does not grow with the output. The size of a file streamed to its end is kept on the batch row, so that
-its FileObject shows exact `bytes` from then on.
+`OutputLines` (`output_ranges.converted_blocks`), whose converted lines are passed on as they come: memory does not
+grow with the output. A chat file's output of at least twice VBP_METER_RANGE_MB is answered by byte range in a pool
+of VBP_METER_PROCESSES worker processes that this process starts on first need and keeps (`shared_ranges`).
+The size of a file streamed to its end is kept on the batch row, so that its FileObject shows exact `bytes` from
+then on.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Literal
 
@@ -17,6 +20,7 @@ from sqlalchemy import update
 
 from proxy.errors import Internal, Unavailable
 from proxy.ledger.models import Job, OpenAIBatch
+from proxy.metering.ranges import RangeMeter
 from proxy.openai_door.batch_views import UNANSWERED, status_of
 from proxy.openai_door.bucket import INDEX, FilesBucket
 from proxy.openai_door.line_index import LineIndex
@@ -24,7 +28,8 @@ from proxy.openai_door.output_conversion import OutputLines
 from proxy.openai_door.output_ranges import converted_blocks
 from proxy.providers.base import NoOutput, NotReady, OutputObject, Unreadable
 from proxy.providers.registry import get_provider
-from proxy.services import Services
+from proxy.services import Services, range_meter
+from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,20 @@ def output_objects(services: Services, bucket: FilesBucket, job: Job) -> list[Ou
         raise Internal(f"The batch's output cannot be read: {exc}") from None
 
 
+_ranges: RangeMeter | None = None
+_ranges_lock = threading.Lock()
+
+
+def shared_ranges(settings: Settings) -> RangeMeter:
+    """This process's worker pool for converting large outputs by byte range (VBP_METER_PROCESSES, started once)."""
+    global _ranges
+    with _ranges_lock:
+        if _ranges is None:
+            _ranges = range_meter(settings)
+        _ranges.start()  # here, under the lock, so that two requests never start two pools
+        return _ranges
+
+
 def converted_lines(services: Services, bucket: FilesBucket, *, batch: OpenAIBatch, job: Job, model: str,
                     which: str) -> Iterator[bytes]:
     """The `output` or `error` file's bytes, in chunks; its size is recorded on the batch once read to the end."""
@@ -57,7 +76,10 @@ def converted_lines(services: Services, bucket: FilesBucket, *, batch: OpenAIBat
 def _stream(services: Services, bucket: FilesBucket, objects: list[OutputObject], lines: OutputLines, *,
             batch_id: str, which: str) -> Iterator[bytes]:
     size = 0
-    for converted in converted_blocks(bucket.client, objects, lines):
+    ranges = None
+    if not lines.embeddings and sum(obj.size for obj in objects) >= 2 * services.settings.meter_range_mb * 1024 * 1024:
+        ranges = shared_ranges(services.settings)
+    for converted in converted_blocks(bucket.client, objects, lines, ranges=ranges):
         size += len(converted)
         yield converted
     column = OpenAIBatch.output_bytes if which == "output" else OpenAIBatch.error_bytes

@@ -41,6 +41,7 @@ UNANSWERED_MESSAGES = {
 ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                429: "rate_limit_error"}
 _encode = msgspec.json.Encoder().encode
+_blake2b = hashlib.blake2b
 # An answered line as msgspec encodes `_ok_line`'s dict, around a body already encoded (the chat fast path).
 _OK_LINE = b'{"id":"%s","custom_id":%s,"response":{"status_code":200,"request_id":%s,"body":%s},"error":null}\n'
 
@@ -201,8 +202,9 @@ class OutputLines:
             if self.which == "error":
                 return line, 0, b""
             response = row.response
-            request_id = self._request_id(line)
-            body = chat_completion_json(response, model_json=self._model_json, seed=f"{self.batch_id}\x00{line}",
+            seed = f"{self.batch_id}\x00{line}"
+            request_id = "batch_req_" + _blake2b(seed.encode(), digest_size=16).hexdigest()  # = _request_id(line)
+            body = chat_completion_json(response, model_json=self._model_json, seed=seed,
                                         created=unix_time(response.createTime, row.processed_time))
             return line, 0, _OK_LINE % (request_id.encode(), _encode(self.index.custom_id(line)),
                                         _encode(response.responseId or request_id[10:]), body)
