@@ -14,10 +14,12 @@ so what is held is a few ranges' answers whatever the output's size.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from array import array
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -42,14 +44,14 @@ class AnswerTask:
     byte_range: ByteRange
     url: str
     headers: dict[str, str]
-    index: bytes  # LineIndex.to_bytes()
+    index_path: str  # a local file holding LineIndex.to_bytes(), read once per worker (tasks stay small)
     model: str
     batch_id: str
     which: Literal["output", "error"]
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
 
 
-_index_cache: tuple[bytes, LineIndex] | None = None  # a worker answers many ranges of the same batch in a row
+_index_cache: tuple[tuple[str, int, int, int], LineIndex] | None = None  # (path, inode, mtime, size), the index
 
 
 class RangeAnswers(NamedTuple):
@@ -75,8 +77,11 @@ class RangeAnswers(NamedTuple):
 def range_answers(task: AnswerTask) -> RangeAnswers:
     """In a worker process: the answers of the chat rows that start in the range, in their order."""
     global _index_cache
-    if _index_cache is None or _index_cache[0] != task.index:
-        _index_cache = (task.index, LineIndex.from_bytes(task.index))
+    with open(task.index_path, "rb") as file:  # a worker answers many ranges of one conversion in a row
+        status = os.fstat(file.fileno())
+        key = (task.index_path, status.st_ino, status.st_mtime_ns, status.st_size)
+        if _index_cache is None or _index_cache[0] != key:
+            _index_cache = (key, LineIndex.from_bytes(file.read()))
     converter = OutputLines(_index_cache[1], model=task.model, batch_id=task.batch_id, which=task.which,
                             unanswered="batch_failed")
     lines, flags, ends, answers = array("q"), bytearray(), array("q"), bytearray()
@@ -115,11 +120,25 @@ def converted_blocks(client: storage.Client, objects: list[OutputObject], lines:
     parts = max(ranges.processes * 4, -(-total // _MAX_RANGE_BYTES))
     planned = plan_ranges(objects, parts=parts, min_bytes=min(ranges.min_bytes, _MAX_RANGE_BYTES))
     urls = {obj: media_url(client, obj) for obj in objects}
-    index = lines.index.to_bytes()
+    # The workers are this process's children, on this machine: they read the index from a file of this conversion's
+    # own (so that each task stays small) and keep it while the file is the same one.
+    with tempfile.NamedTemporaryFile(prefix="vbp-line-index-", suffix=".msgpack") as index_file:
+        index_file.write(lines.index.to_bytes())
+        index_file.flush()
+        yield from _answered_ranges(pool, ranges, planned, urls, client, lines, index_file.name)
+    rest = lines.close()
+    if rest:
+        yield rest
+
+
+def _answered_ranges(pool: ProcessPoolExecutor, ranges: RangeMeter, planned: list[ByteRange],
+                     urls: dict[OutputObject, str], client: storage.Client, lines: OutputLines,
+                     index_path: str) -> Iterator[bytes]:
+    """The ranges' answers, decided here in the rows' order; at most `_AHEAD_PER_PROCESS` ranges per process ahead."""
 
     def submit(byte_range: ByteRange) -> Future[RangeAnswers]:
         url = urls[byte_range.obj]
-        task = AnswerTask(byte_range, url, authorization(client, url), index, lines.model, lines.batch_id,
+        task = AnswerTask(byte_range, url, authorization(client, url), index_path, lines.model, lines.batch_id,
                           lines.which)
         return pool.submit(range_answers, task)
 
@@ -146,6 +165,3 @@ def converted_blocks(client: storage.Client, objects: list[OutputObject], lines:
     finally:
         for future in pending:
             future.cancel()
-    rest = lines.close()
-    if rest:
-        yield rest
