@@ -27,7 +27,7 @@ from typing import Literal, NamedTuple
 
 from google.cloud import storage
 
-from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks, media_url
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks, media_url, read_ahead
 from proxy.metering.ranges import ByteRange, RangeMeter, authorization, plan_ranges, range_chunks
 from proxy.openai_door.line_index import LineIndex
 from proxy.openai_door.output_conversion import ChatAnswer, OutputLines
@@ -85,8 +85,10 @@ def range_answers(task: AnswerTask) -> RangeAnswers:
     converter = OutputLines(_index_cache[1], model=task.model, batch_id=task.batch_id, which=task.which,
                             unanswered="batch_failed")
     lines, flags, ends, answers = array("q"), bytearray(), array("q"), bytearray()
-    for chunk, last in chain(((chunk, False) for chunk in range_chunks(task.byte_range, task.url, task.headers,
-                                                                       task.chunk_bytes)), [(b"", True)]):
+    # Read ahead by a thread: the download goes on while the rows are answered (a plain read would wait for each).
+    chunks = read_ahead(range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes),
+                        where=f"{task.byte_range.obj.uri}#{task.byte_range.obj.generation}")
+    for chunk, last in chain(((chunk, False) for chunk in chunks), [(b"", True)]):
         for line, flag, answer in converter.chat_answers(chunk, last=last):
             lines.append(line)
             flags.append(flag)
