@@ -63,7 +63,9 @@ def unix_time(*moments: str | None) -> int:
 
 
 def chat_completion(response: Response, *, model: str, seed: str, created: int) -> dict[str, Any]:
-    """The chat.completion body for one response; `seed` makes its derived ids (unique per batch line)."""
+    """The chat.completion body for one response; `seed` makes its derived ids (unique per batch line).
+
+    The definition of the body: the conversion writes it with `chat_completion_json`, held to this byte for byte."""
     candidates = response.candidates or []
     choices = [_choice(candidate, at, seed) for at, candidate in enumerate(candidates)]
     if not choices:

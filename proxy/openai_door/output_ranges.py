@@ -33,7 +33,7 @@ from proxy.openai_door.line_index import LineIndex
 from proxy.openai_door.output_conversion import ChatAnswer, OutputLines
 from proxy.providers.base import OutputObject, OutputReadError
 
-_MAX_RANGE_BYTES = 16 * 1024 * 1024  # a range's answers (about a quarter of its bytes) are held until their turn
+_MAX_RANGE_BYTES = 8 * 1024 * 1024  # a range's answers (about a quarter of its bytes) are held until their turn
 _AHEAD_PER_PROCESS = 2  # ranges in flight per worker process
 
 
