@@ -8,8 +8,9 @@
     reaches Cloud Storage) and the converted file uploaded (`blob.upload_from_file`, 32 MiB chunks); against a
     raw upload of the caller's bytes the same way. Target: ratio >= 0.5.
 (b) A ~1 GB Vertex output object of rows made by the emulator's own row maker (`RowMaker`, from converted lines
-    of varied length) is read with the metering's download path (`iter_chunks`, 2 MiB chunks) and turned into
-    OpenAI output lines (`OutputLines`); against the raw download. Target: ratio >= 0.5.
+    of varied length) is turned into OpenAI output lines (`OutputLines` through `output_ranges.converted_blocks`:
+    by byte range over --processes worker processes, default one per core, as the metering reads it); against the
+    raw download (`iter_chunks`, 2 MiB chunks). Peak RSS growth counts the workers. Target: ratio >= 0.5.
 (c) End to end: the same caller file sent to a `vbp serve` on the emulator (SQLite ledger, poller off) as the
     `openai` SDK sends it (`POST /v1/files`, multipart, streamed from disk by httpx), which converts it as it
     arrives (`upload`: no spool) while the caller's bytes and the converted lines upload (`file_store`) and
@@ -41,15 +42,18 @@ import httpx
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from bench.line_costs import worker_pids
 from bench.metering import _reset_peak, _text, _vm
 from bench.overhead import VBP, _process
 from proxy.emulator.predictions import RowMaker
 from proxy.emulator.stack import EmulatorStack
 from proxy.emulator.storage import FakeGcsServer, free_port
 from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks
+from proxy.metering.ranges import RangeMeter
 from proxy.openai_door.file_conversion import convert_file
 from proxy.openai_door.line_index import LineIndexBuilder
 from proxy.openai_door.output_conversion import OutputLines
+from proxy.openai_door.output_ranges import converted_blocks
 from proxy.providers.base import OutputObject
 
 MODEL = "gemini-2.5-flash-lite"
@@ -114,8 +118,9 @@ def child_convert(path: str) -> dict[str, Any]:
     return {"seconds": runs, "baseline": baseline, "peak": _vm("VmHWM"), "lines": lines}
 
 
-def child_output(lines: int, chunk_bytes: int) -> dict[str, Any]:
-    """(b) in this fresh process: stream the Vertex output and convert it, RUNS times."""
+def child_output(lines: int, processes: int) -> dict[str, Any]:
+    """(b) in this fresh process: stream the Vertex output and convert it (by byte range over `processes` worker
+    processes when more than one), RUNS times."""
     client = storage.Client(project="bench", credentials=AnonymousCredentials())
     blob = client.bucket(BUCKET).get_blob(OUTPUT)
     assert blob is not None and blob.generation is not None and blob.size is not None
@@ -124,23 +129,25 @@ def child_output(lines: int, chunk_bytes: int) -> dict[str, Any]:
     for number in range(1, lines + 1):
         builder.add(f"request-{number}")
     index = builder.build()
-    _reset_peak("self")
-    baseline = _vm("VmRSS")
+    ranges = RangeMeter(processes=processes)
+    ranges.start()  # workers are spawned before the clock starts, as a running proxy's are
+    pids: list[int | str] = ["self", *worker_pids(ranges)]
+    for pid in pids:
+        _reset_peak(pid)
+    baseline = sum(_vm("VmRSS", pid) for pid in pids)
     runs, written, answered = [], 0, 0
     for _ in range(RUNS):
         started = time.perf_counter()
         converter = OutputLines(index, model=MODEL, batch_id="batch_bench", which="output", unanswered="batch_failed")
         written = answered = 0
-        for chunk in iter_chunks(client, obj, chunk_bytes=chunk_bytes):
-            out = converter.feed(chunk)
+        for out in converted_blocks(client, [obj], converter, ranges=ranges):
             written += len(out)
             answered += out.count(b"\n")
-        out = converter.close()
-        written += len(out)
-        answered += out.count(b"\n")
         runs.append(time.perf_counter() - started)
-    return {"seconds": runs, "baseline": baseline, "peak": _vm("VmHWM"), "bytes": obj.size, "written": written,
-            "answered": answered}
+    peak = sum(_vm("VmHWM", pid) for pid in pids)
+    ranges.close()
+    return {"seconds": runs, "baseline": baseline, "peak": peak, "bytes": obj.size, "written": written,
+            "answered": answered, "processes": processes}
 
 
 def _child(arguments: list[str]) -> dict[str, Any]:
@@ -217,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-mb", type=int, default=1024, help="size of the Vertex output of (b) in MB")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--parts", default="a,b,c", help="which of (a), (b), (c) to run (default all)")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                        help="worker processes of (b) (default: cores; 1: in one process)")
     parser.add_argument("--child", choices=["convert", "output"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -224,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_convert(args.path)))
         return 0
     if args.child == "output":
-        print(json.dumps(child_output(args.lines, DEFAULT_CHUNK_BYTES)))
+        print(json.dumps(child_output(args.lines, args.processes)))
         return 0
 
     parts = set(args.parts.split(","))
@@ -300,14 +309,14 @@ def _conversions(args: argparse.Namespace, rng: random.Random, caller: Path, par
             for _chunk in iter_chunks(client, obj, chunk_bytes=DEFAULT_CHUNK_BYTES):
                 pass
             raw_download.append(time.perf_counter() - started)
-        output = _child(["--child", "output", "--lines", str(lines)])
+        output = _child(["--child", "output", "--lines", str(lines), "--processes", str(args.processes)])
     raw_rate, raw_range = _rates(output["bytes"], raw_download)
     out_rate, out_range = _rates(output["bytes"], output["seconds"])
     print(f"(b) Vertex output  {output['bytes'] / 1e6:,.0f} MB, {lines:,} emulator rows (mean "
           f"{output['bytes'] / lines:,.0f} B) -> {output['written'] / 1e6:,.0f} MB of OpenAI output lines")
     print(f"    raw download   {raw_rate:,.0f} MB/s (median of {RUNS}: {raw_range[0]:,.0f}-{raw_range[-1]:,.0f})")
     print(f"    OutputLines    {out_rate:,.0f} MB/s (median of {RUNS}: {out_range[0]:,.0f}-{out_range[-1]:,.0f}), "
-          f"{lines / statistics.median(output['seconds']):,.0f} rows/s")
+          f"{lines / statistics.median(output['seconds']):,.0f} rows/s, {output['processes']} worker processes")
     _verdicts(out_rate / raw_rate, (output["peak"] - output["baseline"]) / 1e6)
     answered = output["answered"] == lines
     print(f"    lines          {'exact' if answered else 'MISMATCH'}: {output['answered']:,} answered of "

@@ -205,8 +205,9 @@ SETTINGS: tuple[Setting, ...] = (
             "How long a claim on a job being metered lasts without renewal; a process that dies mid-read "
             "leaves the job to another after this many seconds."),
     Setting("VBP_METER_PROCESSES", "meter_processes", None, _processes,
-            "Worker processes that meter a large job's output in parallel, by byte range. Unset: one per CPU; "
-            "1: every output is metered in the serving process."),
+            "Worker processes that meter a large job's output in parallel, by byte range (a second pool of as "
+            "many converts a large OpenAI-door output file the same way). Unset: one per CPU; 1: every output is "
+            "metered and converted in the serving process."),
     Setting("VBP_METER_RANGE_MB", "meter_range_mb", "32", _count,
             "Smallest byte range (in MiB) a metering worker reads; outputs under twice this are metered in the "
             "serving process, where starting workers would cost more than it saves."),

@@ -53,6 +53,13 @@ def iter_chunks(client: storage.Client, obj: OutputObject, *,
     """The object's bytes in chunks of `chunk_bytes` (the last shorter), read ahead by a thread."""
     if chunk_bytes <= 0:
         raise ValueError("chunk_bytes must be positive")
+    return read_ahead(stream_bytes(client._http, media_url(client, obj), obj, chunk_bytes),
+                      where=f"{obj.uri}#{obj.generation}", name=f"gcs-read {obj.name}")
+
+
+def read_ahead(stream: Iterator[bytes], *, where: str, name: str = "gcs-read") -> Iterator[bytes]:
+    """The chunks of `stream` (a download), read by a thread up to _QUEUE_DEPTH chunks ahead of the consumer, so
+    that the download goes on while the consumer works; its errors are raised as OutputReadError."""
     chunks: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
     stop = threading.Event()
 
@@ -66,7 +73,6 @@ def iter_chunks(client: storage.Client, obj: OutputObject, *,
         return False
 
     def read() -> None:
-        stream = stream_bytes(client._http, media_url(client, obj), obj, chunk_bytes)
         try:
             for chunk in stream:
                 if not put(chunk):
@@ -75,9 +81,10 @@ def iter_chunks(client: storage.Client, obj: OutputObject, *,
         except BaseException as exc:  # handed to the consumer, who raises it
             put(exc)
         finally:
-            stream.close()  # ends the GET now, also when the consumer stopped early
+            if isinstance(stream, Generator):
+                stream.close()  # ends the GET now, also when the consumer stopped early
 
-    reader = threading.Thread(target=read, name=f"gcs-read {obj.name}", daemon=True)
+    reader = threading.Thread(target=read, name=name, daemon=True)
     reader.start()
     try:
         while True:
@@ -87,7 +94,7 @@ def iter_chunks(client: storage.Client, obj: OutputObject, *,
             if isinstance(item, OutputReadError):
                 raise item
             if isinstance(item, BaseException):
-                raise read_error(item, f"reading {obj.uri}#{obj.generation}") from item
+                raise read_error(item, f"reading {where}") from item
             yield item
     finally:
         stop.set()

@@ -19,6 +19,8 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from proxy.openai_door.vertex_rows import Candidate, Response
 from proxy.providers.base import RowUsage
 from proxy.providers.vertex import usage as vertex_usage
@@ -61,7 +63,9 @@ def unix_time(*moments: str | None) -> int:
 
 
 def chat_completion(response: Response, *, model: str, seed: str, created: int) -> dict[str, Any]:
-    """The chat.completion body for one response; `seed` makes its derived ids (unique per batch line)."""
+    """The chat.completion body for one response; `seed` makes its derived ids (unique per batch line).
+
+    The definition of the body: the conversion writes it with `chat_completion_json`, held to this byte for byte."""
     candidates = response.candidates or []
     choices = [_choice(candidate, at, seed) for at, candidate in enumerate(candidates)]
     if not choices:
@@ -75,6 +79,47 @@ def chat_completion(response: Response, *, model: str, seed: str, created: int) 
         "choices": choices,
         "usage": chat_usage(row_usage(response)),
     }
+
+
+# The bytes msgspec writes for `chat_completion(...)`, assembled from templates: the fast path of the output
+# conversion (tests/openai_door/test_output_fast_path.py holds the two equal, byte for byte).
+_encode = msgspec.json.Encoder().encode
+_COMPLETION = b'{"id":%s,"object":"chat.completion","created":%d,"model":%s,"choices":[%s],"usage":%s}'
+_USAGE = (b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,"prompt_tokens_details":{"cached_tokens":%d,'
+          b'"audio_tokens":%d},"completion_tokens_details":{"reasoning_tokens":%d}}')
+_TEXT_CHOICE = (b'{"index":%d,"message":{"role":"assistant","content":%s,"refusal":null},"finish_reason":"%s",'
+                b'"logprobs":null}')
+_BLOCKED_CHOICE = (b'{"index":0,"message":{"role":"assistant","content":null,"refusal":null},'
+                   b'"finish_reason":"content_filter","logprobs":null}')
+
+
+def chat_completion_json(response: Response, *, model_json: bytes, seed: str, created: int) -> bytes:
+    """`chat_completion(...)` as msgspec encodes it (`model_json`: the model's JSON string), without the dicts."""
+    candidates = response.candidates
+    if candidates:
+        choices = b",".join([_choice_json(candidate, at, seed) for at, candidate in enumerate(candidates)])
+    else:
+        choices = _BLOCKED_CHOICE
+    usage = row_usage(response)
+    prompt = usage.input + usage.tool_use_input
+    completion = usage.output + usage.reasoning
+    return _COMPLETION % (
+        _encode("chatcmpl-" + (response.responseId or _digest(seed, "completion"))), created, model_json, choices,
+        _USAGE % (prompt, completion, prompt + completion, usage.cached_input, usage.audio_input, usage.reasoning))
+
+
+def _choice_json(candidate: Candidate, at: int, seed: str) -> bytes:
+    parts = candidate.content.parts if candidate.content is not None else None
+    texts: list[str] = []
+    for part in parts or ():
+        if part.functionCall is not None:
+            return _encode(_choice(candidate, at, seed))  # tool calls: rare enough to build as a dict
+        if part.text is not None and not part.thought:
+            texts.append(part.text)
+    index = candidate.index if candidate.index is not None else at
+    finish = FINISH_REASONS.get(candidate.finishReason or "STOP", "stop")
+    content = _encode(texts[0] if len(texts) == 1 else "".join(texts)) if texts else b"null"
+    return _TEXT_CHOICE % (index, content, finish.encode())
 
 
 def _choice(candidate: Candidate, at: int, seed: str) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """A batch's output and error files, converted on the fly from its Vertex job's output rows (blocking generators:
 Starlette runs them in a thread); a batch on OpenAI or Azure serves its deployment's files as mirrored.
 
-The job's final output objects come from its provider (`output_objects`); each is read in large chunks
-(`proxy.metering.objects.iter_chunks`) and fed to `OutputLines`, whose converted lines are passed on as they come:
-memory does not grow with the output. The size of a file streamed to its end is kept on the batch row, so that
-its FileObject shows exact `bytes` from then on.
+The job's final output objects come from its provider (`output_objects`); each is read in large chunks and fed to
+`OutputLines` (`output_ranges.converted_blocks`), whose converted lines are passed on as they come: memory does not
+grow with the output. A chat file's output of at least twice VBP_METER_RANGE_MB is answered by byte range in a pool
+of VBP_METER_PROCESSES worker processes that this process starts on first need and keeps (`shared_ranges`).
+The size of a file streamed to its end is kept on the batch row, so that its FileObject shows exact `bytes` from
+then on.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Literal
 
@@ -18,16 +21,20 @@ from sqlalchemy import update
 from proxy.errors import Internal, Unavailable
 from proxy.ledger.models import Job, OpenAIBatch
 from proxy.metering.objects import iter_chunks
+from proxy.metering.ranges import RangeMeter
 from proxy.openai_door.batch_views import UNANSWERED, status_of
 from proxy.openai_door.bucket import INDEX, FilesBucket
 from proxy.openai_door.line_index import LineIndex
 from proxy.openai_door.output_conversion import OutputLines
+from proxy.openai_door.output_ranges import converted_blocks
 from proxy.providers.base import NoOutput, NotReady, OutputObject, Unreadable
 from proxy.providers.openai_batch.mirror import FILES as MIRRORED
 from proxy.providers.registry import get_provider
-from proxy.services import Services
+from proxy.services import Services, range_meter
+from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
+MIB = 1024 * 1024
 
 
 def output_objects(services: Services, bucket: FilesBucket, job: Job) -> list[OutputObject]:
@@ -42,6 +49,20 @@ def output_objects(services: Services, bucket: FilesBucket, job: Job) -> list[Ou
                           headers={"retry-after": "5"}) from None
     except Unreadable as exc:
         raise Internal(f"The batch's output cannot be read: {exc}") from None
+
+
+_ranges: RangeMeter | None = None
+_ranges_lock = threading.Lock()
+
+
+def shared_ranges(settings: Settings) -> RangeMeter:
+    """This process's worker pool for converting large outputs by byte range (VBP_METER_PROCESSES, started once)."""
+    global _ranges
+    with _ranges_lock:
+        if _ranges is None:
+            _ranges = range_meter(settings)
+        _ranges.start()  # here, under the lock, so that two requests never start two pools
+        return _ranges
 
 
 def converted_lines(services: Services, bucket: FilesBucket, *, batch: OpenAIBatch, job: Job, model: str,
@@ -63,16 +84,16 @@ def _stream(services: Services, bucket: FilesBucket, objects: list[OutputObject]
             batch_id: str, which: str) -> Iterator[bytes]:
     """The objects' lines, converted by `lines` (None: as they are)."""
     size = 0
-    for obj in objects:
-        for chunk in iter_chunks(bucket.client, obj):
-            converted = lines.feed(chunk) if lines is not None else chunk
-            if converted:
-                size += len(converted)
-                yield converted
-    rest = lines.close() if lines is not None else b""
-    if rest:
-        size += len(rest)
-        yield rest
+    if lines is None:  # an OpenAI or Azure batch: its mirrored files, as they are
+        blocks: Iterator[bytes] = (chunk for obj in objects for chunk in iter_chunks(bucket.client, obj))
+    else:
+        ranges = None
+        if not lines.embeddings and sum(obj.size for obj in objects) >= 2 * services.settings.meter_range_mb * MIB:
+            ranges = shared_ranges(services.settings)
+        blocks = converted_blocks(bucket.client, objects, lines, ranges=ranges)
+    for converted in blocks:
+        size += len(converted)
+        yield converted
     column = OpenAIBatch.output_bytes if which == "output" else OpenAIBatch.error_bytes
     try:
         with services.sessions.begin() as session:

@@ -1,9 +1,10 @@
 """Vertex batch output rows -> OpenAI batch output lines (the output file) or error lines (the error file).
 
 `OutputLines(index, model=, batch_id=, which=, unanswered=)` takes the bytes of a job's output objects in chunks
-(`feed`, any chunk boundaries, the objects one after the other) and answers the converted lines; `close` answers
-the rest. One instance writes one file: `which="output"` the succeeded requests, `which="error"` the failed ones
-and, at close, one line per request no row answered (`"response": null, "error": {"code": <unanswered>, ...}`).
+(`feed`, any chunk boundaries, the objects one after the other, `end_object` after each) and answers the converted
+lines; `close` answers the rest. One instance writes one file: `which="output"` the succeeded requests,
+`which="error"` the failed ones and, at close, one line per request no row answered (`"response": null,
+"error": {"code": <unanswered>, ...}`).
 
 Finding a row's line (see `line_index`): chat rows by the line label in the echoed request, else by the sibling
 `custom_id`; embedding rows by their instance's content. Decisions, the same in both instances as long as both
@@ -28,7 +29,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from proxy.openai_door.chat_response import chat_completion, unix_time
+from proxy.openai_door.chat_response import chat_completion_json, unix_time
 from proxy.openai_door.line_index import LineIndex, content_digest
 from proxy.openai_door.vertex_rows import Row, decode_row, embedding_tokens, google_error, label_line, locate
 
@@ -40,6 +41,14 @@ UNANSWERED_MESSAGES = {
 ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
                429: "rate_limit_error"}
 _encode = msgspec.json.Encoder().encode
+_blake2b = hashlib.blake2b
+# An answered line as msgspec encodes `_ok_line`'s dict, around a body already encoded (the chat fast path).
+_OK_LINE = b'{"id":"%s","custom_id":%s,"response":{"status_code":200,"request_id":%s,"body":%s},"error":null}\n'
+
+# A chat row's (line or 0 when none is found, MALFORMED_* flags, its line in this instance's file or b"").
+ChatAnswer = tuple[int, int, bytes]
+MALFORMED_ROW = 1  # the row could not be read: counted as malformed whether or not its line takes it
+MALFORMED_ANSWER = 2  # the row has neither response nor status: counted as malformed when its line takes it
 
 # A decided embedding input: ("ok", values, tokens) or ("failed", status code, body).
 _Slot = tuple[str, Any, Any]
@@ -64,6 +73,8 @@ class OutputLines:
         self.which = which
         self.unanswered = unanswered
         self.embeddings = index.kind == "embeddings"
+        self._lines = len(index)
+        self._model_json = _encode(model)
         self.answered = bytearray(len(index) + 1)  # 1 once a line has its answer (in either file)
         self.inputs_answered = bytearray(index.inputs if self.embeddings else 0)
         self.groups: dict[int, list[_Slot | None]] = {}  # embedding lines still waiting for some inputs
@@ -78,28 +89,58 @@ class OutputLines:
     def feed(self, chunk: bytes) -> bytes:
         """The converted lines of every row that ends in this chunk."""
         out: list[bytes] = []
+        row = self._row
+        for raw in self._split(chunk):
+            row(raw, out)
+        return b"".join(out)
+
+    def chat_answers(self, chunk: bytes, *, last: bool = False) -> list[ChatAnswer]:
+        """`chat_answer` of every row that ends in this chunk (`last`: and of an unfinished last row), undecided."""
+        rows = self._split(chunk)
+        if last and self._pending:
+            rows.append(b"".join(self._pending))
+            self._pending.clear()
+        answers: list[ChatAnswer] = []
+        for raw in rows:
+            if raw[-1:] == b"\r":
+                raw = raw[:-1]
+            if raw.strip():
+                answers.append(self.chat_answer(raw))
+        return answers
+
+    def _split(self, chunk: bytes) -> list[bytes]:
+        """The rows that end in this chunk (non-empty, without their newline); the unfinished last one is kept."""
+        rows: list[bytes] = []
         pending = self._pending
         start = 0
         if pending:
             newline = chunk.find(b"\n")
             if newline < 0:
                 pending.append(chunk)
-                return b""
+                return rows
             pending.append(chunk[:newline])
-            self._row(b"".join(pending), out)
+            rows.append(b"".join(pending))
             pending.clear()
             start = newline + 1
         find = chunk.find
-        row = self._row
+        append = rows.append
         while True:
             newline = find(b"\n", start)
             if newline < 0:
                 break
             if newline > start:
-                row(chunk[start:newline], out)
+                append(chunk[start:newline])
             start = newline + 1
         if start < len(chunk):
             pending.append(chunk[start:])
+        return rows
+
+    def end_object(self) -> bytes:
+        """The end of one output object: its last row, when it has no newline, is a row of its own."""
+        out: list[bytes] = []
+        if self._pending:
+            self._row(b"".join(self._pending), out)
+            self._pending.clear()
         return b"".join(out)
 
     def close(self) -> bytes:
@@ -107,10 +148,7 @@ class OutputLines:
         if self._closed:
             return b""
         self._closed = True
-        out: list[bytes] = []
-        if self._pending:
-            self._row(b"".join(self._pending), out)
-            self._pending.clear()
+        out = [self.end_object()]
         if self.which == "error":
             for line in sorted(self.groups):
                 failure = next((slot for slot in self.groups[line] if slot is not None and slot[0] == "failed"),
@@ -134,48 +172,75 @@ class OutputLines:
             raw = raw[:-1]
         if not raw.strip():
             return
+        if not self.embeddings:
+            self.decide(self.chat_answer(raw), out)
+            return
         try:
             row = decode_row(raw)
         except msgspec.DecodeError as exc:
             self._malformed(raw, f"the row is not a Vertex output row ({exc})", out)
             return
-        if self.embeddings:
-            self._embedding_row(row, raw, out)
-        else:
-            self._chat_row(row, out)
+        self._embedding_row(row, raw, out)
 
-    def _chat_row(self, row: Row, out: list[bytes]) -> None:
-        line = self._chat_line(label_line(row.request.labels) if row.request is not None else None, row.custom_id)
-        if line is None:
-            return
-        self.answered[line] = 1
+    def chat_answer(self, raw: bytes) -> ChatAnswer:
+        """A chat row's line and its answer in this instance's file, before deciding whether the line takes it.
+
+        Needs nothing but the index, so byte ranges of the output can be answered apart (`output_ranges`); `decide`
+        then takes the answers in the rows' order."""
+        try:
+            row = decode_row(raw)
+        except msgspec.DecodeError as exc:
+            labelled, custom_id, _ = locate(raw)
+            line = self._find_line(labelled, custom_id)
+            reason = f"the row is not a Vertex output row ({exc})"
+            answer = self._malformed_line(line, reason) if line and self.which == "error" else b""
+            return line, MALFORMED_ROW, answer
+        line = self._find_line(label_line(row.request.labels) if row.request is not None else None, row.custom_id)
+        if not line:
+            return 0, 0, b""
         if row.response is not None:
+            if self.which == "error":
+                return line, 0, b""
+            response = row.response
+            seed = f"{self.batch_id}\x00{line}"
+            request_id = "batch_req_" + _blake2b(seed.encode(), digest_size=16).hexdigest()  # = _request_id(line)
+            body = chat_completion_json(response, model_json=self._model_json, seed=seed,
+                                        created=unix_time(response.createTime, row.processed_time))
+            return line, 0, _OK_LINE % (request_id.encode(), _encode(self.index.custom_id(line)),
+                                        _encode(response.responseId or request_id[10:]), body)
+        if row.status:
             if self.which == "output":
-                seed = f"{self.batch_id}\x00{line}"
-                created = unix_time(row.response.createTime, row.processed_time)
-                body = chat_completion(row.response, model=self.model, seed=seed, created=created)
-                out.append(self._ok_line(line, row.response.responseId, body))
-        elif row.status:
-            if self.which == "error":
-                code, message, name = google_error(row.status)
-                out.append(self._failed_line(line, code, error_body(code, message, name)))
-        else:
-            self.malformed += 1
-            if self.which == "error":
-                out.append(self._malformed_line(line, "the row has neither a response nor a status"))
+                return line, 0, b""
+            code, message, name = google_error(row.status)
+            return line, 0, self._failed_line(line, code, error_body(code, message, name))
+        answer = self._malformed_line(line, "the row has neither a response nor a status") if self.which == "error" \
+            else b""
+        return line, MALFORMED_ANSWER, answer
 
-    def _chat_line(self, labelled: int | None, custom_id: str | None) -> int | None:
-        """The unanswered line a chat row answers, or None (counted as unmatched or repeated)."""
-        line = labelled if labelled is not None and 1 <= labelled <= len(self.index) else None
-        if line is None and custom_id is not None:
-            line = self.index.line_of(custom_id)
-        if line is None:
+    def decide(self, answer: ChatAnswer, out: list[bytes]) -> None:
+        """Take a chat row's answer in the rows' order: the first row for a line answers it (see the module doc)."""
+        line, flags, converted = answer
+        if flags & MALFORMED_ROW:
+            self.malformed += 1
+        if not line:
             self.unmatched += 1
-            return None
+            return
         if self.answered[line]:
             self.repeated += 1
-            return None
-        return line
+            return
+        self.answered[line] = 1
+        if flags & MALFORMED_ANSWER:
+            self.malformed += 1
+        if converted:
+            out.append(converted)
+
+    def _find_line(self, labelled: int | None, custom_id: str | None) -> int:
+        """The line a chat row is for (0: none found)."""
+        if labelled is not None and 1 <= labelled <= self._lines:
+            return labelled
+        if custom_id is not None:
+            return self.index.line_of(custom_id) or 0
+        return 0
 
     def _embedding_row(self, row: Row, raw: bytes, out: list[bytes]) -> None:
         content = row.instance.content if row.instance is not None else None
@@ -243,17 +308,10 @@ class OutputLines:
 
     def _malformed(self, raw: bytes, reason: str, out: list[bytes]) -> None:
         self.malformed += 1
-        labelled, custom_id, content = locate(raw)
-        if self.embeddings:
-            body = error_body(500, f"Vertex answered this request with a row the proxy cannot read: {reason}.",
-                              "malformed_upstream_row")
-            self._settle(content, ("failed", 500, body), out)
-            return
-        line = self._chat_line(labelled, custom_id)
-        if line is not None:
-            self.answered[line] = 1
-            if self.which == "error":
-                out.append(self._malformed_line(line, reason))
+        _, _, content = locate(raw)
+        body = error_body(500, f"Vertex answered this request with a row the proxy cannot read: {reason}.",
+                          "malformed_upstream_row")
+        self._settle(content, ("failed", 500, body), out)
 
     # -- lines -----------------------------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ _BLOCK_BYTES = 256 * 1024  # records are handed out in blocks of about this size
 _BLANK = b" \t\r\f\v"
 _MAX_RANGE_BYTES = 64 * 1024 * 1024  # a range's records are held whole (a few MB) until their turn
 _AHEAD_PER_PROCESS = 2  # ranges in flight per worker process
+_RECORDS_PER_BLOCK = 2048  # a range's records are numbered and handed out this many at a time (about 256 KB)
 
 
 @dataclass(frozen=True)
@@ -301,9 +302,13 @@ def export(client: storage.Client, source: LineSource, fmt: str, *, ranges: Rang
                 raise OutputReadError(f"a per-line export worker process died: {exc}") from exc
             for byte_range in islice(todo, 1):
                 pending.append(submit(byte_range))
-            first = number + 1
-            number += len(tails)
-            yield from _blocks(prefix % n + tail for n, tail in zip(range(first, number + 1), tails, strict=True))
+            for at in range(0, len(tails), _RECORDS_PER_BLOCK):
+                part = tails[at:at + _RECORDS_PER_BLOCK]
+                records: list[bytes] = [b""] * (2 * len(part))
+                records[0::2] = [prefix % n for n in range(number + 1, number + len(part) + 1)]
+                records[1::2] = part
+                number += len(part)
+                yield b"".join(records)
     finally:
         for future in pending:
             future.cancel()

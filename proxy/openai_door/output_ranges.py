@@ -1,0 +1,169 @@
+"""A batch's output or error file on every core: chat rows answered by byte range in worker processes.
+
+`converted_blocks(client, objects, lines, ranges=)` yields the same bytes as feeding every object's chunks to
+`lines` (an `OutputLines`) and closing it, in the same order. For a chat file whose objects are large enough, the
+objects are cut into byte ranges (`proxy.metering.ranges`: a range owns the lines that start in it) and each range's
+rows are answered in a worker process (`OutputLines.chat_answer`: it needs only the line index); this process then
+takes the answers range by range, in the rows' order (`OutputLines.decide`), so which row answers a line, the
+counters, and the error file's unanswered lines are exactly those of the one-process conversion.
+
+Embedding files stay in this process (an embedding line may wait for inputs spread over several ranges).
+Memory: at most `_AHEAD_PER_PROCESS` ranges per worker are in flight, each of at most `_MAX_RANGE_BYTES` of rows,
+so what is held is a few ranges' answers whatever the output's size.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from array import array
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from itertools import chain, islice
+from typing import Literal, NamedTuple
+
+from google.cloud import storage
+
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks, media_url, read_ahead
+from proxy.metering.ranges import ByteRange, RangeMeter, authorization, plan_ranges, range_chunks
+from proxy.openai_door.line_index import LineIndex
+from proxy.openai_door.output_conversion import ChatAnswer, OutputLines
+from proxy.providers.base import OutputObject, OutputReadError
+
+_MAX_RANGE_BYTES = 8 * 1024 * 1024  # a range's answers (about a quarter of its bytes) are held until their turn
+_AHEAD_PER_PROCESS = 2  # ranges in flight per worker process
+
+
+@dataclass(frozen=True)
+class AnswerTask:
+    """What a worker needs to answer one byte range's chat rows: plain, picklable data."""
+
+    byte_range: ByteRange
+    url: str
+    headers: dict[str, str]
+    index_path: str  # a local file holding LineIndex.to_bytes(), read once per worker (tasks stay small)
+    model: str
+    batch_id: str
+    which: Literal["output", "error"]
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+
+
+_index_cache: tuple[tuple[str, int, int, int], LineIndex] | None = None  # (path, inode, mtime, size), the index
+
+
+class RangeAnswers(NamedTuple):
+    """A range's chat answers, packed (a few large objects to pickle rather than one tuple per row)."""
+
+    lines: bytes  # array('q'): each row's line (0: none found)
+    flags: bytes  # each row's MALFORMED_* flags
+    ends: bytes  # array('q'): where each row's answer ends in `answers`
+    answers: bytes  # the rows' answers, one after the other
+
+    def unpacked(self) -> Iterator[ChatAnswer]:
+        """The answers, in the rows' order."""
+        lines, ends = array("q"), array("q")
+        lines.frombytes(self.lines)
+        ends.frombytes(self.ends)
+        answers = self.answers
+        start = 0
+        for line, flags, end in zip(lines, self.flags, ends, strict=True):
+            yield line, flags, answers[start:end]
+            start = end
+
+
+def range_answers(task: AnswerTask) -> RangeAnswers:
+    """In a worker process: the answers of the chat rows that start in the range, in their order."""
+    global _index_cache
+    with open(task.index_path, "rb") as file:  # a worker answers many ranges of one conversion in a row
+        status = os.fstat(file.fileno())
+        key = (task.index_path, status.st_ino, status.st_mtime_ns, status.st_size)
+        if _index_cache is None or _index_cache[0] != key:
+            _index_cache = (key, LineIndex.from_bytes(file.read()))
+    converter = OutputLines(_index_cache[1], model=task.model, batch_id=task.batch_id, which=task.which,
+                            unanswered="batch_failed")
+    lines, flags, ends, answers = array("q"), bytearray(), array("q"), bytearray()
+    # Read ahead by a thread: the download goes on while the rows are answered (a plain read would wait for each).
+    chunks = read_ahead(range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes),
+                        where=f"{task.byte_range.obj.uri}#{task.byte_range.obj.generation}")
+    for chunk, last in chain(((chunk, False) for chunk in chunks), [(b"", True)]):
+        for line, flag, answer in converter.chat_answers(chunk, last=last):
+            lines.append(line)
+            flags.append(flag)
+            answers += answer
+            ends.append(len(answers))
+    return RangeAnswers(lines.tobytes(), bytes(flags), ends.tobytes(), bytes(answers))
+
+
+def converted_blocks(client: storage.Client, objects: list[OutputObject], lines: OutputLines, *,
+                     ranges: RangeMeter | None = None) -> Iterator[bytes]:
+    """The converted file's bytes, by byte range in the workers of `ranges` when it pays, else in this process."""
+    pool = None
+    if ranges is not None and not lines.embeddings and all("gzip" not in obj.encoding for obj in objects) \
+            and sum(obj.size for obj in objects) >= 2 * ranges.min_bytes:
+        pool = ranges.executor()
+    if pool is None:
+        for obj in objects:
+            for chunk in iter_chunks(client, obj):
+                converted = lines.feed(chunk)
+                if converted:
+                    yield converted
+            last = lines.end_object()
+            if last:
+                yield last
+        rest = lines.close()
+        if rest:
+            yield rest
+        return
+    assert ranges is not None
+    total = sum(obj.size for obj in objects)
+    parts = max(ranges.processes * 4, -(-total // _MAX_RANGE_BYTES))
+    planned = plan_ranges(objects, parts=parts, min_bytes=min(ranges.min_bytes, _MAX_RANGE_BYTES))
+    urls = {obj: media_url(client, obj) for obj in objects}
+    # The workers are this process's children, on this machine: they read the index from a file of this conversion's
+    # own (so that each task stays small) and keep it while the file is the same one.
+    with tempfile.NamedTemporaryFile(prefix="vbp-line-index-", suffix=".msgpack") as index_file:
+        index_file.write(lines.index.to_bytes())
+        index_file.flush()
+        yield from _answered_ranges(pool, ranges, planned, urls, client, lines, index_file.name)
+    rest = lines.close()
+    if rest:
+        yield rest
+
+
+def _answered_ranges(pool: ProcessPoolExecutor, ranges: RangeMeter, planned: list[ByteRange],
+                     urls: dict[OutputObject, str], client: storage.Client, lines: OutputLines,
+                     index_path: str) -> Iterator[bytes]:
+    """The ranges' answers, decided here in the rows' order; at most `_AHEAD_PER_PROCESS` ranges per process ahead."""
+
+    def submit(byte_range: ByteRange) -> Future[RangeAnswers]:
+        url = urls[byte_range.obj]
+        task = AnswerTask(byte_range, url, authorization(client, url), index_path, lines.model, lines.batch_id,
+                          lines.which)
+        return pool.submit(range_answers, task)
+
+    pending: deque[Future[RangeAnswers]] = deque()
+    todo = iter(planned)
+    try:
+        for byte_range in islice(todo, ranges.processes * _AHEAD_PER_PROCESS):
+            pending.append(submit(byte_range))
+        while pending:
+            try:
+                answers = pending.popleft().result()
+            except BrokenProcessPool as exc:
+                ranges.close()  # a worker died (killed, out of memory): new ones next time
+                raise OutputReadError(f"an output conversion worker process died: {exc}") from exc
+            for byte_range in islice(todo, 1):
+                pending.append(submit(byte_range))
+            out: list[bytes] = []
+            decide = lines.decide
+            for answer in answers.unpacked():
+                decide(answer, out)
+            del answers
+            if out:
+                yield b"".join(out)
+    finally:
+        for future in pending:
+            future.cancel()
