@@ -58,6 +58,8 @@ def test_uncached_cached_and_output_of_a_gpt_4_1_line() -> None:
 
 
 def test_reasoning_tokens_are_billed_as_output_on_o4_mini() -> None:
+    # completion_tokens 1,000 of which reasoning_tokens 700: the reader reports 300 output + 700 reasoning, so that
+    # each completion token is billed once at the output rate.
     usage = RowUsage(SUCCEEDED, input=2_000, cached_input=1_000, output=300, reasoning=700)
     cost = price_row(usage, rates("openai", "o4-mini"))
     assert to_decimal_usd(cost) == usd((1_000, "0.55"), (1_000, "0.275"), (1_000, "2.20")) == Decimal("0.003025")
