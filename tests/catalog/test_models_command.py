@@ -121,6 +121,18 @@ def test_models_lists_each_deployment_with_its_queue(tmp_path: Path) -> None:
     ]
 
 
+def test_models_with_a_catalog_needs_an_existing_ledger(tmp_path: Path) -> None:
+    catalog = tmp_path / "models.toml"
+    catalog.write_text(CATALOG)
+    url = f"sqlite:///{tmp_path / 'none' / 'vbp.db'}"
+    result = vbp_models({"VBP_MODELS_FILE": str(catalog), "VBP_DATABASE_URL": url})
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [
+        f"ledger: {url}", f"Error: no ledger at {url}: the file does not exist. Set "
+        "VBP_DATABASE_URL to the ledger `vbp serve` uses (or run `vbp db upgrade` to create a new one)."]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["models.toml"]  # nothing created
+
+
 def test_models_without_a_catalog_or_with_a_malformed_one(tmp_path: Path) -> None:
     unset = vbp_models({"VBP_DEFAULT_PROJECT": "my-project"}, "--json")
     assert (unset.exit_code, unset.stdout) == (0, "[]\n")
