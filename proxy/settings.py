@@ -221,6 +221,9 @@ SETTINGS: tuple[Setting, ...] = (
             "end on restart and do not carry across replicas: set the same value on every replica."),
     Setting("VBP_SESSION_SECONDS", "session_seconds", "43200", _seconds,
             "How long a dashboard sign-in lasts, in seconds."),
+    Setting("VBP_REPORT_CACHE_SECONDS", "report_cache_seconds", "10", _cache_seconds,
+            "How long one process reuses a cost report (`/v1/costs`, the CSV export) or a dashboard page for the "
+            "same caller and query (0-60; 0: never): a job metered meanwhile shows within this many seconds."),
     Setting("VBP_TRUSTED_PROXIES", "trusted_proxies", "", parse_networks,
             "Comma-separated IP addresses or CIDR networks of the TLS terminators / load balancers in front of the "
             "proxy: only from these is `X-Forwarded-Proto: https` believed (the dashboard's cookie is then `Secure` "
@@ -284,6 +287,21 @@ def default(attr: str) -> Any:
     return None if setting.default is None else setting.parse(setting.default)
 
 
+class MissingSecret(LookupError):
+    """A deployment's credential env var is unset or empty (the message names the variable, never a value)."""
+
+
+def deployment_secret(env_name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of the env var a catalog deployment names for its key (`api_key_env`); MissingSecret when unset.
+
+    Upstream keys are read here, like every other setting, and only handed to the upstream client: never logged,
+    never returned to a caller."""
+    value = (os.environ if environ is None else environ).get(env_name, "")
+    if not value:
+        raise MissingSecret(f"the env var {env_name} (a deployment's api_key_env) is not set")
+    return value
+
+
 def _from_table(attr: str, *, shown: bool = True) -> Any:
     """A dataclass field whose default is the table's, parsed afresh for each instance (some are dicts)."""
     return field(default_factory=partial(default, attr), repr=shown)
@@ -320,6 +338,7 @@ class Settings:
     migrations_dir: str | None = _from_table("migrations_dir")
     session_secret: str | None = _from_table("session_secret", shown=False)
     session_seconds: float = _from_table("session_seconds")
+    report_cache_seconds: float = _from_table("report_cache_seconds")
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = _from_table("trusted_proxies")
     metrics_token: str | None = _from_table("metrics_token", shown=False)
     files_bucket: str | None = _from_table("files_bucket")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from bench.soak import ledger_check
 from bench.soak.load import EXPECTED, GOOGLE_STATUS, MIX, NATIVE, Call, percentile, status_counts
 from bench.soak.stack import UPSTREAM_TIMEOUT
-from bench.soak.watch import Sample
+from bench.soak.watch import MACHINE, Sample
 from proxy.settings import default
 
 if TYPE_CHECKING:
@@ -74,6 +74,27 @@ def _minutes(run: Run) -> None:
         previous = s
 
 
+def _cpu(run: Run) -> None:
+    """Each process's CPU use between samples, in % of one core (the machine has os.cpu_count() of them): the
+    process near 100% is the one that saturates (Python runs one core's worth per process)."""
+    samples = run.samples
+    if len(samples) < 2:
+        return
+    names = [n for n in samples[-1].cpu_seconds if n != MACHINE] + ["other work", MACHINE]
+    print(f"\nCPU, % of one core{'':>4}" + "".join(f"{n:>17}" for n in names))
+
+    def shares(first: Sample, last: Sample) -> list[str]:
+        wall = max(last.at - first.at, 1e-9)
+        used = {n: last.cpu_seconds.get(n, 0.0) - first.cpu_seconds.get(n, 0.0) for n in last.cpu_seconds}
+        used["other work"] = used.get(MACHINE, 0.0) - sum(v for n, v in used.items() if n != MACHINE)
+        return [f"{100 * used.get(n, 0.0) / wall:>17.0f}" for n in names]
+
+    for previous, s in zip(samples, samples[1:], strict=False):
+        print(f"{'min ' + format(previous.at / 60, '.1f') + '-' + format(s.at / 60, '.1f'):<22}"
+              + "".join(shares(previous, s)))
+    print(f"{'whole load':<22}" + "".join(shares(samples[0], samples[-1])))
+
+
 def _baseline(samples: list[Sample]) -> Sample:
     """The first sample a minute or more in (the warm-up is over), else the last one."""
     return next((s for s in samples if s.at >= 60), samples[-1])
@@ -120,6 +141,7 @@ def print_all(run: Run, upstream: ledger_check.Upstream, ledger: ledger_check.Le
     """Print everything; True when every target is met."""
     _operations(run)
     _minutes(run)
+    _cpu(run)
     inside, outside = _fault_calls(run)
     checks = _windows(run, inside)
     print(f"\nat the end (after {waited:.0f} s of draining): {len(upstream.jobs):,} jobs upstream, "

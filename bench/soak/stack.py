@@ -55,6 +55,7 @@ class Stack:
     proxy_url: str
     emulator_url: str
     proxy: subprocess.Popen[bytes]
+    emulator: subprocess.Popen[bytes]
     teams: list[Team]
     database_url: str
     database_path: Path | None  # the SQLite file, whose open handles are counted
@@ -162,5 +163,5 @@ def running(workdir: Path, *, database: str, teams: int, job_seconds: float) -> 
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/readyz", proxy, log_path)
         yield Stack(workdir=workdir, env=env, proxy_url=url, emulator_url=emulator_env["VBP_VERTEX_BASE_URL"],
-                    proxy=proxy, teams=members, database_url=database_url, database_path=database_path,
-                    postgres=postgres, log_path=log_path)
+                    proxy=proxy, emulator=emulator, teams=members, database_url=database_url,
+                    database_path=database_path, postgres=postgres, log_path=log_path)

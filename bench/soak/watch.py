@@ -1,5 +1,7 @@
 """The proxy process seen from outside, once a minute: RSS, open file descriptors, threads, database connections
-(PostgreSQL: its pg_stat_activity; SQLite: the process's open handles to the database file) and log growth."""
+(PostgreSQL: its pg_stat_activity; SQLite: the process's open handles to the database file) and log growth; and the
+CPU time of every process of the soak (the proxy, the emulator, its fake-gcs-server, the load generator), so that
+the printout says who saturates."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ class Sample:
     threads: int
     db_connections: int
     log_bytes: int
+    cpu_seconds: dict[str, float]  # process -> user + system CPU time so far (see `cpu_times`)
 
 
 def _status_field(pid: int, name: str) -> int:
@@ -35,6 +38,56 @@ def _fd_targets(pid: int) -> list[str]:
         except OSError:  # closed since the listing
             continue
     return targets
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, its threads included (its reaped children's not)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": the comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime: fields 14 and 15 of proc(5)
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+MACHINE = "whole machine"
+
+
+def _machine_busy_seconds() -> float:
+    """CPU time every core of the machine has spent busy (not idle nor waiting on I/O) since boot."""
+    ticks = [int(n) for n in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks[:8]
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def cpu_times(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each process of the soak, and the whole machine's busy time under MACHINE (the
+    difference is other work on a shared machine); a process gone since is left out."""
+    pids = {"proxy": stack.proxy.pid, "emulator": stack.emulator.pid, "load generator": os.getpid()}
+    for child in _children(stack.emulator.pid):
+        pids["fake-gcs-server"] = child
+    found = {MACHINE: _machine_busy_seconds()}
+    for name, pid in pids.items():
+        try:
+            found[name] = _cpu_seconds(pid)
+        except OSError:
+            continue
+    return found
 
 
 def db_connections(stack: Stack, targets: list[str]) -> int:
@@ -60,4 +113,4 @@ def sample(stack: Stack, at: float) -> Sample:
         connections = -1
     return Sample(at=at, rss_mb=_status_field(pid, "VmRSS") / 1024, fds=len(targets),
                   threads=_status_field(pid, "Threads"), db_connections=connections,
-                  log_bytes=stack.log_path.stat().st_size)
+                  log_bytes=stack.log_path.stat().st_size, cpu_seconds=cpu_times(stack))

@@ -1,7 +1,7 @@
 """job_rollups by provider and deployment: two more grouping keys, for reports `--by provider` / `--by deployment`
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-30 13:00:00.000000
 
 The rollup of 0004 gains `provider` (jobs.provider) and `deployment` (jobs.deployment, '' for a native-door job,
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0013'
-down_revision: str | None = '0011'
+down_revision: str | None = '0012'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -162,10 +162,14 @@ class VertexApi:
         tree = parse_filter(query.get("filter"))
         size = page_size(query.get("pageSize"))
         mask = parse_read_mask(query.get("readMask"))
-        jobs = self.state.jobs.in_location(project, location)
-        views = {job.job_id: self.state.jobs.snapshot(job) for job in jobs}
-        matching = [job for job in jobs if filters.evaluate(tree, views[job.job_id])]
-        page, next_token = select_page(matching, token=query.get("pageToken"), size=size)
+        views: dict[str, dict[str, Any]] = {}
+
+        def matches(job: Job) -> bool:
+            views[job.job_id] = self.state.jobs.snapshot(job)
+            return filters.evaluate(tree, views[job.job_id])
+
+        page, next_token = select_page(self.state.jobs.in_location(project, location), token=query.get("pageToken"),
+                                       size=size, matches=matches)
         body: dict[str, Any] = {"batchPredictionJobs": [
             apply_read_mask(self.state.jobs.snapshot(job, enum_int=enum_int) if enum_int else views[job.job_id], mask)
             for job in page

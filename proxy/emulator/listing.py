@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from proxy.emulator.jobs import Job
@@ -89,12 +89,21 @@ def apply_read_mask(job: Mapping[str, Any], paths: Sequence[tuple[str, ...]] | N
     return masked
 
 
-def select_page(jobs: Sequence[Job], *, token: str | None, size: int) -> tuple[list[Job], str | None]:
-    """One page of jobs (already filtered, newest first) and the token of the next page, if any."""
-    start = 0
-    if token:
-        cursor = decode_page_token(token)
-        start = next((i for i, job in enumerate(jobs) if _cursor(job) < cursor), len(jobs))
-    page = list(jobs[start:start + size])
-    more = start + size < len(jobs)
-    return page, encode_page_token(page[-1]) if more and page else None
+def select_page(jobs: Iterable[Job], *, token: str | None, size: int,
+                matches: Callable[[Job], bool] = lambda _job: True) -> tuple[list[Job], str | None]:
+    """One page of the jobs (newest first) that `matches` takes, and the token of the next page if more do.
+
+    Jobs are tested only until the page is full and one more match is found: a list costs its page, not every job
+    of the location (a long soak makes thousands, and lists them many times a second).
+    """
+    cursor = decode_page_token(token) if token else None
+    page: list[Job] = []
+    for job in jobs:
+        if cursor is not None and not _cursor(job) < cursor:
+            continue
+        if not matches(job):
+            continue
+        if len(page) == size:
+            return page, encode_page_token(page[-1])
+        page.append(job)
+    return page, None

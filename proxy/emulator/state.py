@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -33,6 +34,11 @@ def generated_azure_key() -> str:
     return secrets.token_hex(16)
 
 
+# The request log keeps the newest calls only: a soak makes hundreds of thousands, which held whole would grow the
+# emulator by hundreds of MB and make every full garbage collection walk them.
+MAX_LOGGED_REQUESTS = 10_000
+
+
 class EmulatorState:
     """The in-process handle tests use: jobs, request log and faults of one running emulator.
 
@@ -52,7 +58,7 @@ class EmulatorState:
         self.tokens = TokenIssuer(account, lifetime=token_lifetime)
         self.faults = FaultState()
         self.storage_front = storage_front  # whether Cloud Storage reads pass the emulator (storage_stall works)
-        self._log: list[dict[str, Any]] = []
+        self._log: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
         self._log_lock = threading.Lock()
         self.openai_key = openai_key or generated_openai_key()
         self.azure_key = azure_key or generated_azure_key()

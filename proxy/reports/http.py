@@ -9,6 +9,7 @@
 A team key sees only its own team (asking for another team is 403); an admin key sees every team. Errors on
 `/v1/costs` use Google's envelope. Jobs in range that have no figure yet are counted in the JSON's `in_flight_jobs`
 and, for both formats, in the `X-VBP-In-Flight-Jobs` header.
+Report answers and pages are reused per caller and query for `VBP_REPORT_CACHE_SECONDS` (see `answer_cache`).
 
 The two form posts refuse to be sent from another site (403): a browser says where a post comes from in
 `Sec-Fetch-Site` (only `same-origin` and `none` pass) and `Origin` (it must be this site's own origin), and either
@@ -20,6 +21,7 @@ says).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from urllib.parse import parse_qs
 
@@ -34,6 +36,7 @@ from proxy.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from proxy.gateway.accounting import accounted_as
 from proxy.gateway.forwarded import request_origin, request_scheme
 from proxy.ledger.request_log import record_of
+from proxy.reports.answer_cache import AnswerCache
 from proxy.reports.dashboard import dashboard_page, default_range, error_page, gather, login_page
 from proxy.reports.query import Report, ReportError, ReportFilter, parse_by, parse_moment, run_report
 from proxy.reports.render import to_csv, to_document
@@ -88,10 +91,25 @@ def report_params(query: QueryParams, principal: Principal) -> tuple[tuple[str, 
 IN_FLIGHT_HEADER = "x-vbp-in-flight-jobs"  # jobs in range without a figure yet: not in the rows (see render)
 
 
-def csv_response(report: Report) -> Response:
-    return Response(to_csv(report), media_type="text/csv; charset=utf-8",
-                    headers={"content-disposition": 'attachment; filename="costs.csv"', "cache-control": "no-store",
-                             IN_FLIGHT_HEADER: str(report.in_flight)})
+@dataclass(frozen=True)
+class Rendered:
+    """A report answer as sent: kept whole by the answer cache, so a hit costs no query and no encoding."""
+
+    body: bytes
+    media_type: str
+    headers: dict[str, str]
+
+    def response(self) -> Response:
+        return Response(self.body, media_type=self.media_type, headers=self.headers)
+
+
+def render_report(report: Report, fmt: str) -> Rendered:
+    """The JSON document or the CSV of a report, with the in-flight count in its header."""
+    headers = {"cache-control": "no-store", IN_FLIGHT_HEADER: str(report.in_flight)}
+    if fmt == "csv":
+        return Rendered(to_csv(report).encode(), "text/csv; charset=utf-8",
+                        {"content-disposition": 'attachment; filename="costs.csv"', **headers})
+    return Rendered(bytes(JSONResponse(to_document(report)).body), "application/json", headers)
 
 
 class ReportEndpoints:
@@ -100,6 +118,7 @@ class ReportEndpoints:
     def __init__(self, services: Callable[[], Services | None]) -> None:
         self._services = services
         self._signer: SessionSigner | None = None
+        self._answers: AnswerCache[Rendered] | None = None
 
     @property
     def services(self) -> Services:
@@ -114,11 +133,19 @@ class ReportEndpoints:
             self._signer = SessionSigner.from_setting(settings.session_secret, settings.session_seconds)
         return self._signer
 
-    async def _report(self, by: tuple[str, ...], chosen: ReportFilter) -> Report:
-        def query() -> Report:
+    @property
+    def answers(self) -> AnswerCache[Rendered]:
+        """Answers reused for VBP_REPORT_CACHE_SECONDS (see `answer_cache`)."""
+        if self._answers is None:
+            self._answers = AnswerCache(self.services.settings.report_cache_seconds)
+        return self._answers
+
+    async def _report(self, by: tuple[str, ...], chosen: ReportFilter, fmt: str) -> Response:
+        """The report's answer; a team key's filter names its team, so the key holds the caller's view."""
+        def query() -> Rendered:
             with self.services.sessions() as session:
-                return run_report(session, by=by, filter=chosen)
-        return await to_thread.run_sync(query)
+                return render_report(run_report(session, by=by, filter=chosen), fmt)
+        return (await self.answers.get(("costs", by, chosen, fmt), query)).response()
 
     async def costs(self, request: Request) -> Response:
         """GET /v1/costs: the report document (JSON), or CSV with format=csv."""
@@ -127,11 +154,7 @@ class ReportEndpoints:
         fmt = request.query_params.get("format", "json")
         if fmt not in ("json", "csv"):
             raise InvalidArgument(f"format {fmt!r} is not json or csv")
-        report = await self._report(*report_params(request.query_params, principal))
-        if fmt == "csv":
-            return csv_response(report)
-        return JSONResponse(to_document(report), headers={"cache-control": "no-store",
-                                                          IN_FLIGHT_HEADER: str(report.in_flight)})
+        return await self._report(*report_params(request.query_params, principal), fmt)
 
     async def _session_principal(self, request: Request) -> Principal | None:
         claim = self.signer.read(request.cookies.get(COOKIE_NAME))
@@ -161,11 +184,12 @@ class ReportEndpoints:
             return HTMLResponse(error_page(f"Bad range: {str(exc)[:200]}."), status_code=400, headers=_PAGE_HEADERS)
         team = request.query_params.get("team") or None
 
-        def build() -> str:
+        def build() -> Rendered:
             with self.services.sessions() as session:
                 view = gather(session, principal=principal, since=since, until=until, team=team)
-            return dashboard_page(view)
-        return HTMLResponse(await to_thread.run_sync(build), headers=_PAGE_HEADERS)
+            return Rendered(dashboard_page(view).encode(), "text/html; charset=utf-8", _PAGE_HEADERS)
+        # The page names the signed-in key, so its answer is kept per key (a team key's view is its own team's).
+        return (await self.answers.get(("dashboard", principal, since, until, team), build)).response()
 
     def _cross_site(self, request: Request) -> Response | None:
         """A 403 page for a form posted from another site; None for a post from this one (or from no browser)."""
@@ -226,4 +250,4 @@ class ReportEndpoints:
         if principal is None:
             return RedirectResponse("/dashboard", status_code=303)
         record_of(request.scope).key_id, record_of(request.scope).team = principal.key_id, principal.team
-        return csv_response(await self._report(*report_params(request.query_params, principal)))
+        return await self._report(*report_params(request.query_params, principal), "csv")

@@ -54,8 +54,8 @@ def record(session: Session, key: str, *, deployment: str | None, provider: str,
     reply = {"name": f"projects/my-project/locations/us-central1/batchPredictionJobs/{n}", "state": state,
              "model": "m", "outputInfo": {"gcsOutputDirectory": f"gs://out/{n}"}}
     job = record_created(session, reply=reply, request={}, principal=Principal(key_id=key, team="team-a"),
-                         api_version="v1", project="my-project", location="us-central1", provider=provider)
-    job.deployment = deployment
+                         api_version="v1", project="my-project", location="us-central1", provider=provider,
+                         deployment=deployment)
     if input_bytes is not None:
         now = utcnow()
         session.add(OpenAIFile(id=f"file-{n}", team="team-a", key_id=key, purpose="batch", filename="in.jsonl",
@@ -87,7 +87,7 @@ def test_models_lists_each_deployment_with_its_queue(tmp_path: Path) -> None:
             record(session, key, deployment="vertex-flash", provider="vertex", state="JOB_STATE_SUCCEEDED",
                    input_bytes=9_999)
             # one on OpenAI; a native-door job (no deployment) is nobody's queue
-            record(session, key, deployment="openai-4o-mini", provider="openai", state="in_progress",
+            record(session, key, deployment="openai-4o-mini", provider="openai", state="JOB_STATE_RUNNING",
                    input_bytes=1_234)
             record(session, key, deployment=None, provider="vertex", state="JOB_STATE_RUNNING")
     finally:

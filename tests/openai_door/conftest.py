@@ -22,8 +22,10 @@ from tests.support.samples import SAMPLES
 
 CHAT_FILE = SAMPLES / "openai-batch-input.jsonl"
 MAX_LINES, MAX_BYTES = 5, 8192  # small caps, so the "too many" and "too large" files stay small
+# Each test asks for the costs of the batch it just ran: report answers are not reused across them.
 DOOR_SETTINGS: dict[str, Any] = {"files_bucket": FILES_BUCKET, "openai_max_file_lines": MAX_LINES,
-                                 "openai_max_file_bytes": MAX_BYTES, "poller_enabled": True, "poll_interval": 0.3}
+                                 "openai_max_file_bytes": MAX_BYTES, "poller_enabled": True, "poll_interval": 0.3,
+                                 "report_cache_seconds": 0}
 M = Decimal(1_000_000)
 
 

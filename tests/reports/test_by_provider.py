@@ -51,11 +51,14 @@ def record_job(session: Session, *, provider: str, deployment: str | None, model
              "state": "JOB_STATE_SUCCEEDED" if usage is not None else "JOB_STATE_RUNNING",
              "createTime": CREATED.isoformat().replace("+00:00", "Z"),
              "outputInfo": {"gcsOutputDirectory": f"gs://outputs/{n}"}}
+    project, location = "p", "us-central1"
+    if provider != "vertex":  # as the door records an OpenAI or Azure batch: named by its deployment and provider
+        reply.update(name=f"{provider}/{deployment}/batches/batch_{n}", jobId=f"batch_{n}")
+        project, location = str(deployment), provider
     key = KEYS.get(team) or KEYS.setdefault(team, create_key(session, team=team, name="reports")[0].id)
     job = record_created(session, reply=reply, request={}, principal=Principal(key_id=key, team=team),
-                         api_version="v1", project="p", location="us-central1", provider=provider)
-    job.deployment = deployment
-    session.flush()
+                         api_version="v1", project=project, location=location, provider=provider,
+                         deployment=deployment)
     if usage is None:
         return job.id
     rates = TABLE.rates_for(provider, model, CREATED)

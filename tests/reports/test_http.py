@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from proxy.clock import utcnow
-from proxy.ledger.models import ApiKey
+from proxy.ledger.models import ApiKey, Job
 from proxy.money import format_usd
+from proxy.settings import default
 from proxy.tenancy.keys import create_key, revoke_key, rotate_key
 from tests.reports.conftest import UNPRICED_MODEL, Ledger, expected_report
 from tests.reports.test_cli_and_formats import from_csv
@@ -51,6 +54,32 @@ def test_costs_count_the_jobs_in_flight_as_the_report_does(ledger: Ledger) -> No
     assert get_costs(ledger, "admin", since="2026-11-05").json()["in_flight_jobs"] == 0  # made 2026-11-04
     csv_reply = get_costs(ledger, "team-b", by="team", format="csv")
     assert csv_reply.headers["x-vbp-in-flight-jobs"] == "0"
+
+
+def test_a_report_answer_is_reused_for_its_seconds_then_refreshed(ledger: Ledger) -> None:
+    """VBP_REPORT_CACHE_SECONDS (the default, 10): a job moved into a range shows only once the answer is stale."""
+    seconds = default("report_cache_seconds")
+    params = {"by": "job", "since": "2031-03-01", "until": "2031-04-01"}  # a range no other test asks for
+    job = next(j for j in ledger.jobs if j.cost_status == "priced")
+    sent = time.monotonic()
+    assert get_costs(ledger, "admin", **params).json()["rows"] == []
+    answered = time.monotonic()  # the answer's queries started between `sent` and now
+    with ledger.sessions.begin() as session:
+        session.execute(update(Job).where(Job.name == job.name).values(create_time=datetime(2031, 3, 10, tzinfo=UTC)))
+    try:
+        replies = []
+        while True:
+            asked = time.monotonic()
+            rows = get_costs(ledger, "admin", **params).json()["rows"]
+            replies.append((asked, time.monotonic(), [row["job"] for row in rows]))
+            if asked > answered + seconds:
+                break
+            time.sleep(0.5)
+        assert all(jobs == [] for _, received, jobs in replies if received < sent + seconds), replies
+        assert replies[-1][2] == [job.name]  # asked once the first answer was stale: computed anew
+    finally:
+        with ledger.sessions.begin() as session:
+            session.execute(update(Job).where(Job.name == job.name).values(create_time=job.created))
 
 
 def test_the_page_says_why_a_job_has_no_figure_or_a_zero_one(ledger: Ledger) -> None:
