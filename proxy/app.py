@@ -29,6 +29,7 @@ from proxy.ledger.engine import current_revision, head_revision
 from proxy.ledger.reconcile import Reconciler, catalog_providers
 from proxy.ledger.request_log_retention import keep_pruning
 from proxy.metering.poller import Poller
+from proxy.openai_door.azure_routes import azure_routes
 from proxy.openai_door.routes import openai_routes
 from proxy.providers.vertex.passthrough import Passthrough
 from proxy.providers.vertex.paths import is_passthrough_path
@@ -76,6 +77,7 @@ class ProxyApp:
             *team_routes(lambda: self.services),
             *report_routes(lambda: self.services),
             *openai_routes(lambda: self.services),
+            *azure_routes(lambda: self.services),
             *budget_routes(lambda: self.services),
             *webhook_routes(lambda: self.services),
             *line_cost_routes(lambda: self.services),

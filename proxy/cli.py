@@ -12,6 +12,7 @@ import click
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.budgets import cli as budgets_cli
+from proxy.catalog.cli import models
 from proxy.reports.line_costs_cli import report_lines
 from proxy.settings import Settings
 from proxy.webhooks.cli import webhooks
@@ -329,7 +330,8 @@ def _print_team(view: dict[str, object], as_json: bool) -> None:
 
 @cli.group(invoke_without_command=True)
 @click.option("--by", "by", default="team,model", show_default=True,
-              help="Group by any of job,team,key,model,project,location,day,week,month,state (comma-separated).")
+              help="Group by any of job,team,key,model,project,location,day,week,month,state,provider,deployment "
+                   "(comma-separated).")
 @click.option("--since", default=None, help="First day (YYYY-MM-DD, UTC) or time, included.")
 @click.option("--until", default=None, help="End day (YYYY-MM-DD, UTC) or time, excluded: [since, until).")
 @click.option("--team", "teams", multiple=True, help="Only this team; repeat for several.")
@@ -550,6 +552,7 @@ _register_emulator()
 cli.add_command(budgets_cli.budgets)
 cli.add_command(budgets_cli.estimate)
 cli.add_command(webhooks)
+cli.add_command(models)
 report.add_command(report_lines)
 
 

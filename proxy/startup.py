@@ -1,5 +1,5 @@
 """What `vbp serve` checks before it creates or changes anything, in this order: the Google credentials, the pricing
-table, the ledger's URL and driver, the port; only then is the ledger created or migrated.
+table, the model catalog, the ledger's URL and driver, the port; only then is the ledger created or migrated.
 
 Each failure is a `StartupError` whose message (one or two lines) names the setting or option to fix; the command
 prints it and exits non-zero, having created nothing (no ledger file, no listening socket left behind).
@@ -49,6 +49,17 @@ def check_pricing(settings: Settings) -> None:
         raise StartupError(f"the pricing table cannot be loaded (VBP_PRICING_DIR): {exc}") from None
 
 
+def check_catalog(settings: Settings) -> None:
+    """The model catalog (VBP_MODELS_FILE) loads, when one is set: a malformed one names its line and field."""
+    from proxy.catalog.load import CatalogError, load_catalog
+
+    if settings.models_file:
+        try:
+            load_catalog(settings.models_file)
+        except CatalogError as exc:
+            raise StartupError(str(exc)) from None
+
+
 def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound now so that a port in use is found before anything is created."""
     try:
@@ -84,5 +95,6 @@ def preflight(settings: Settings, *, host: str, port: int) -> tuple[socket.socke
     check_credentials(settings)
     if settings.poller_enabled:
         check_pricing(settings)
+    check_catalog(settings)
     new = prepare_ledger(settings)
     return listen(host, port), new

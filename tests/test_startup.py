@@ -135,6 +135,26 @@ def test_a_pricing_file_that_does_not_load(folder: Path, credentials: Path) -> N
     assert_nothing_created(folder)
 
 
+def test_a_malformed_model_catalog_names_its_line_and_field(folder: Path, credentials: Path) -> None:
+    catalog = folder.parent / "models.toml"
+    catalog.write_text('[[deployment]]\nname = "vertex-flash"\nprovider = "vertex"\nmodel = "gemini-2.5-flash"\n'
+                       'project = "my-project"\nlocation = "us-central1"\n\n'
+                       '[[deployment]]\nname = "azure-eastus"\nprovider = "azur"\nmodel = "gpt-4o-mini"\n')
+    message = (f"Error: {catalog}:10: deployment 'azure-eastus': field \"provider\": must be one of vertex, openai, "
+               "azure, not 'azur'")
+    assert_fails_with(serve(folder, credentials, VBP_MODELS_FILE=str(catalog)), message)
+    assert_nothing_created(folder)
+    # `vbp models` says the same, and exits 1 too
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("VBP_")}
+    done = subprocess.run([sys.executable, "-m", "proxy", "models"], cwd=folder, capture_output=True, text=True,
+                          env={**environ, "VBP_MODELS_FILE": str(catalog)}, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", [message])
+    assert_fails_with(serve(folder, credentials, VBP_MODELS_FILE=str(folder.parent / "none.toml")),
+                      f"Error: {folder.parent / 'none.toml'}: cannot read the model catalog (VBP_MODELS_FILE): "
+                      f"[Errno 2] No such file or directory: '{folder.parent / 'none.toml'}'")
+    assert_nothing_created(folder)
+
+
 def test_a_port_in_use(folder: Path, credentials: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

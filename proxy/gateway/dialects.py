@@ -1,8 +1,8 @@
 """Error dialects: how an `ApiError` is written for the door a request came in by.
 
 Google's envelope `{"error": {code, message, status}}` for the native door, the admin and report routes, health
-and metrics; OpenAI's `{"error": {message, type, param, code}}` for the OpenAI door (`/v1/files*`, `/v1/batches*`),
-so that each SDK raises its own right exception from the status.
+and metrics; OpenAI's `{"error": {message, type, param, code}}` for the OpenAI door (`/v1/files*`, `/v1/batches*`,
+and its Azure shapes `/openai/*`), so that each SDK raises its own right exception from the status.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def openai(error: ApiError) -> tuple[str, bytes]:
 
 
 # (raw path prefix, renderer), first match wins; anything else speaks Google's dialect.
-_BY_PREFIX: tuple[tuple[bytes, Renderer], ...] = ((b"/v1/files", openai), (b"/v1/batches", openai))
+_BY_PREFIX: tuple[tuple[bytes, Renderer], ...] = ((b"/v1/files", openai), (b"/v1/batches", openai),
+                                                  (b"/openai/", openai))  # the Azure-shaped routes
 
 
 def dialect_for(scope: dict[str, Any]) -> Renderer:

@@ -252,10 +252,10 @@ Index("ix_jobs_team_create_time", Job.team, Job.create_time)
 
 class JobRollup(Base):
     """Sums of the metered jobs (those with a `cost_status`) per UTC create day, team, key, model, project,
-    location, state and cost status: what cost reports read instead of scanning every job.
+    location, state, cost status, provider and deployment: what cost reports read instead of scanning every job.
 
-    Kept exact by triggers on `jobs` (migration 0004), whoever writes the jobs. `key_id` is '' for a job without
-    a key, `model` is the model id (else the full model). Cost is kept as whole micro-dollars plus the remaining
+    Kept exact by triggers on `jobs` (migrations 0004, 0013), whoever writes the jobs. `key_id` is '' for a job
+    without a key, `model` is the model id (else the full model). Cost is kept as whole micro-dollars plus the remaining
     picodollars of priced jobs, so that no 64-bit sum can overflow below 9.2 trillion USD.
     """
 
@@ -270,6 +270,8 @@ class JobRollup(Base):
     location: Mapped[str] = mapped_column(String(64), primary_key=True)
     state: Mapped[str] = mapped_column(String(40), primary_key=True)
     cost_status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)  # migration 0013
+    deployment: Mapped[str] = mapped_column(String(64), primary_key=True)  # '' for a native-door job
     jobs: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_micro: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_pico_rest: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from proxy.ledger.models import Job
-from proxy.providers.registry import DEFAULT_PROVIDER, get_provider
+from proxy.providers.base import BatchProvider
+from proxy.providers.registry import DEFAULT_PROVIDER, UnknownProvider, get_provider
 
 
 def utc_text(moment: datetime) -> str:
@@ -38,9 +39,16 @@ class Progress:
                    next_poll_at=job.next_poll_at, claim_until=job.claim_until, poll_failures=job.poll_failures or 0,
                    provider=job.provider or DEFAULT_PROVIDER)
 
+    def _provider(self) -> BatchProvider | None:
+        try:
+            return get_provider(self.provider)
+        except UnknownProvider:  # a job recorded by a newer proxy: shown with its state as recorded
+            return None
+
     @property
     def ended(self) -> bool:
-        return self.metering_state is not None or get_provider(self.provider).ended(self.state)
+        provider = self._provider()
+        return self.metering_state is not None or (provider is not None and provider.ended(self.state))
 
     @property
     def kind(self) -> str:
@@ -51,7 +59,8 @@ class Progress:
 
     def reason(self) -> str:
         """Why the job has no figure yet, without the time."""
-        short = get_provider(self.provider).state_name(self.state)
+        provider = self._provider()
+        short = provider.state_name(self.state) if provider is not None else self.state
         if self.metering_state == "claimed":
             return "a process is metering it now"
         if not self.ended:

@@ -14,11 +14,16 @@ from proxy.openai_door.door import Door
 from proxy.services import Services
 
 Handler = Callable[[Request, Door], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 CONTENT = "/content"
 
 
-def openai_routes(services: Callable[[], Services | None]) -> list[Route]:
-    """`/v1/files*` and `/v1/batches*`; `services` gives the running services (set by the lifespan)."""
+def openai_routes(services: Callable[[], Services | None], *, prefix: str = "/v1",
+                  wrap: Callable[[Endpoint], Endpoint] | None = None) -> list[Route]:
+    """`/v1/files*` and `/v1/batches*`; `services` gives the running services (set by the lifespan).
+
+    The same routes under another `prefix`, each endpoint passed through `wrap`, are the door in another API's
+    shape (`proxy.openai_door.azure_routes`)."""
     doors: list[Door] = []
 
     def door() -> Door:
@@ -28,10 +33,10 @@ def openai_routes(services: Callable[[], Services | None]) -> list[Route]:
             doors[:] = [Door(running)]
         return doors[0]
 
-    def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def endpoint(handler: Handler) -> Endpoint:
         async def serve(request: Request) -> Response:
             return await handler(request, door())
-        return serve
+        return serve if wrap is None else wrap(serve)
 
     async def file_get(request: Request, door: Door) -> Response:
         # `{file_id:path}`: a gs:// file id decoded by the server has slashes; `.../content` is its content.
@@ -47,12 +52,12 @@ def openai_routes(services: Callable[[], Services | None]) -> list[Route]:
         return await files_api.delete(request, door)
 
     return [
-        Route("/v1/files", endpoint(files_api.create), methods=["POST"]),
-        Route("/v1/files", endpoint(files_api.list_files), methods=["GET"]),
-        Route("/v1/files/{file_id:path}", endpoint(file_get), methods=["GET"]),
-        Route("/v1/files/{file_id:path}", endpoint(file_delete), methods=["DELETE"]),
-        Route("/v1/batches", endpoint(batches_api.create), methods=["POST"]),
-        Route("/v1/batches", endpoint(batches_api.list_batches), methods=["GET"]),
-        Route("/v1/batches/{batch_id}", endpoint(batches_api.retrieve), methods=["GET"]),
-        Route("/v1/batches/{batch_id}/cancel", endpoint(batches_api.cancel), methods=["POST"]),
+        Route(prefix + "/files", endpoint(files_api.create), methods=["POST"]),
+        Route(prefix + "/files", endpoint(files_api.list_files), methods=["GET"]),
+        Route(prefix + "/files/{file_id:path}", endpoint(file_get), methods=["GET"]),
+        Route(prefix + "/files/{file_id:path}", endpoint(file_delete), methods=["DELETE"]),
+        Route(prefix + "/batches", endpoint(batches_api.create), methods=["POST"]),
+        Route(prefix + "/batches", endpoint(batches_api.list_batches), methods=["GET"]),
+        Route(prefix + "/batches/{batch_id}", endpoint(batches_api.retrieve), methods=["GET"]),
+        Route(prefix + "/batches/{batch_id}/cancel", endpoint(batches_api.cancel), methods=["POST"]),
     ]

@@ -49,6 +49,7 @@ class DashboardView:
     buckets: list[str]
     by_bucket: Report
     by_team_model: Report
+    by_provider_deployment: Report
     in_flight: list[JobLine] = field(default_factory=list)
     in_flight_total: int = 0
     unpriced: list[JobLine] = field(default_factory=list)
@@ -97,6 +98,7 @@ def gather(session: Session, *, principal: Principal, since: date, until: date, 
         buckets=bucket_names(since, until, bucket),
         by_bucket=run_report(session, by=(bucket, "team"), filter=chosen),
         by_team_model=run_report(session, by=("team", "model"), filter=chosen),
+        by_provider_deployment=run_report(session, by=("provider", "deployment"), filter=chosen),
         in_flight=list_jobs(session, filter=chosen, cost_statuses=[None], limit=LIST_LIMIT),
         in_flight_total=in_flight_count(session, filter=chosen),
         unpriced=list_jobs(session, filter=chosen, cost_statuses=["unpriced", "unmeterable"], limit=LIST_LIMIT),
@@ -178,17 +180,21 @@ _HEAD = ("<th>Jobs</th><th>Cost (USD)</th><th>Prompt</th><th>Cached</th><th>Cand
          "<th>Tool-use prompt</th><th>Lines ok</th><th>Lines failed</th><th>Lines malformed</th><th>Flags</th>")
 
 
-def _team_model_table(report: Report) -> str:
+def _group_table(report: Report, *, table_id: str, heads: tuple[str, ...], totals_id: str) -> str:
+    """One line per group of a two-key report (each key a column, also in `data-<head>`), then the totals."""
     rows = []
     for row in report.rows:
-        team, model = row.key
+        keys = [value or "" for value in row.key]
         flag = ' class="flag"' if row.figures.unpriced_jobs or row.figures.unmeterable_jobs else ""
-        rows.append(f'<tr{flag} data-team="{escape(team or "")}" data-model="{escape(model or "")}">'
-                    f"<td>{escape(team or '')}</td><td>{escape(model or '')}</td>{_figure_cells(row.figures)}</tr>")
+        data = "".join(f' data-{head.lower()}="{escape(value)}"' for head, value in zip(heads, keys, strict=True))
+        cells = "".join(f"<td>{escape(value)}</td>" for value in keys)
+        rows.append(f"<tr{flag}{data}>{cells}{_figure_cells(row.figures)}</tr>")
     if not rows:
-        rows.append('<tr><td colspan="13" class="muted">No metered jobs in this range.</td></tr>')
-    total = f'<tr class="total" id="totals-row"><td>Total</td><td></td>{_figure_cells(report.totals)}</tr>'
-    return (f'<table id="by-team-model"><thead><tr><th>Team</th><th>Model</th>{_HEAD}</tr></thead>'
+        rows.append(f'<tr><td colspan="{11 + len(heads)}" class="muted">No metered jobs in this range.</td></tr>')
+    blank = "<td></td>" * (len(heads) - 1)
+    total = f'<tr class="total" id="{totals_id}"><td>Total</td>{blank}{_figure_cells(report.totals)}</tr>'
+    head = "".join(f"<th>{head}</th>" for head in heads)
+    return (f'<table id="{table_id}"><thead><tr>{head}{_HEAD}</tr></thead>'
             f"<tbody>{''.join(rows)}{total}</tbody></table>")
 
 
@@ -284,7 +290,13 @@ def dashboard_page(view: DashboardView) -> str:
         '<p class="muted">Each team budget in its current period, as of now (not the range above): spent is the '
         "metered cost of the jobs created in it, reserved what running creates hold.</p>"
         + _budgets_table(view.budgets)
-        + "<h2>By team and model</h2>" + _team_model_table(view.by_team_model)
+        + "<h2>By team and model</h2>" + _group_table(view.by_team_model, table_id="by-team-model",
+                                                         heads=("Team", "Model"), totals_id="totals-row")
+        + "<h2>By provider and deployment</h2>"
+        '<p class="muted">Where the jobs ran: the upstream, and the model catalog\'s deployment (empty for the '
+        "native door's jobs, which name their project and location instead).</p>"
+        + _group_table(view.by_provider_deployment, table_id="by-provider-deployment",
+                       heads=("Provider", "Deployment"), totals_id="provider-totals-row")
         + f"<h2>Unpriced and unmeterable jobs ({totals.unpriced_jobs + totals.unmeterable_jobs:,})</h2>"
         '<p class="muted">Their tokens are counted, their cost is not: add the model\'s price to the pricing '
         "table and run <code>vbp reprice</code>.</p>"

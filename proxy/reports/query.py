@@ -9,6 +9,8 @@ What counts (the same for `vbp report`, `GET /v1/costs` and the dashboard):
 - Dates are UTC and filter on the job's create time over the half-open range [since, until): `--since
   2026-11-01 --until 2026-12-01` is November. `day` is `2026-11-21`, `week` the ISO week `2026-W47`
   (weeks start on Monday; the first week of a year holds its first Thursday), `month` `2026-11`.
+- `provider` is the upstream a job ran on (`vertex`, `openai`, `azure`); `deployment` the model catalog's
+  deployment it ran on, and "" for a native-door job (which names its project and location, not a deployment).
 
 Exactness: tokens are summed as integers. Cost is kept and summed as two integers, whole micro-dollars and the
 remaining picodollars, joined in Python, so SQLite's 64-bit SUM (which raises on overflow rather than wrap)
@@ -34,7 +36,8 @@ from proxy.ledger.models import Job, JobMetering, JobRollup
 from proxy.metering.progress import Progress
 from proxy.providers.vertex.states import TERMINAL_STATES
 
-GROUP_KEYS = ("job", "team", "key", "model", "project", "location", "day", "week", "month", "state")
+GROUP_KEYS = ("job", "team", "key", "model", "project", "location", "day", "week", "month", "state", "provider",
+              "deployment")
 COST_STATUSES = ("priced", "unpriced", "unmeterable")
 _SPLIT = 10**6  # cost sums are split at whole micro-dollars (see the module docstring)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -151,6 +154,7 @@ def _job_group(key: str, dialect: str) -> Any:
         "job": func.coalesce(Job.batch_id, Job.name, type_=String), "team": Job.team, "key": Job.key_id,
         "project": Job.project, "location": Job.location,
         "state": Job.state, "model": func.coalesce(Job.model_id, Job.model, type_=String),
+        "provider": Job.provider, "deployment": func.coalesce(Job.deployment, "", type_=String),
     }
     if key in simple:
         return simple[key]
@@ -164,6 +168,7 @@ def _rollup_group(key: str) -> Any:
     simple: dict[str, Any] = {
         "team": JobRollup.team, "key": func.nullif(JobRollup.key_id, "", type_=String), "model": JobRollup.model,
         "project": JobRollup.project, "location": JobRollup.location, "state": JobRollup.state,
+        "provider": JobRollup.provider, "deployment": JobRollup.deployment,
     }
     if key in simple:
         return simple[key]

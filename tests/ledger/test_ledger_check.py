@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 
 # Commands that create the ledger, and those that use none (`vbp estimate` prices a local file only).
 CREATORS = {"vbp serve", "vbp db upgrade"}
-NO_LEDGER = {"vbp emulator", "vbp estimate"}
+# `vbp models` reads the ledger only when VBP_MODELS_FILE is set (tests/catalog/test_models_command.py checks it then)
+NO_LEDGER = {"vbp emulator", "vbp estimate", "vbp models"}
 
 
 def _commands(group: click.Group, prefix: str = "vbp") -> Iterator[tuple[str, click.Command]]:

@@ -31,11 +31,19 @@ def row(effective_from: str, *, on_demand: str = FLASH_RATES, batch: str = FLASH
 
 def test_shipped_table_loads_every_model() -> None:
     table = PricingTable.load(REPO_PRICING)
-    assert sorted(table.models) == [("vertex", model) for model in [
-        "gemini-2.0-flash", "gemini-2.0-flash-lite", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro",
-        "gemini-embedding-001", "text-embedding-005"]]
+    openai_models = ["gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini", "o4-mini",
+                     "text-embedding-3-large", "text-embedding-3-small"]
+    assert sorted(table.models) == [("azure", model) for model in openai_models] + [
+        ("openai", model) for model in openai_models] + [("vertex", model) for model in [
+            "gemini-2.0-flash", "gemini-2.0-flash-lite", "gemini-2.5-flash", "gemini-2.5-flash-lite",
+            "gemini-2.5-pro", "gemini-embedding-001", "text-embedding-005"]]
+    snapshots = {"gpt-4o": "gpt-4o-2024-08-06", "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+                 "gpt-4.1": "gpt-4.1-2025-04-14", "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+                 "gpt-4.1-nano": "gpt-4.1-nano-2025-04-14", "o4-mini": "o4-mini-2025-04-16"}
     assert table.aliases == {("vertex", "gemini-2.0-flash-001"): "gemini-2.0-flash",
-                             ("vertex", "gemini-2.0-flash-lite-001"): "gemini-2.0-flash-lite"}
+                             ("vertex", "gemini-2.0-flash-lite-001"): "gemini-2.0-flash-lite",
+                             **{(provider, snapshot): model for model, snapshot in snapshots.items()
+                                for provider in ("openai", "azure")}}
     assert len(table.version) == 64
 
 

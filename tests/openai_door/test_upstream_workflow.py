@@ -1,17 +1,19 @@
 """The seed workflow through the door with the real `openai` SDK, for a model the catalog serves on OpenAI and one
 it serves on Azure: the caller's lines reach the deployment unchanged but for the model (Azure: its deployment
-name), every output line keeps its custom_id, the ledger holds the exact tokens (unpriced until the OpenAI and
-Azure price tables land, never $0), and no upstream id reaches the caller."""
+name), every output line keeps its custom_id, the ledger holds the exact tokens, its cost equals one computed here
+from the output lines and the published batch rates, and no upstream id reaches the caller."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from proxy.ledger.models import OpenAIFile
+from proxy.money import to_decimal_usd
 from tests.emulator.openai_support import SYSTEM, USER
 from tests.openai_door.conftest import jsonl, sdk, wait_for, wait_metered
 from tests.openai_door.upstream_support import (
@@ -28,6 +30,18 @@ pytestmark = pytest.mark.slow
 CASES = [(OPENAI_MODEL, "openai", OPENAI_DEPLOYMENT, OPENAI_MODEL),
          (AZURE_MODEL, "azure", AZURE_DEPLOYMENT, "gpt-4o-mini-batch")]
 COUNT = 4
+# Published batch rates, USD per 1M tokens (input, cached input, output): OpenAI's batch = half of standard input and
+# output; cached input at the standard cached rate; Azure taken equal to OpenAI (pricing/README.md).
+BATCH_RATES = {"gpt-4.1-mini": (Decimal("0.20"), Decimal("0.10"), Decimal("0.80")),
+               "gpt-4o-mini": (Decimal("0.075"), Decimal("0.075"), Decimal("0.30"))}
+
+
+def line_cost(model: str, usage: dict[str, Any]) -> Decimal:
+    """One output line's cost from its `usage`: uncached input, cached input, completion (reasoning included)."""
+    rate_in, rate_cached, rate_out = BATCH_RATES[model]
+    cached = usage.get("prompt_tokens_details", {}).get("cached_tokens", 0)
+    return ((usage["prompt_tokens"] - cached) * rate_in + cached * rate_cached
+            + usage["completion_tokens"] * rate_out) / Decimal(1_000_000)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +105,11 @@ def test_the_seed_workflow_runs_on_the_models_deployment(door: Proxied, model: s
     job = job_of(door, created.id)
     assert (job.prompt_tokens, job.cached_tokens, job.candidates_tokens, job.thoughts_tokens) == (36, 0, 40, 0)
     assert (job.lines_succeeded, job.lines_failed, job.lines_malformed) == (COUNT, 0, 0)
-    assert (job.cost_status, job.cost_pico) == ("unpriced", None)  # no OpenAI/Azure price table yet: never $0
+    expected = sum((line_cost(model, line["response"]["body"]["usage"]) for line in out), Decimal(0))
+    assert job.cost_status == "priced" and job.cost_pico is not None
+    assert to_decimal_usd(job.cost_pico) == expected
+    # 36 prompt and 40 completion tokens: gpt-4.1-mini 36 x 0.20 + 40 x 0.80; gpt-4o-mini 36 x 0.075 + 40 x 0.30
+    assert expected == {"gpt-4.1-mini": Decimal("0.0000392"), "gpt-4o-mini": Decimal("0.0000147")}[model]
 
     shown = json.dumps([client.batches.retrieve(created.id).model_dump(), client.files.list().model_dump(),
                         client.batches.list().model_dump()])

@@ -36,7 +36,7 @@ def _tier(model: str, row: str) -> tuple[TierRates, TierRates]:
 def test_the_rate_table_of_docs_pricing_is_the_pricing_folder() -> None:
     table = PRICING_DOC.split("<!-- rates:start -->", 1)[1].split("<!-- rates:end -->", 1)[0]
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[3:] if line]
-    generative = {m for (_, m), rates in TABLE.models.items() if rates[-1].kind == "generative"}
+    generative = {m for (p, m), rates in TABLE.models.items() if p == "vertex" and rates[-1].kind == "generative"}
     assert {row[0].split(" (", 1)[0] for row in rows} == generative
     for label, text_input, audio_input, output, cached, cached_audio in rows:
         on_demand, batch = _tier(label.split(" (", 1)[0], label)
@@ -46,6 +46,27 @@ def test_the_rate_table_of_docs_pricing_is_the_pricing_folder() -> None:
             shown_on_demand, shown_batch = cell.split(" / ")
             assert (_pico(shown_on_demand), _pico(shown_batch)) == (on_demand_rate, batch_rate), (label, cell)
         assert (_pico(cached), _pico(cached_audio)) == (batch.cached_input, batch.cached_audio_input), label
+
+
+def test_the_openai_rate_table_of_docs_pricing_is_the_pricing_folder_for_openai_and_azure() -> None:
+    table = PRICING_DOC.split("<!-- openai-rates:start -->", 1)[1].split("<!-- openai-rates:end -->", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()[3:] if line]
+    for provider in ("openai", "azure"):
+        assert {row[0] for row in rows} == {m for (p, m) in TABLE.models if p == provider}
+        for model, text_input, output, cached in rows:
+            rates = TABLE.rates_for(provider, model, AT)
+            assert rates is not None, model
+            shown = [cell.split(" / ") for cell in (text_input, output)]
+            assert (_pico(shown[0][0]), _pico(shown[0][1])) == (rates.on_demand.input, rates.batch.input), model
+            if rates.kind == "generative":
+                assert (_pico(shown[1][0]), _pico(shown[1][1])) == (rates.on_demand.output, rates.batch.output)
+                assert _pico(cached) == rates.batch.cached_input, model
+            else:
+                assert (output, cached) == ("-", "-"), model
+    o4 = TABLE.rates_for("openai", "o4-mini", AT)
+    assert o4 is not None
+    worked = price_row(RowUsage(SUCCEEDED, input=2_000, cached_input=1_000, output=300, reasoning=700), o4)
+    assert f"**{format_usd(worked)}** USD" in PRICING_DOC and format_usd(worked) == "0.003025"
 
 
 def test_the_worked_line_of_docs_pricing_is_what_the_metering_charges() -> None:

@@ -80,7 +80,7 @@ def test_the_longest_allowed_values_are_accepted(tenancy: Tenancy) -> None:
     ({"since": "2026-13-45"}, "'2026-13-45' is not a date (YYYY-MM-DD) or an ISO 8601 time"),
     ({"since": "9" * 3000}, f"'{'9' * 40}...' is not a date (YYYY-MM-DD) or an ISO 8601 time"),
     ({"by": "x" * 3000}, f"unknown grouping {'x' * 40}...: use any of job,team,key,model,project,location,day,week,"
-                         "month,state"),
+                         "month,state,provider,deployment"),
     ({"team": [f"t{i}" for i in range(101)]}, "team and model may each be given at most 100 times."),
     ({"model": ["m"] * 101}, "team and model may each be given at most 100 times."),
 ])
