@@ -153,9 +153,8 @@ def run(workdir: Path) -> None:
             print(vbp("report", "--by", "job", env=env))
             say("Cost report: vbp report --by team,model")
             print(vbp("report", "--by", "team,model", env=env))
-            say("Where each batch ran: vbp report --by model,project,location (an OpenAI or Azure job's project is "
-                "its catalog deployment, its location the provider)")
-            print(vbp("report", "--by", "model,project,location", env=env))
+            say("Where each batch ran and what it cost there: vbp report --by provider,deployment")
+            print(vbp("report", "--by", "provider,deployment", env=env))
     say("Done: the emulator and the proxy are stopped. Next: README.md, Quickstart.")
 
 

@@ -50,10 +50,12 @@ def test_the_demo_runs_to_a_cost_report() -> None:
     assert re.search(r"^batch_[0-9a-f]{24}\s+1\s+0\.0000049\s", out, flags=re.M), out
     # two jobs, each two lines of gemini-2.5-flash-lite: 18 prompt and 20 output tokens at 0.05 / 0.20 per 1M
     assert re.search(r"^demo-team\s+gemini-2\.5-flash-lite\s+2\s+0\.0000098\s+36\s", out, flags=re.M), out
-    # a batch on each provider: gpt-4.1-mini on OpenAI, gpt-4o-mini on Azure (tokens counted; no price table yet)
+    # a batch on each provider: gpt-4.1-mini on OpenAI, gpt-4o-mini on Azure
     assert "==> Running an OpenAI-format batch of gpt-4.1-mini (on the OpenAI stand-in)" in out
     assert "==> Running an OpenAI-format batch of gpt-4o-mini (on an Azure stand-in)" in out
     assert len(re.findall(r"  completed  2 of 2 requests done, 0 failed", out)) == 3, out
-    assert re.search(r"^gpt-4\.1-mini\s+openai-gpt-4\.1-mini\s+openai\s+1\s+\S+\s+18\s+20$", out, flags=re.M), out
-    assert re.search(r"^gpt-4o-mini\s+azure-eastus-gpt-4o-mini\s+azure\s+1\s+\S+\s+18\s+20$", out, flags=re.M), out
+    # the report by provider and deployment, priced from the batch rates: 18 prompt and 20 output tokens each,
+    # gpt-4.1-mini at 0.20 / 0.80 per 1M on OpenAI, gpt-4o-mini at 0.075 / 0.30 per 1M on Azure
+    assert re.search(r"^openai\s+openai-gpt-4\.1-mini\s+1\s+0\.0000196\s+18\s", out, flags=re.M), out
+    assert re.search(r"^azure\s+azure-eastus-gpt-4o-mini\s+1\s+0\.00000735\s+18\s", out, flags=re.M), out
     assert out.rstrip().endswith("==> Done: the emulator and the proxy are stopped. Next: README.md, Quickstart.")
