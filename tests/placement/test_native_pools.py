@@ -71,6 +71,10 @@ def test_creates_spread_over_the_pool_and_answer_the_real_name(pooled: Proxied) 
         assert client.post(f"/v1/{names[1]}:cancel").status_code == 200
         listed = client.get("/v1/projects/proj-b/locations/europe-west4/batchPredictionJobs").json()
     assert sorted(job["name"] for job in listed["batchPredictionJobs"]) == sorted([names[1], names[3]])
+    with pooled.client() as client:
+        metrics = client.get("/metrics").text
+    assert 'vbp_placements{state="placed",target="vertex:proj-a/us-central1"} 2.0' in metrics
+    assert 'vbp_placement_queued_tokens{model="",provider="vertex",target="vertex:proj-a/us-central1"} 6.0' in metrics
 
 
 def test_a_key_scoped_to_the_pool_reaches_its_jobs_and_the_pool_path_is_for_creates(pooled: Proxied) -> None:
