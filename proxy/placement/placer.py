@@ -90,6 +90,11 @@ class Placer:
         with self.sessions.begin() as session:
             claims.record_success(session, target=claim.target.name, now=utcnow(), enqueued=enqueued, quota=quota)
 
+    def release(self, placement_id: str, note: str) -> None:
+        """Let go of a claim whose create produced no job (blocking)."""
+        with self.sessions.begin() as session:
+            claims.release(session, placement_id=placement_id, now=utcnow(), note=note)
+
     def bind(self, placement_id: str, job_pk: int) -> None:
         """Tie a placement to its recorded job (blocking; or call `claims.bind` in the job's own transaction)."""
         with self.sessions.begin() as session:

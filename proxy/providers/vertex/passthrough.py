@@ -20,7 +20,6 @@ from anyio import to_thread
 from sqlalchemy.orm import Session
 
 from proxy.budgets import reservation as reservations
-from proxy.budgets.admission import Unestimable
 from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
 from proxy.clock import utcnow
 from proxy.errors import InvalidArgument, NotFound, PayloadTooLarge
@@ -34,7 +33,7 @@ from proxy.providers.vertex.create_body import body_model, prepare_create_body, 
 from proxy.providers.vertex.create_record import record_create
 from proxy.providers.vertex.job_fields import normalise_job
 from proxy.providers.vertex.paths import JobRoute, match
-from proxy.providers.vertex.pool_create import allowed_members, create_in_pool
+from proxy.providers.vertex.pool_create import allowed_members, create_in_pool, pool_tokens
 from proxy.providers.vertex.query import encode_query, parse_query
 from proxy.providers.vertex.resources import google_base_url, model_id
 from proxy.providers.vertex.states import advances, parse_state
@@ -138,7 +137,7 @@ class Passthrough:
                                                              self._real_project(route), reservation_id,
                                                              placement_id)
         elif placement_id is not None and reply.status != 504:  # a 504's job may exist: its claim stays held
-            await to_thread.run_sync(self._release_placement, placement_id, reply.status)
+            await to_thread.run_sync(self.placer.release, placement_id, f"the upstream refused it ({reply.status})")
         if reply.status != 200 and reservation_id is not None and self.services.budgets is not None:
             await to_thread.run_sync(self.services.budgets.release, reservation_id,
                                      f"the upstream refused the create ({reply.status})")
@@ -166,7 +165,7 @@ class Passthrough:
         members = allowed_members(call.principal, route.project, settings.project_pools[route.project],
                                   self.project_names.static)
         if tokens is None:
-            tokens = await self._pool_tokens(create_body)
+            tokens = await pool_tokens(self.services.budgets, create_body)
 
         async def send(project: str, location: str) -> UpstreamResponse:
             member = dataclasses.replace(call, route=dataclasses.replace(route, project=project, location=location))
@@ -179,21 +178,6 @@ class Passthrough:
         return created.reply, dataclasses.replace(route, project=created.project, location=created.location), \
             created.claim.placement_id
 
-    async def _pool_tokens(self, create_body: dict[str, Any]) -> int:
-        """The queued tokens of a pool's job (its estimate's input tokens); 1 when it cannot be estimated."""
-        gate = self.services.budgets
-        if gate is None:
-            return 1
-        try:
-            estimate = await to_thread.run_sync(gate.estimate_job, create_body)
-        except Unestimable:
-            return 1
-        return max(1, estimate.input_tokens)
-
-    def _release_placement(self, placement_id: str, status: int) -> None:
-        with self.services.sessions.begin() as session:
-            placements.release(session, placement_id=placement_id, now=utcnow(),
-                               note=f"the upstream refused the create ({status})")
 
     async def _list(self, call: Call) -> None:
         """A team key lists only its team's jobs (a filter ANDed onto the caller's); states seen are recorded."""

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from anyio import to_thread
 
 from proxy.errors import ApiError, DeadlineExceeded, PermissionDenied, ResourceExhausted
 from proxy.placement.choice import Target
@@ -24,6 +27,9 @@ from proxy.placement.placer import FAILED, Outcome, Placer, TargetRefused
 from proxy.tenancy.keys import Principal
 from proxy.upstream import UpstreamResponse
 from proxy.upstream.retry import retry_after
+
+if TYPE_CHECKING:
+    from proxy.budgets.admission import BudgetGate
 
 TARGET_PREFIX = "vertex:"  # a pool member's placement target: `vertex:<project>/<location>`
 
@@ -41,6 +47,19 @@ class PoolCreated:
     location: str
     reply: UpstreamResponse
     claim: Claim
+
+
+async def pool_tokens(gate: BudgetGate | None, create_body: dict[str, Any]) -> int:
+    """The queued tokens of a pool's job (its estimate's input tokens); 1 when it cannot be estimated."""
+    from proxy.budgets.admission import Unestimable
+
+    if gate is None:
+        return 1
+    try:
+        estimate = await to_thread.run_sync(gate.estimate_job, create_body)
+    except Unestimable:
+        return 1
+    return max(1, estimate.input_tokens)
 
 
 def allowed_members(principal: Principal, pool: str, members: Sequence[tuple[str, str]],
