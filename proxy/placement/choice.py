@@ -4,8 +4,9 @@ A target is a candidate when its breaker lets a create through (`proxy.placement
 fits: its queued tokens plus the batch's are within its quota (a target without a quota always fits).
 Candidates are ordered by weighted headroom, the most first: `weight * (quota - queued - batch tokens)`.
 So equal deployments fill evenly, and a deployment of weight 2 takes batches until its headroom is half that of
-a weight-1 one. Targets without a quota never run out of headroom: they come first, the least queued tokens per
-unit of weight first (so pools of equal members spread evenly). Ties keep the catalog's (or pool's) order.
+a weight-1 one. Targets without a quota come after those with room (the catalog says nothing of their queue, so
+they take what the quoted ones cannot: a spill-over), the least queued tokens per unit of weight first (so
+pools, whose members have no quota, spread evenly). Ties keep the catalog's (or pool's) order.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def ordered(figures: Sequence[TargetFigures], tokens: int) -> list[TargetFigures
         position, figure = item
         weight = max(1, figure.target.weight)
         if figure.quota is None:
-            return 0, Fraction(figure.queued, weight), position
-        return 1, -Fraction(weight * (figure.quota - figure.queued - tokens)), position
+            return 1, Fraction(figure.queued, weight), position
+        return 0, -Fraction(weight * (figure.quota - figure.queued - tokens)), position
 
     candidates = [(i, f) for i, f in enumerate(figures) if f.available and f.fits(tokens)]
     return [figure for _, figure in sorted(candidates, key=key)]

@@ -34,7 +34,7 @@ def test_cooling_targets_are_skipped() -> None:
     assert _names(ordered([_f("a", 0, available=False), _f("b", 900)], 10)) == ["b"]
 
 
-def test_unquoted_targets_come_first_least_queued_per_weight() -> None:
-    figures = [_f("q", 0), _f("u1", 300, quota=None), _f("u2", 500, quota=None, weight=2)]
-    assert _names(ordered(figures, 10**9)) == ["u2", "u1"]  # 250 per weight before 300; q cannot take 1e9
-    assert _names(ordered(figures, 10)) == ["u2", "u1", "q"]
+def test_unquoted_targets_spill_over_least_queued_per_weight() -> None:
+    figures = [_f("u1", 300, quota=None), _f("q", 0), _f("u2", 500, quota=None, weight=2)]
+    assert _names(ordered(figures, 10)) == ["q", "u2", "u1"]  # 250 per weight before 300
+    assert _names(ordered(figures, 10**9)) == ["u2", "u1"]  # q cannot take 1e9
