@@ -41,11 +41,13 @@ FULL_RETRY_AFTER = 60  # seconds: when every target is full, queues drain as bat
 
 
 class NoRoom(Exception):
-    """No target can take the batch now; `retry_after` (seconds) is when one may."""
+    """No target can take the batch now; `retry_after` (seconds) is when one may; `full` when every target left
+    was healthy but had no room (none is cooling down)."""
 
-    def __init__(self, message: str, retry_after: int) -> None:
+    def __init__(self, message: str, retry_after: int, *, full: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.full = full
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ def claim(session: Session, *, targets: Sequence[Target], tokens: int, team: str
         reasons = "; ".join(_why_not(f, tokens) for f in all_figures if f.target.name not in skip)
         tried = f" ({', '.join(sorted(skip))} refused it)" if skip else ""
         raise NoRoom(f"No deployment of {model} can take this batch of {tokens} queued tokens now{tried}"
-                     f"{': ' + reasons if reasons else ''}.", _retry_after(rows, now))
+                     f"{': ' + reasons if reasons else ''}.", _retry_after(rows, now),
+                     full=all(f.available for f in all_figures if f.target.name not in skip))
     best = candidates[0]
     breaker.start_probe(rows[best.target.name], now, rules)
     placement = Placement(id=secrets.token_hex(8), target=best.target.name, team=team[:64], model=model[:200],

@@ -56,7 +56,7 @@ def test_no_room_names_every_target_and_says_when_to_retry(sessions: sessionmake
     assert str(refused.value) == (
         "No deployment of gpt-4o-mini can take this batch of 101 queued tokens now: azure-a has 100 of 1000 queued "
         "tokens free; azure-b has 100 of 1000 queued tokens free; azure-c has 100 of 1000 queued tokens free.")
-    assert refused.value.retry_after == claims.FULL_RETRY_AFTER
+    assert (refused.value.retry_after, refused.value.full) == (claims.FULL_RETRY_AFTER, True)
     assert _claim(sessions, 100).target.name == "azure-a"  # what fits still goes
 
 
@@ -108,7 +108,7 @@ def test_a_cooling_target_is_skipped_and_retry_after_counts_down_to_it(sessions:
         claims.record_full(session, target=TARGETS[2], now=NOW, error="token_limit_exceeded", enqueued=1000)
     with pytest.raises(claims.NoRoom) as refused:
         _claim(sessions, 10)
-    assert refused.value.retry_after == 12
+    assert (refused.value.retry_after, refused.value.full) == (12, False)
     assert "azure-a is cooling after failures; azure-b is cooling after failures" in str(refused.value)
     assert _claim(sessions, 10, now=NOW + timedelta(seconds=13)).target.name == "azure-b"  # its probe
     with sessions.begin() as session:
