@@ -26,7 +26,7 @@ from proxy.gateway.accounting import RequestAccounting, accounted_as
 from proxy.gateway.error_replies import ErrorReplies
 from proxy.gateway.request_id import RequestIds
 from proxy.ledger.engine import current_revision, head_revision
-from proxy.ledger.reconcile import Reconciler
+from proxy.ledger.reconcile import Reconciler, catalog_providers
 from proxy.ledger.request_log_retention import keep_pruning
 from proxy.metering.poller import Poller
 from proxy.openai_door.routes import openai_routes
@@ -117,7 +117,8 @@ class ProxyApp:
                 if self.settings.poller_enabled:
                     self.poller = Poller(services, open_meter(services))
                     background.start_soon(self.poller.run)
-                background.start_soon(Reconciler(services).run)
+                for provider in catalog_providers(services):
+                    background.start_soon(Reconciler(services, provider=provider).run)
                 background.start_soon(Dispatcher(services.sessions, self.settings).run)
                 background.start_soon(partial(keep_pruning, services.engine, keep_days=self.settings.request_log_days,
                                               now=services.now))

@@ -21,6 +21,7 @@ from proxy.upstream import Upstream
 
 if TYPE_CHECKING:
     from proxy.budgets.admission import BudgetGate
+    from proxy.catalog.catalog import Catalog
     from proxy.metering.job_meter import JobMeter
     from proxy.metering.ranges import RangeMeter
 
@@ -37,6 +38,8 @@ class Services:
     teams: TeamPolicies
     metrics: Metrics = field(default_factory=Metrics)
     budgets: BudgetGate | None = None  # estimates and reservations for creates (`open_services` sets it)
+    # The model catalog (VBP_MODELS_FILE); None without one: Gemini on Vertex in VBP_DEFAULT_PROJECT/LOCATION.
+    catalog: Catalog | None = None
 
     @staticmethod
     def now() -> datetime:
@@ -58,6 +61,7 @@ class Services:
 def open_services(settings: Settings, *, upstream: Upstream | None = None) -> Services:
     """Build the shared parts (migrating the database first when VBP_AUTO_MIGRATE is on)."""
     from proxy.budgets.admission import BudgetGate
+    from proxy.catalog.load import load_catalog
     from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
     from proxy.tenancy.keys import KeyStore
 
@@ -72,7 +76,8 @@ def open_services(settings: Settings, *, upstream: Upstream | None = None) -> Se
                     upstream=upstream or default_upstream(settings), request_log=request_log,
                     teams=TeamPolicies(sessions, templates=settings.team_gcs_prefixes,
                                        ttl=settings.team_cache_seconds),
-                    budgets=BudgetGate(settings, sessions))
+                    budgets=BudgetGate(settings, sessions),
+                    catalog=load_catalog(settings.models_file) if settings.models_file else None)
 
 
 async def close_services(services: Services) -> None:

@@ -309,6 +309,21 @@ def default(attr: str) -> Any:
     return None if setting.default is None else setting.parse(setting.default)
 
 
+class MissingSecret(LookupError):
+    """A deployment's credential env var is unset or empty (the message names the variable, never a value)."""
+
+
+def deployment_secret(env_name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of the env var a catalog deployment names for its key (`api_key_env`); MissingSecret when unset.
+
+    Upstream keys are read here, like every other setting, and only handed to the upstream client: never logged,
+    never returned to a caller."""
+    value = (os.environ if environ is None else environ).get(env_name, "")
+    if not value:
+        raise MissingSecret(f"the env var {env_name} (a deployment's api_key_env) is not set")
+    return value
+
+
 def _from_table(attr: str, *, shown: bool = True) -> Any:
     """A dataclass field whose default is the table's, parsed afresh for each instance (some are dicts)."""
     return field(default_factory=partial(default, attr), repr=shown)

@@ -8,6 +8,7 @@ each Azure resource as `azure-<resource>-<model>`. Only the URLs (the port) chan
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,3 +53,12 @@ def write_catalog(path: Path, *, base_url: str, project: str, azure_token_quota:
     path = path.resolve()
     path.write_text(render(deployments(base_url=base_url, project=project, azure_token_quota=azure_token_quota)))
     return path
+
+
+def provider_first(path: Path, provider: str, target: Path) -> Path:
+    """A copy of the catalog at `path` with `provider`'s deployments moved first, written to `target`: the door
+    runs a model on its first deployment, so the models Azure shares with OpenAI (gpt-4o-mini) run on Azure."""
+    tables = tomllib.loads(path.read_text())["deployment"]
+    ordered = [t for t in tables if t["provider"] == provider] + [t for t in tables if t["provider"] != provider]
+    target.write_text(render(iter(ordered)))
+    return target.resolve()

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import httpx
 
+from proxy.emulator.catalog import provider_first
 from proxy.emulator.command import export_lines, parse_export_line
 from proxy.emulator.demo_openai import run_openai_batch
 from proxy.emulator.storage import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TEAM = "demo-team"
+OPENAI_MODEL, AZURE_MODEL = "gpt-4.1-mini", "gpt-4o-mini"  # the second runs on Azure (see `run`)
 # Each team may only name Cloud Storage locations under its own prefix (VBP_TEAM_GCS_PREFIXES); the README's
 # examples use team-a's, the demo the same paths under its own team.
 TEAM_PREFIXES = "gs://my-bucket/{team}/"
@@ -68,7 +70,8 @@ def child(args: list[str], *, env: dict[str, str], log: Path) -> Iterator[subpro
 
 def read_env_lines(process: subprocess.Popen[str], log: Path) -> dict[str, str]:
     """The `export KEY=value` lines `vbp emulator` prints once it serves, read as a shell reads them."""
-    wanted = {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "VBP_FILES_BUCKET"}
+    wanted = {"VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "VBP_FILES_BUCKET",
+              "VBP_MODELS_FILE", "VBP_EMULATOR_OPENAI_KEY", "VBP_EMULATOR_AZURE_KEY"}
     found: dict[str, str] = {}
     assert process.stdout is not None
     while not wanted <= found.keys():
@@ -114,7 +117,10 @@ def run(workdir: Path) -> None:
         for line in export_lines(google):
             print(f"    {line}")
         port = free_port()
-        env = {**base_env, **google, "VBP_DATABASE_URL": f"sqlite:///{workdir / 'vbp.db'}",
+        # The models gpt-4o-mini shares with OpenAI run on Azure: its deployments first (`provider_first`).
+        models = provider_first(Path(google["VBP_MODELS_FILE"]), "azure", workdir / "models.toml")
+        env = {**base_env, **google, "VBP_MODELS_FILE": str(models),
+               "VBP_DATABASE_URL": f"sqlite:///{workdir / 'vbp.db'}",
                "VBP_PROJECT_ALIASES": "your-project=my-real-project", "VBP_TEAM_GCS_PREFIXES": TEAM_PREFIXES,
                "VBP_POLL_INTERVAL": "1"}
         proxy_url = f"http://127.0.0.1:{port}"
@@ -136,14 +142,20 @@ def run(workdir: Path) -> None:
             name = reply.json()["name"]
             print(f"    {name}")
             follow(proxy_url, key, name)
-            batch_id = run_openai_batch(proxy_url, key, say)
-            say("Waiting for the proxy to meter both jobs (its poller reads the outputs from Cloud Storage)")
-            wait_metered(env, name)
-            wait_metered(env, batch_id)
+            batches = [run_openai_batch(proxy_url, key, say),
+                       run_openai_batch(proxy_url, key, say, model=OPENAI_MODEL, where="on the OpenAI stand-in"),
+                       run_openai_batch(proxy_url, key, say, model=AZURE_MODEL, where="on an Azure stand-in")]
+            say("Waiting for the proxy to meter every job (its poller reads the outputs from Cloud Storage; "
+                "OpenAI's and Azure's are mirrored there when they end)")
+            for ran in (name, *batches):
+                wait_metered(env, ran)
             say("Cost report: vbp report --by job")
             print(vbp("report", "--by", "job", env=env))
             say("Cost report: vbp report --by team,model")
             print(vbp("report", "--by", "team,model", env=env))
+            say("Where each batch ran: vbp report --by model,project,location (an OpenAI or Azure job's project is "
+                "its catalog deployment, its location the provider)")
+            print(vbp("report", "--by", "model,project,location", env=env))
     say("Done: the emulator and the proxy are stopped. Next: README.md, Quickstart.")
 
 

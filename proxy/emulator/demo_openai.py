@@ -1,5 +1,6 @@
-"""The OpenAI door's part of `make demo`: one OpenAI-format batch (examples/openai-batch.jsonl) uploaded, run and
-read back through the proxy, with the `openai` SDK when it is installed, else with plain HTTP calls (httpx)."""
+"""The OpenAI door's part of `make demo`: OpenAI-format batches (examples/openai-batch.jsonl, its model replaced to
+run on OpenAI or Azure) uploaded, run and read back through the proxy, with the `openai` SDK when it is installed,
+else with plain HTTP calls (httpx)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,32 @@ BATCH_FILE = Path(__file__).resolve().parents[2] / "examples" / "openai-batch.js
 ENDED = ("completed", "failed", "cancelled", "expired")
 
 
-def run_openai_batch(proxy_url: str, key: str, say: Callable[[str], None]) -> str:
+def batch_lines(model: str | None) -> bytes:
+    """The example batch file, each line's model set to `model` (None: as it is, a Gemini model)."""
+    data = BATCH_FILE.read_bytes()
+    if model is None:
+        return data
+    rows = [json.loads(line) for line in data.splitlines() if line.strip()]
+    for row in rows:
+        row["body"]["model"] = model
+    return b"".join(json.dumps(row).encode() + b"\n" for row in rows)
+
+
+def run_openai_batch(proxy_url: str, key: str, say: Callable[[str], None], *, model: str | None = None,
+                     where: str = "") -> str:
     """Upload, create, follow to the end and print the output lines; returns the batch id."""
+    data = batch_lines(model)
+    what = f"an OpenAI-format batch of {model} ({where})" if model else "an OpenAI-format batch"
     try:
         import openai
     except ImportError:
-        say("Running an OpenAI-format batch through the OpenAI door (plain HTTP: the openai SDK is not installed)")
-        return _with_httpx(proxy_url, key)
-    say("Running an OpenAI-format batch through the OpenAI door with the openai SDK")
+        say(f"Running {what} through the OpenAI door (plain HTTP: the openai SDK is not installed)")
+        return _with_httpx(proxy_url, key, data)
+    say(f"Running {what} through the OpenAI door with the openai SDK")
     client = openai.OpenAI(base_url=f"{proxy_url}/v1", api_key=key)
-    print(f"    client.files.create(file=open('examples/{BATCH_FILE.name}', 'rb'), purpose='batch')")
-    with BATCH_FILE.open("rb") as source:
-        file = client.files.create(file=source, purpose="batch")
+    print(f"    client.files.create(file=open('examples/{BATCH_FILE.name}', 'rb'), purpose='batch')"
+          + (f"  # with \"model\": \"{model}\"" if model else ""))
+    file = client.files.create(file=(BATCH_FILE.name, data), purpose="batch")
     print(f"    {file.id}  ({file.bytes} bytes)")
     print("    client.batches.create(input_file_id=..., endpoint='/v1/chat/completions', completion_window='24h')")
     batch = client.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h")
@@ -37,10 +52,9 @@ def run_openai_batch(proxy_url: str, key: str, say: Callable[[str], None]) -> st
     return batch.id
 
 
-def _with_httpx(proxy_url: str, key: str) -> str:
+def _with_httpx(proxy_url: str, key: str, data: bytes) -> str:
     http = httpx.Client(base_url=f"{proxy_url}/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30)
-    with BATCH_FILE.open("rb") as source:
-        file = _ok(http.post("/files", files={"file": (BATCH_FILE.name, source)}, data={"purpose": "batch"}))
+    file = _ok(http.post("/files", files={"file": (BATCH_FILE.name, data)}, data={"purpose": "batch"}))
     print(f"    POST /v1/files: {file['id']}  ({file['bytes']} bytes)")
     batch = _ok(http.post("/batches", json={"input_file_id": file["id"], "endpoint": "/v1/chat/completions",
                                             "completion_window": "24h"}))

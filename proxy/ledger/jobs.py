@@ -62,10 +62,18 @@ def _output_directory(reply: Mapping[str, Any]) -> str | None:
 
 def record_created(session: Session, *, reply: Mapping[str, Any], request: Mapping[str, Any],
                    principal: Principal, api_version: str, project: str, location: str,
-                   origin: str = "create", provider: str = DEFAULT_PROVIDER) -> Job:
-    """Insert the job Vertex just created (or that reconciliation found), with its owner and first state."""
-    name = JobName.parse(str(reply.get("name", "")))
-    if name is None:
+                   origin: str = "create", provider: str = DEFAULT_PROVIDER, deployment: str | None = None) -> Job:
+    """Insert the job Vertex just created (or that reconciliation found), with its owner and first state.
+
+    Another provider's reply is given in the same shape (its `name` its own, plus a `jobId`: see
+    `proxy.providers.openai_batch.job_fields`)."""
+    parsed = JobName.parse(str(reply.get("name", "")))
+    if parsed is not None:
+        name, job_id = str(parsed), parsed.job_id
+        project_number = parsed.project if parsed.project.isdigit() else None
+    elif provider != DEFAULT_PROVIDER and reply.get("name") and reply.get("jobId"):
+        name, job_id, project_number = str(reply["name"]), str(reply["jobId"]), None
+    else:
         raise ValueError("the create reply carries no job name")
     now = utcnow()
     state = parse_state(reply.get("state")) or JobState.JOB_STATE_PENDING
@@ -73,11 +81,11 @@ def record_created(session: Session, *, reply: Mapping[str, Any], request: Mappi
     output_format, output_prefix = _output_prefix(request)
     model = str(reply.get("model") or request.get("model") or "")
     job = Job(
-        name=str(name), job_id=name.job_id, key_id=principal.key_id, team=principal.team, project=project,
-        project_number=name.project if name.project.isdigit() else None, location=location,
-        api_version=api_version, model=model, model_id=model_id(model), display_name=str(reply.get("displayName")
-                                                                                           or request.get("displayName")
-                                                                                           or ""),
+        name=name, job_id=job_id, key_id=principal.key_id, team=principal.team, project=project,
+        project_number=project_number, location=location, deployment=deployment,
+        api_version=api_version, model=model,
+        model_id=model_id(model) or (model if provider != DEFAULT_PROVIDER else None),
+        display_name=str(reply.get("displayName") or request.get("displayName") or ""),
         input_format=input_format, input_uris=input_uris, output_format=output_format, output_prefix=output_prefix,
         output_directory=_output_directory(reply), labels=dict(reply.get("labels") or request.get("labels") or {}),
         state=state.name, create_time=parse_rfc3339(reply.get("createTime")) or now, recorded_at=now, origin=origin,

@@ -307,6 +307,8 @@ class OpenAIFile(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    # Where its batches run: `vertex` (converted lines), or `openai` / `azure` (the caller's lines kept unchanged).
+    provider: Mapped[str] = mapped_column(String(32), default="vertex", server_default="vertex")
 
 
 Index("ix_openai_files_team_created_at", OpenAIFile.team, OpenAIFile.created_at)

@@ -9,6 +9,10 @@ hand-made label) is reported and left alone. An adopted job is its team's job li
 get, cancel, delete and list it; other teams get 404. A job of the OpenAI door also carries the `vbp-batch`
 label: the adopted job is linked to that batch (written before the job was created), of the same team only.
 
+OpenAI and Azure batches (`Reconciler(services, provider="openai" | "azure")`, one per provider of the catalog) are
+listed per catalog deployment; their metadata carries the same labels, and a batch adopted there is linked to its
+door batch the same way.
+
 "The projects the proxy serves": the `project/location` pairs of VBP_RECONCILE_PROJECTS (aliases allowed) plus
 every pair the ledger already holds a job in. The very first job of a pair missing from both is only found once
 the pair is configured.
@@ -70,8 +74,16 @@ def reservation_label(item: UpstreamJob) -> str:
     return value if isinstance(value, str) else ""
 
 
+def catalog_providers(services: Services) -> list[str]:
+    """The providers to reconcile: Vertex always, and each other provider the model catalog names."""
+    catalog = services.catalog
+    named = {d.provider for d in catalog.deployments} if catalog else set()
+    return [DEFAULT_PROVIDER, *sorted(named - {DEFAULT_PROVIDER})]
+
+
 class Reconciler:
-    """One per process; `min_age` and `projects` default to the settings."""
+    """One per process and provider; `min_age` and `projects` default to the settings (for OpenAI and Azure: the
+    catalog's deployments of the provider)."""
 
     def __init__(self, services: Services, *, min_age: float | None = None,
                  projects: Iterable[tuple[str, str]] | None = None, provider: str = DEFAULT_PROVIDER) -> None:
@@ -79,8 +91,15 @@ class Reconciler:
         self.services = services
         self.provider = get_provider(provider, settings)
         self.min_age = settings.reconcile_min_age if min_age is None else min_age
+        if provider != DEFAULT_PROVIDER and projects is None:
+            # OpenAI and Azure are listed per catalog deployment: (deployment name, provider name) pairs.
+            catalog = services.catalog
+            deployments = catalog.deployments if catalog else ()
+            projects = [(d.name, d.provider) for d in deployments if d.provider == provider]
         configured = tuple(settings.reconcile_projects if projects is None else projects)
         self.configured = tuple((settings.project_aliases.get(p, p), loc) for p, loc in configured)
+        # Why the last pass could not list some pairs in full (so `vbp reconcile` can say so and fail).
+        self.incomplete: list[str] = []
 
     async def run(self) -> None:
         """A pass every VBP_RECONCILE_INTERVAL seconds until cancelled; 0 turns it off.
@@ -106,6 +125,7 @@ class Reconciler:
         outcomes: list[Adoption] = []
         listed: set[tuple[str, str]] = set()
         labelled: set[str] = set()
+        self.incomplete = []
         for project, location in await to_thread.run_sync(self.served):
             try:
                 jobs = await self.provider.list_labelled_jobs(self.services.upstream, project=project,
@@ -113,6 +133,7 @@ class Reconciler:
                 listed.add((project, location))
             except ListingIncomplete as exc:  # adopt what it showed; release nothing on its word
                 log.warning("reconciliation: %s; no reservation released there this pass", exc)
+                self.incomplete.append(f"{project}/{location}: {exc}")
                 jobs = exc.jobs
             labelled |= {reservation_label(item) for item in jobs}
             if jobs:
@@ -185,7 +206,8 @@ class Reconciler:
                 job = ledger.record_created(session, reply=item, request=item,
                                             principal=Principal(key_id=key.id, team=key.team),
                                             api_version=listed.api_version, project=project, location=location,
-                                            origin="reconcile", provider=self.provider.name)
+                                            origin="reconcile", provider=self.provider.name,
+                                            deployment=listed.deployment or None)
                 if listed.batch_id:
                     link_batch(session, job=job, batch_id=listed.batch_id)
                 if reservation_label(listed):

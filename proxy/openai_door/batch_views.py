@@ -82,7 +82,9 @@ def _errors(batch: OpenAIBatch, job: Job | None) -> dict[str, Any] | None:
         return None
     error = job.error or {}
     message = str(error.get("message") or "The Vertex batch job failed.")
-    return {"object": "list", "data": [{"code": "batch_failed", "message": message, "param": None, "line": None}]}
+    # OpenAI and Azure name the reason (e.g. token_limit_exceeded); Vertex's codes are numbers.
+    code = error["code"] if isinstance(error.get("code"), str) and error["code"] else "batch_failed"
+    return {"object": "list", "data": [{"code": code, "message": message, "param": None, "line": None}]}
 
 
 def _usage(job: Job | None) -> dict[str, Any] | None:

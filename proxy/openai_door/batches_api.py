@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from proxy.budgets import reservation as reservations
 from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
+from proxy.catalog.deployment import Deployment
 from proxy.clock import utcnow
 from proxy.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from proxy.ledger import jobs as ledger
@@ -39,6 +40,8 @@ from proxy.openai_door.door import Door
 from proxy.openai_door.file_jobs import file_job_body
 from proxy.openai_door.file_views import ended
 from proxy.openai_door.ids import batch_file_id, new_batch_id
+from proxy.openai_door.placement_seam import UpstreamRefused, choose, create_on
+from proxy.openai_door.upstream_batches import as_api_error, cancel_on
 from proxy.openai_door.upstream_errors import translate
 from proxy.providers.registry import get_provider
 from proxy.providers.vertex.create_body import BATCH_LABEL, prepare_create_body
@@ -105,8 +108,14 @@ def _load_view(door: Door, team: str, batch_id: str) -> dict[str, Any] | None:
         return _view(session, batch) if batch is not None else None
 
 
-async def _check_scope(door: Door, principal: Principal, operation: str, place: tuple[str, str]) -> None:
+async def _check_scope(door: Door, principal: Principal, operation: str, place: tuple[str, str], *,
+                       provider: str = "vertex") -> None:
     project, location = place
+    if provider != "vertex":
+        # Projects and locations are Vertex's: on OpenAI and Azure only the key's operations apply.
+        check_scope(principal, operation=operation, projects=tuple(principal.projects),
+                    location=principal.locations[0] if principal.locations else location)
+        return
     check_scope(principal, operation=operation, projects=await door.project_names_of(project), location=location)
 
 
@@ -132,8 +141,17 @@ async def create(request: Request, door: Door) -> Response:
     if endpoint != file.endpoint:
         raise InvalidArgument(f"endpoint {endpoint} does not match the file's requests, which are for "
                               f"{file.endpoint}.", param="endpoint", code="url_mismatch")
-    project, location = await door.place()
-    await _check_scope(door, principal, "create", (project, location))
+    candidates = choose(door.services.catalog, file.model)
+    if file.provider != "vertex":
+        if not candidates:
+            raise InvalidArgument(f"The model catalog no longer serves {file.model!r}.", param="input_file_id",
+                                  code="model_not_found")
+        project, location = "", file.provider
+    elif candidates and candidates[0].provider == "vertex":
+        project, location = candidates[0].project, candidates[0].location
+    else:
+        project, location = await door.place()
+    await _check_scope(door, principal, "create", (project, location), provider=file.provider)
     check_model(principal, model=file.model)
 
     batch_id = new_batch_id()
@@ -149,13 +167,17 @@ async def create(request: Request, door: Door) -> Response:
 
     await to_thread.run_sync(write_batch)
     try:
+        if file.provider != "vertex":
+            await _create_upstream(request, door, principal, batch_id, file, candidates)
+            return JSONResponse(await to_thread.run_sync(_load_view, door, principal.team, batch_id))
         # The batch keeps its own copy of the index: its outputs stay readable if the input file is deleted.
         await to_thread.run_sync(bucket.copy, bucket.path_of(file.index_uri), folder + INDEX)
         job_body = prepare_create_body(file_job_body(file, display_name=batch_id, output_uri=bucket.uri(folder)),
                                        principal=principal, aliases={})
         job_body["labels"][BATCH_LABEL] = batch_id
         reservation_id = await _reserve(door, principal, job_body, project, location)
-        await _create_job(request, door, principal, job_body, batch_id, project, location, reservation_id)
+        await _create_job(request, door, principal, job_body, batch_id, project, location, reservation_id,
+                          deployment=candidates[0].name if candidates else None)
     except ApiError as exc:
         await to_thread.run_sync(_record_failure, door, batch_id, exc)
         raise
@@ -180,8 +202,30 @@ async def _reserve(door: Door, principal: Principal, job_body: dict[str, Any], p
     return admitted.reservation_id
 
 
+async def _create_upstream(request: Request, door: Door, principal: Principal, batch_id: str, file: OpenAIFile,
+                           candidates: tuple[Deployment, ...]) -> None:
+    """Create the batch on the first candidate deployment that takes it (`placement_seam.create_on`)."""
+    record = record_of(request.scope)
+    failure: UpstreamRefused | None = None
+    for deployment in candidates:
+        try:
+            record.job_name = await create_on(deployment, services=door.services, bucket=door.bucket,
+                                              principal=principal, batch_id=batch_id, file=file,
+                                              endpoint=file.endpoint)
+            record.upstream_status = 200
+            return
+        except UpstreamRefused as exc:
+            failure = exc
+            record.upstream_status = exc.status
+            if not exc.retryable:
+                break
+    assert failure is not None
+    raise as_api_error(failure, doing="create the batch")
+
+
 async def _create_job(request: Request, door: Door, principal: Principal, job_body: dict[str, Any], batch_id: str,
-                      project: str, location: str, reservation_id: str | None) -> None:
+                      project: str, location: str, reservation_id: str | None, *,
+                      deployment: str | None = None) -> None:
     record = record_of(request.scope)
     url = _jobs_url(door, location, f"projects/{project}/locations/{location}/batchPredictionJobs")
     reply = await door.services.upstream.send(
@@ -202,7 +246,7 @@ async def _create_job(request: Request, door: Door, principal: Principal, job_bo
 
     record.job_name = await record_create(
         door.services, data=data, request=job_body, principal=principal, api_version=API_VERSION, project=project,
-        location=location, project_names=door.project_names, link=link)
+        location=location, project_names=door.project_names, link=link, deployment=deployment)
 
 
 def _record_failure(door: Door, batch_id: str, error: ApiError) -> None:
@@ -235,7 +279,10 @@ async def _refreshed_view(door: Door, principal: Principal, batch_id: str, opera
             return job.provider, job.name, job.api_version, job.project, job.location, ended(job)
 
     job = await to_thread.run_sync(load)
-    await _check_scope(door, principal, operation, (job[3], job[4]) if job else await door.place())
+    if job is not None:
+        await _check_scope(door, principal, operation, (job[3], job[4]), provider=job[0])
+    else:
+        await _check_scope(door, principal, operation, await door.place())
     if job is not None and not job[5]:
         provider_name, name, api_version, _, location, _ = job
         provider = get_provider(provider_name, door.services.settings)
@@ -275,18 +322,20 @@ async def cancel(request: Request, door: Door) -> Response:
     check_provider(request)
     batch_id = request.path_params["batch_id"]
 
-    def load() -> tuple[str | None, str, str, str, bool, bool]:
+    def load() -> tuple[str | None, str, str, str, bool, bool, Job | None]:
         with door.services.sessions() as session:
             batch = records.find_batch(session, team=principal.team, batch_id=batch_id)
             if batch is None:
                 raise _not_found(batch_id)
             job = batch.job
             if job is None:
-                return None, "", "", "", False, bool(batch.errors)
-            return job.name, job.api_version, job.project, job.location, ended(job), False
+                return None, "", "", "", False, bool(batch.errors), None
+            return job.name, job.api_version, job.project, job.location, ended(job), False, job
 
-    name, api_version, project, location, done, failed = await to_thread.run_sync(load)
-    await _check_scope(door, principal, "cancel", (project, location) if name else await door.place())
+    name, api_version, project, location, done, failed, job = await to_thread.run_sync(load)
+    provider = job.provider if job is not None else "vertex"
+    await _check_scope(door, principal, "cancel", (project, location) if name else await door.place(),
+                       provider=provider)
     if name is None:
         raise FailedPrecondition(f"Batch {batch_id} failed to start" if failed else
                                  f"Batch {batch_id} is still being created; try again in a moment.",
@@ -295,15 +344,13 @@ async def cancel(request: Request, door: Door) -> Response:
         view = await to_thread.run_sync(_load_view, door, principal.team, batch_id)
         raise FailedPrecondition(f"Batch {batch_id} has already ended ({view['status'] if view else 'ended'}): "
                                  "it cannot be cancelled.", param="batch_id")
-    reply = await door.services.upstream.send(
-        "POST", _jobs_url(door, location, f"{name}:cancel"),
-        headers=request_headers([("content-type", "application/json")],
-                                request_id=record_of(request.scope).request_id),
-        body=b"{}", idempotent=False)
-    data = await reply.read()
-    record_of(request.scope).upstream_status = reply.status
-    if reply.status != 200:
-        raise translate(reply.status, data, reply.headers, doing="cancel the batch's job")
+    if job is not None and provider != "vertex":
+        try:
+            await cancel_on(door.services, job)
+        except UpstreamRefused as exc:
+            raise as_api_error(exc, doing="cancel the batch") from None
+    else:
+        await _cancel_vertex(request, door, name, location)
 
     def record_cancel() -> None:
         with door.services.sessions.begin() as session:
@@ -315,3 +362,15 @@ async def cancel(request: Request, door: Door) -> Response:
     await to_thread.run_sync(record_cancel)
     view = await to_thread.run_sync(_load_view, door, principal.team, batch_id)
     return JSONResponse(view)
+
+
+async def _cancel_vertex(request: Request, door: Door, name: str, location: str) -> None:
+    reply = await door.services.upstream.send(
+        "POST", _jobs_url(door, location, f"{name}:cancel"),
+        headers=request_headers([("content-type", "application/json")],
+                                request_id=record_of(request.scope).request_id),
+        body=b"{}", idempotent=False)
+    data = await reply.read()
+    record_of(request.scope).upstream_status = reply.status
+    if reply.status != 200:
+        raise translate(reply.status, data, reply.headers, doing="cancel the batch's job")

@@ -48,6 +48,13 @@ class Door:
         policy = teams.cached(team)
         return policy if policy is not None else await to_thread.run_sync(teams.load, team)
 
+    def provider_of(self, model: str) -> str:
+        """Where a file of `model` runs: its first catalog deployment's provider; `vertex` when the catalog does not
+        serve it (or there is none), as before the catalog."""
+        catalog = self.services.catalog
+        served = catalog.serving(model) if catalog else ()
+        return served[0].provider if served else "vertex"
+
     async def place(self) -> tuple[str, str]:
         """(project, location) the door's batches run in: VBP_DEFAULT_PROJECT, else the credentials' project."""
         settings = self.services.settings

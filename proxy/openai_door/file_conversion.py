@@ -10,6 +10,9 @@ same url on every line, body.model a string, the same model on every line, the m
 models on /v1/embeddings only), the number of requests (embedding inputs count each) against max_lines, then
 the body's own conversion.
 
+A file of a model that runs on OpenAI or Azure (`keep(model)` true) is checked the same way up to its body, then
+kept as the caller wrote it: nothing is converted or written to the sink (`ConvertedFile.kept`).
+
 Blank lines: one or more at the end of the file are fine (editors add them); a blank line followed by another
 request is refused, as it most likely marks a file cut and pasted together wrongly. A CR before the LF is not
 part of the line.
@@ -55,16 +58,19 @@ class ConvertedFile:
     bytes: int  # size of the caller's file
     index: LineIndex  # what output conversion needs to give each row back its custom_id
     vertex_lines: int = 0  # lines of the converted file (embeddings: one per input)
+    kept: bool = False  # the lines are kept unchanged (an OpenAI or Azure model): nothing was converted
 
 
 def convert_file(source: BinaryIO, sink: BinaryIO, *, max_lines: int, max_bytes: int,
-                 check_gcs_uri: Callable[[str], None] = lambda uri: None) -> ConvertedFile:
+                 check_gcs_uri: Callable[[str], None] = lambda uri: None,
+                 keep: Callable[[str], bool] = lambda model: False) -> ConvertedFile:
     """Check every line of the caller's JSONL in `source` and write native Vertex batch input lines to `sink`.
 
     Raises FileRejected at the first bad line. Memory does not grow with the file (only the custom_id index).
     `check_gcs_uri` is called with every gs:// URI a line references and raises when the team may not use it.
+    `keep(model)`: whether the file's model runs where lines go unchanged (then nothing is written to `sink`).
     """
-    converter = _Converter(sink, max_lines=max_lines, check_gcs_uri=check_gcs_uri)
+    converter = _Converter(sink, max_lines=max_lines, check_gcs_uri=check_gcs_uri, keep=keep)
     size = 0
     pending = b""
     while True:
@@ -92,8 +98,11 @@ def convert_file(source: BinaryIO, sink: BinaryIO, *, max_lines: int, max_bytes:
 class _Converter:
     """The state of one conversion: the first line's url and model, the custom_ids seen, the output buffer."""
 
-    def __init__(self, sink: BinaryIO, *, max_lines: int, check_gcs_uri: Callable[[str], None]) -> None:
+    def __init__(self, sink: BinaryIO, *, max_lines: int, check_gcs_uri: Callable[[str], None],
+                 keep: Callable[[str], bool]) -> None:
         self.sink = sink
+        self.keep = keep
+        self.kept = False  # decided on the first line, by its model
         self.max_lines = max_lines
         self.check_gcs_uri = check_gcs_uri
         self.number = 0  # the line being read, 1-based
@@ -132,6 +141,12 @@ class _Converter:
         if not isinstance(item, dict):
             raise self.reject("the line is not a JSON object.", code="invalid_json_line")
         custom_id, body = self._envelope(item)
+        if self.kept:
+            inputs = body.get("input") if self.url == EMBEDDINGS else None
+            self._count(len(inputs) if isinstance(inputs, list) and inputs else 1)
+            assert self.index is not None
+            self.index.add(custom_id)
+            return
         try:
             if self.url == CHAT:
                 request = chat_request(body, line=self.number, check_gcs_uri=self.check_gcs_uri)
@@ -191,7 +206,8 @@ class _Converter:
             raise self.reject(f"body.{needed} is missing.", code="invalid_request", param=f"body.{needed}")
         if self.url is None:
             self.url, self.model = url, model
-            self.index = LineIndexBuilder("embeddings" if url == EMBEDDINGS else "chat")
+            self.kept = self.keep(model)
+            self.index = LineIndexBuilder("embeddings" if url == EMBEDDINGS and not self.kept else "chat")
         return custom_id, body
 
     def _count(self, requests: int) -> None:
@@ -222,4 +238,4 @@ class _Converter:
         self._flush()
         index = self.index.build()
         return ConvertedFile(model=self.model, endpoint=self.url, lines=len(index), bytes=size, index=index,
-                             vertex_lines=self.vertex_lines)
+                             vertex_lines=self.vertex_lines, kept=self.kept)

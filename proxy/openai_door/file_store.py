@@ -27,17 +27,20 @@ PIPE_BYTES = 4 << 20  # held between the conversion and each upload, at most
 
 def convert_and_upload(bucket: FilesBucket, folder: str, source: BinaryIO, *, max_lines: int, max_bytes: int,
                        check_gcs_uri: Callable[[str], None] = lambda uri: None,
+                       keep: Callable[[str], bool] = lambda model: False,
                        pipe_bytes: int = PIPE_BYTES) -> ConvertedFile:
     """Convert `source` into `folder`'s vertex.jsonl while it and the caller's bytes (input.jsonl) upload.
 
-    Raises FileRejected (nothing stored), or the first upload's error."""
+    Raises FileRejected (nothing stored), or the first upload's error. A kept file (`keep(model)`: an OpenAI or
+    Azure model) leaves vertex.jsonl empty."""
     originals, converted = Pipe(pipe_bytes), Pipe(pipe_bytes)
     with ThreadPoolExecutor(2, thread_name_prefix="vbp-upload") as pool:
         uploads = [pool.submit(bucket.upload_pipe, folder + name, pipe, content_type=JSONL)
                    for name, pipe in ((INPUT, originals), (CONVERTED, converted))]
         try:
             result = convert_file(cast(BinaryIO, TeeReader(source, originals)), cast(BinaryIO, converted),
-                                  max_lines=max_lines, max_bytes=max_bytes, check_gcs_uri=check_gcs_uri)
+                                  max_lines=max_lines, max_bytes=max_bytes, check_gcs_uri=check_gcs_uri,
+                                  keep=keep)
         except BaseException as exc:
             originals.abort(exc)
             converted.abort(exc)

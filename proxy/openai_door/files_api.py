@@ -2,7 +2,8 @@
 
     POST   /v1/files                 multipart `file` + `purpose=batch`: checked and converted line by line while the
                                      caller's bytes and the Vertex input upload (`file_store`), then the custom_id
-                                     index stored, then the row
+                                     index stored, then the row; a file of a model the catalog serves on OpenAI or
+                                     Azure is checked the same way and kept unchanged (its `provider` on the row)
     GET    /v1/files                 ?purpose&limit(1..10000)&order(asc|desc)&after: the team's files, uploads and
                                      the output/error files of its ended batches
     GET    /v1/files/{id}            the FileObject
@@ -75,7 +76,8 @@ def _store(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPo
     try:
         result = convert_and_upload(bucket, folder, source, max_lines=settings.openai_max_file_lines,
                                     max_bytes=settings.openai_max_file_bytes,
-                                    check_gcs_uri=lambda uri: _check_uri(uri, policy))
+                                    check_gcs_uri=lambda uri: _check_uri(uri, policy),
+                                    keep=lambda model: door.provider_of(model) != "vertex")
     except FileRejected as exc:
         raise InvalidArgument(exc.message, param=exc.param, code=exc.code) from None
     except BaseException:
@@ -88,7 +90,8 @@ def _store(door: Door, bucket: FilesBucket, principal: Principal, policy: TeamPo
                          lines=result.lines, vertex_lines=result.vertex_lines or result.lines,
                          model=result.model, endpoint=result.endpoint,
                          input_uri=bucket.uri(folder + INPUT), converted_uri=bucket.uri(folder + CONVERTED),
-                         index_uri=bucket.uri(folder + INDEX), created_at=utcnow(), expires_at=None)
+                         index_uri=bucket.uri(folder + INDEX), created_at=utcnow(), expires_at=None,
+                         provider=door.provider_of(result.model) if result.kept else "vertex")
         with door.services.sessions.begin() as session:
             session.add(row)
         return row

@@ -1,5 +1,5 @@
 """A batch's output and error files, converted on the fly from its Vertex job's output rows (blocking generators:
-Starlette runs them in a thread).
+Starlette runs them in a thread); a batch on OpenAI or Azure serves its deployment's files as mirrored.
 
 The job's final output objects come from its provider (`output_objects`); each is read in large chunks
 (`proxy.metering.objects.iter_chunks`) and fed to `OutputLines`, whose converted lines are passed on as they come:
@@ -23,6 +23,7 @@ from proxy.openai_door.bucket import INDEX, FilesBucket
 from proxy.openai_door.line_index import LineIndex
 from proxy.openai_door.output_conversion import OutputLines
 from proxy.providers.base import NoOutput, NotReady, OutputObject, Unreadable
+from proxy.providers.openai_batch.mirror import FILES as MIRRORED
 from proxy.providers.registry import get_provider
 from proxy.services import Services
 
@@ -47,6 +48,10 @@ def converted_lines(services: Services, bucket: FilesBucket, *, batch: OpenAIBat
                     which: str) -> Iterator[bytes]:
     """The `output` or `error` file's bytes, in chunks; its size is recorded on the batch once read to the end."""
     objects = output_objects(services, bucket, job)
+    if job.provider != "vertex":  # OpenAI and Azure lines are served as the deployment wrote them (mirrored)
+        wanted = MIRRORED[0][1] if which == "output" else MIRRORED[1][1]
+        return _stream(services, bucket, [obj for obj in objects if obj.name.endswith("/" + wanted)], None,
+                       batch_id=batch.id, which=which)
     index = LineIndex.from_bytes(bucket.read(bucket.batch_folder(batch.team, batch.id) + INDEX))
     kind: Literal["output", "error"] = "output" if which == "output" else "error"
     unanswered = UNANSWERED.get(status_of(batch, job), "batch_failed")
@@ -54,16 +59,17 @@ def converted_lines(services: Services, bucket: FilesBucket, *, batch: OpenAIBat
     return _stream(services, bucket, objects, lines, batch_id=batch.id, which=which)
 
 
-def _stream(services: Services, bucket: FilesBucket, objects: list[OutputObject], lines: OutputLines, *,
+def _stream(services: Services, bucket: FilesBucket, objects: list[OutputObject], lines: OutputLines | None, *,
             batch_id: str, which: str) -> Iterator[bytes]:
+    """The objects' lines, converted by `lines` (None: as they are)."""
     size = 0
     for obj in objects:
         for chunk in iter_chunks(bucket.client, obj):
-            converted = lines.feed(chunk)
+            converted = lines.feed(chunk) if lines is not None else chunk
             if converted:
                 size += len(converted)
                 yield converted
-    rest = lines.close()
+    rest = lines.close() if lines is not None else b""
     if rest:
         size += len(rest)
         yield rest

@@ -141,6 +141,7 @@ class UpstreamJob:
     created: datetime | None
     resource: Mapping[str, Any]
     batch_id: str = ""  # the OpenAI-door batch the job runs, from its label ("" for a native job)
+    deployment: str = ""  # the catalog deployment the job runs on ("" for Vertex jobs found by project/location)
 
 
 class ListingIncomplete(Exception):

@@ -24,7 +24,20 @@ def _vertex(settings: Settings | None) -> BatchProvider:
     return VertexProvider(base_url=settings.vertex_base_url if settings is not None else None)
 
 
-_FACTORIES: dict[str, Callable[[Settings | None], BatchProvider]] = {"vertex": _vertex}
+def _openai(settings: Settings | None) -> BatchProvider:
+    from proxy.providers.openai_batch.provider import OpenAIBatchProvider
+
+    return OpenAIBatchProvider("openai", settings)
+
+
+def _azure(settings: Settings | None) -> BatchProvider:
+    from proxy.providers.openai_batch.provider import OpenAIBatchProvider
+
+    return OpenAIBatchProvider("azure", settings)
+
+
+_FACTORIES: dict[str, Callable[[Settings | None], BatchProvider]] = {"vertex": _vertex, "openai": _openai,
+                                                                     "azure": _azure}
 PROVIDERS = tuple(_FACTORIES)
 
 

@@ -38,13 +38,14 @@ def test_a_job_of_an_unknown_provider_waits_for_a_proxy_that_knows_it(sessions: 
     finally:
         meter.close()
     assert (outcome.name, outcome.result) == ("jobs/1", "retry")
-    assert outcome.detail.startswith("no provider is called 'elsewhere' (known: vertex), so this proxy cannot read "
-                                     "its outputs; next try at ")
+    assert outcome.detail.startswith("no provider is called 'elsewhere' (known: vertex, openai, azure), so this "
+                                     "proxy cannot read its outputs; next try at ")
     with sessions() as session:
         job = session.get(Job, pk)
         assert job is not None
         assert (job.metering_state, job.cost_status, job.metering_error) == (
-            "due", None, "no provider is called 'elsewhere' (known: vertex), so this proxy cannot read its outputs")
+            "due", None,
+            "no provider is called 'elsewhere' (known: vertex, openai, azure), so this proxy cannot read its outputs")
 
 
 def test_the_poller_backs_off_a_job_of_an_unknown_provider_and_checks_the_others(tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def test_the_demo_runs_to_a_cost_report() -> None:
             "vbp emulator --upload examples/input.jsonl gs://my-bucket/demo-team/input.jsonl") in out
     exports = [parse_export_line(line.strip()) for line in out.splitlines() if line.startswith("    export ")]
     assert [key for key, _ in filter(None, exports)] == [
-        "VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "VBP_FILES_BUCKET"]
+        "VBP_VERTEX_BASE_URL", "STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "VBP_FILES_BUCKET",
+        "VBP_MODELS_FILE", "VBP_EMULATOR_OPENAI_KEY", "VBP_EMULATOR_AZURE_KEY"]
     assert "(the README's curl call, paths under gs://my-bucket/demo-team/)" in out
     assert re.search(r"JOB_STATE_SUCCEEDED  \{'successfulCount': '2'\}", out)
     assert "==> Running an OpenAI-format batch through the OpenAI door with the openai SDK" in out
@@ -49,4 +50,10 @@ def test_the_demo_runs_to_a_cost_report() -> None:
     assert re.search(r"^batch_[0-9a-f]{24}\s+1\s+0\.0000049\s", out, flags=re.M), out
     # two jobs, each two lines of gemini-2.5-flash-lite: 18 prompt and 20 output tokens at 0.05 / 0.20 per 1M
     assert re.search(r"^demo-team\s+gemini-2\.5-flash-lite\s+2\s+0\.0000098\s+36\s", out, flags=re.M), out
+    # a batch on each provider: gpt-4.1-mini on OpenAI, gpt-4o-mini on Azure (tokens counted; no price table yet)
+    assert "==> Running an OpenAI-format batch of gpt-4.1-mini (on the OpenAI stand-in)" in out
+    assert "==> Running an OpenAI-format batch of gpt-4o-mini (on an Azure stand-in)" in out
+    assert len(re.findall(r"  completed  2 of 2 requests done, 0 failed", out)) == 3, out
+    assert re.search(r"^gpt-4\.1-mini\s+openai-gpt-4\.1-mini\s+openai\s+1\s+\S+\s+18\s+20$", out, flags=re.M), out
+    assert re.search(r"^gpt-4o-mini\s+azure-eastus-gpt-4o-mini\s+azure\s+1\s+\S+\s+18\s+20$", out, flags=re.M), out
     assert out.rstrip().endswith("==> Done: the emulator and the proxy are stopped. Next: README.md, Quickstart.")

@@ -38,15 +38,15 @@ def test_metering_and_reconciliation_know_no_vertex_names() -> None:
 
 
 def test_the_registry_maps_names_to_providers() -> None:
-    assert (DEFAULT_PROVIDER, PROVIDERS) == ("vertex", ("vertex",))
+    assert (DEFAULT_PROVIDER, PROVIDERS) == ("vertex", ("vertex", "openai", "azure"))
     default = get_provider()
     assert isinstance(default, VertexProvider) and default.name == "vertex" and default.base_url is None
     assert get_provider("vertex") is default  # one per process when unconfigured (metering workers)
     configured = get_provider("vertex", Settings(vertex_base_url="http://127.0.0.1:9/"))
     assert isinstance(configured, VertexProvider) and configured.base_url == "http://127.0.0.1:9/"
     with pytest.raises(UnknownProvider) as raised:
-        get_provider("openai")
-    assert str(raised.value) == "no provider is called 'openai' (known: vertex)"
+        get_provider("bedrock")
+    assert str(raised.value) == "no provider is called 'bedrock' (known: vertex, openai, azure)"
 
 
 def test_vertex_states_and_model_names_through_the_seam() -> None:

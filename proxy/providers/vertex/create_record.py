@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 async def record_create(services: Services, *, data: bytes, request: Mapping[str, Any], principal: Principal,
                         api_version: str, project: str, location: str, project_names: ProjectNames | None = None,
-                        link: Callable[[Session, Job], object] | None = None) -> str | None:
+                        link: Callable[[Session, Job], object] | None = None, provider: str = "vertex",
+                        deployment: str | None = None) -> str | None:
     """The created job's name once its row is committed (with `link` run in the same transaction); None when the
     reply is not JSON (reconciliation will adopt the job); Internal when the row cannot be written."""
     try:
@@ -40,12 +41,13 @@ async def record_create(services: Services, *, data: bytes, request: Mapping[str
     def write() -> str:
         with services.sessions.begin() as session:
             job = ledger.record_created(session, reply=reply, request=request, principal=principal,
-                                        api_version=api_version, project=project, location=location)
+                                        api_version=api_version, project=project, location=location,
+                                        provider=provider, deployment=deployment)
             if link is not None:
                 link(session, job)
             name = job.name
         services.jobs.remember(job)
-        if project_names is not None:
+        if project_names is not None and provider == "vertex":
             project_names.learn(job.project, job.project_number)
         return name
 

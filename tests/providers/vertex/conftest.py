@@ -58,6 +58,8 @@ def start_proxied(tmp: Path, *, job_seconds: float = 0.6, extra_models: tuple[st
     stack = EmulatorStack(job_seconds=job_seconds, extra_models=extra_models, token_lifetime=token_lifetime,
                           echo_keys=echo_keys).start()
     os.environ.update(stack.env)
+    if callable(overrides.get("models_file")):  # a catalog made from the running stack's (its URLs name its port)
+        overrides["models_file"] = str(overrides["models_file"](stack))  # type: ignore[operator]
     url = f"sqlite:///{tmp / 'ledger.db'}"
     upgrade(url)
     options: dict[str, object] = {"database_url": url, "vertex_base_url": stack.base_url,

@@ -1,0 +1,101 @@
+"""The seed workflow through the door with the real `openai` SDK, for a model the catalog serves on OpenAI and one
+it serves on Azure: the caller's lines reach the deployment unchanged but for the model (Azure: its deployment
+name), every output line keeps its custom_id, the ledger holds the exact tokens (unpriced until the OpenAI and
+Azure price tables land, never $0), and no upstream id reaches the caller."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from proxy.ledger.models import OpenAIFile
+from tests.emulator.openai_support import SYSTEM, USER
+from tests.openai_door.conftest import jsonl, sdk, wait_for, wait_metered
+from tests.openai_door.upstream_support import (
+    AZURE_DEPLOYMENT,
+    AZURE_MODEL,
+    OPENAI_DEPLOYMENT,
+    OPENAI_MODEL,
+    job_of,
+    upstream_door,
+)
+from tests.providers.vertex.conftest import Proxied
+
+pytestmark = pytest.mark.slow
+CASES = [(OPENAI_MODEL, "openai", OPENAI_DEPLOYMENT, OPENAI_MODEL),
+         (AZURE_MODEL, "azure", AZURE_DEPLOYMENT, "gpt-4o-mini-batch")]
+COUNT = 4
+
+
+@pytest.fixture(scope="module")
+def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+    yield from upstream_door(tmp_path_factory.mktemp("upstreams"))
+
+
+def lines(model: str) -> bytes:
+    """COUNT chat lines of 9 prompt tokens and 10 completion tokens each (the stand-ins' token rule)."""
+    return jsonl(*({"custom_id": f"line-{i}", "method": "POST", "url": "/v1/chat/completions",
+                    "body": {"model": model, "max_tokens": 10, "temperature": 0.3,
+                             "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER}]}}
+                   for i in range(COUNT)))
+
+
+def uploads(door: Proxied, api: str) -> list[dict[str, Any]]:
+    """The batch files the proxy uploaded to a stand-in, as the upstream received them (multipart bodies)."""
+    return [e for e in door.stack.request_log if e.get("api", "").startswith(api) and e["method"] == "POST"
+            and str(e["path"]).endswith("/files")]
+
+
+@pytest.mark.parametrize(("model", "provider", "deployment", "upstream_model"), CASES)
+def test_the_seed_workflow_runs_on_the_models_deployment(door: Proxied, model: str, provider: str, deployment: str,
+                                                         upstream_model: str) -> None:
+    client = sdk(door)
+    data = lines(model)
+    uploaded = client.files.create(file=("batch.jsonl", data), purpose="batch")
+    with door.sessions() as session:
+        row = session.get(OpenAIFile, uploaded.id)
+        assert row is not None and (row.provider, row.lines) == (provider, COUNT)
+    assert client.files.content(uploaded.id).content == data  # the caller's bytes, kept unchanged
+
+    created = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                    completion_window="24h", metadata={"run": "seed"})
+    assert (created.status, created.metadata, created.model) == ("validating", {"run": "seed"}, model)
+    job = job_of(door, created.id)
+    assert (job.provider, job.deployment, job.project, job.location) == (provider, deployment, deployment, provider)
+    upstream_id = job.name.rsplit("/", 1)[1]
+    assert job.name == f"{provider}/{deployment}/batches/{upstream_id}"
+
+    sent = uploads(door, provider)[-1]["body"]
+    sent_lines = [json.loads(line) for line in str(sent).splitlines() if line.startswith("{")]
+    assert [line["body"]["model"] for line in sent_lines] == [upstream_model] * COUNT
+    assert [line["custom_id"] for line in sent_lines] == [f"line-{i}" for i in range(COUNT)]
+    assert {line["body"]["temperature"] for line in sent_lines} == {0.3}  # the rest passes unchanged
+
+    done = wait_for(client, created.id, ("completed", "failed"))
+    assert done.status == "completed", done.errors
+    assert done.request_counts is not None
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (COUNT, COUNT, 0)
+    assert done.output_file_id is not None and done.error_file_id is None
+    out = [json.loads(line) for line in client.files.content(done.output_file_id).text.splitlines()]
+    assert sorted(line["custom_id"] for line in out) == [f"line-{i}" for i in range(COUNT)]
+    assert {line["response"]["status_code"] for line in out} == {200}
+    assert [line["response"]["body"]["usage"]["prompt_tokens"] for line in out] == [9] * COUNT
+    assert [line["response"]["body"]["usage"]["completion_tokens"] for line in out] == [10] * COUNT
+
+    metered = wait_metered(door, client, created.id)
+    assert metered.usage is not None
+    assert (metered.usage.input_tokens, metered.usage.output_tokens) == (9 * COUNT, 10 * COUNT)
+    job = job_of(door, created.id)
+    assert (job.prompt_tokens, job.cached_tokens, job.candidates_tokens, job.thoughts_tokens) == (36, 0, 40, 0)
+    assert (job.lines_succeeded, job.lines_failed, job.lines_malformed) == (COUNT, 0, 0)
+    assert (job.cost_status, job.cost_pico) == ("unpriced", None)  # no OpenAI/Azure price table yet: never $0
+
+    shown = json.dumps([client.batches.retrieve(created.id).model_dump(), client.files.list().model_dump(),
+                        client.batches.list().model_dump()])
+    assert upstream_id not in shown
+    upstream_files = {str(json.loads(e["body"] or "{}").get("input_file_id", "")) for e in door.stack.request_log
+                      if str(e["path"]).endswith("/batches") and e["method"] == "POST" and e["body"]}
+    assert not any(file_id and file_id in shown for file_id in upstream_files)
