@@ -2,10 +2,10 @@
 upstream's enqueued-token figures) and the tokens each create holds on one
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-30 12:50:00
 
-down_revision is 0011 (the head when this branch started); the lead re-chains it after 0012 and 0013.
+down_revision was 0011 when this branch started; 0012 since main gained it (the lead re-chains it after 0013).
 """
 
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ from alembic import op
 import proxy.ledger.models
 
 revision: str = '0014'
-down_revision: str | None = '0011'
+down_revision: str | None = '0012'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
