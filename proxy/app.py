@@ -168,7 +168,8 @@ class ProxyApp:
         if token is not None and not _same_secret(bearer_token(request.headers.get("authorization")), token):
             raise Unauthenticated("/metrics needs its bearer token (VBP_METRICS_TOKEN).",
                                   headers={"www-authenticate": 'Bearer realm="metrics"'})
-        self.services.metrics.watch_ledger(self.services.sessions, placement=placement_reader(self.settings, self.services.catalog))
+        self.services.metrics.watch_ledger(self.services.sessions,
+                                           placement=placement_reader(self.settings, self.services.catalog))
         return PlainTextResponse(await to_thread.run_sync(self.services.metrics.render),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -6,10 +6,10 @@ one of them.
 - `place_batch(...)` places an OpenAI/Azure batch among them (`proxy.placement`): it claims the file's queued
   tokens on the deployment with the most weighted headroom, creates the batch there (`create_on`), and when that
   deployment refuses in a way another may not (full: `token_limit_exceeded` at create or as an immediate batch
-  failure; 429; 5xx; no answer; its credentials refused) releases the claim, records the outcome for the circuit breaker and tries the
-  next, so the caller sees one batch. A refusal any deployment would give (a bad request) is the caller's answer
-  at once. When no deployment can take the batch: 429 with a Retry-After, and nothing was left upstream (the
-  file uploaded to a deployment that refused is deleted there).
+  failure; 429; 5xx; no answer; its credentials refused) releases the claim, records the outcome for the
+  circuit breaker and tries the next, so the caller sees one batch. A refusal any deployment would give (a bad
+  request) is the caller's answer at once. When no deployment can take the batch: 429 with a Retry-After, and
+  nothing was left upstream (the file uploaded to a deployment that refused is deleted there).
 - `create_on(deployment, ...)` creates the batch there and records its job, or raises `UpstreamRefused`.
 """
 

@@ -104,17 +104,23 @@ class Placer:
                     create: Callable[[claims.Claim], Awaitable[Outcome[T]]]) -> Placed[T]:
         """Try the targets best first until one takes the batch; NoRoom when none can, TargetRefused(final)
         as it came."""
-        refused: list[str] = []
+        refused: dict[str, str] = {}  # target -> what it said
         while True:
-            claim = await to_thread.run_sync(lambda: self.claim(targets=targets, tokens=tokens, team=team,
-                                                                model=model, exclude=refused))
+            try:
+                claim = await to_thread.run_sync(lambda: self.claim(targets=targets, tokens=tokens, team=team,
+                                                                    model=model, exclude=list(refused)))
+            except claims.NoRoom as exc:
+                if not refused:
+                    raise
+                said = " ".join(f"{name}: {message}" for name, message in refused.items())
+                raise claims.NoRoom(f"{exc} {said}", exc.retry_after, full=exc.full) from None
             try:
                 outcome = await create(claim)
             except TargetRefused as refusal:
                 await to_thread.run_sync(self.refused, claim, refusal)
                 if refusal.kind == FINAL:
                     raise
-                refused.append(claim.target.name)
+                refused[claim.target.name] = str(refusal).rstrip(".") + "."
                 continue
             await to_thread.run_sync(self.succeeded, claim, outcome.enqueued, outcome.quota)
-            return Placed(outcome.result, claim, refused)
+            return Placed(outcome.result, claim, list(refused))

@@ -20,10 +20,14 @@ from sqlalchemy import select
 
 from proxy.emulator.catalog import render
 from proxy.emulator.stack import EmulatorStack
+from proxy.ledger.engine import make_engine, make_sessionmaker
 from proxy.ledger.models import Job, Placement, PlacementTarget
+from proxy.tenancy.keys import create_key
 from tests.openai_door.conftest import chat_line, door_env, jsonl, said, sdk
 from tests.providers.vertex.conftest import Proxied
+from tests.support.postgres import LocalPostgres
 from tests.support.proxy_server import ProxyServer
+from tests.support.replicas import running_replicas
 
 pytestmark = pytest.mark.slow
 
@@ -133,3 +137,31 @@ def test_follow_ups_reach_the_deployment_from_another_replica(door: Proxied, tmp
         deployment = {job.batch_id: job.deployment for job in session.scalars(select(Job))}
     resource = str(deployment[ids[1]]).removeprefix("azure-").removesuffix("-gpt-4o-mini")
     assert len(cancels) == 1 and cancels[0].startswith(f"/azure/{resource}/openai/batches/")
+
+
+@pytest.mark.postgres
+def test_follow_ups_reach_the_deployment_on_postgresql_replicas(postgres_server: LocalPostgres,
+                                                                 tmp_path: Path) -> None:
+    with running_replicas(postgres_server, tmp_path, bucket="placement", job_seconds=3600) as replicas:
+        engine = make_engine(replicas.url)
+        try:
+            with make_sessionmaker(engine).begin() as session:
+                key = create_key(session, team="team-a")[1]
+            first, second = (openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0,
+                                           timeout=60) for port in replicas.ports)
+            file_id = first.files.create(file=("batch.jsonl", BATCH), purpose="batch").id
+            ids = [first.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions",
+                                        completion_window="24h").id for _ in range(3)]
+            # the emulator's catalog: gpt-4o-mini on OpenAI (no quota: a spill-over) and on three Azure resources
+            assert [second.batches.retrieve(batch_id).id for batch_id in ids] == ids
+            second.batches.cancel(ids[2])
+            first.close()
+            second.close()
+            with make_sessionmaker(engine)() as session:
+                deployment = {job.batch_id: job.deployment for job in session.scalars(select(Job))}
+        finally:
+            engine.dispose()
+        assert sorted(deployment.values()) == sorted(DEPLOYMENTS)
+        resource = str(deployment[ids[2]]).removeprefix("azure-").removesuffix("-gpt-4o-mini")
+        cancels = [e["path"] for e in replicas.stack.request_log if str(e["path"]).endswith("/cancel")]
+        assert len(cancels) == 1 and cancels[0].startswith(f"/azure/{resource}/openai/batches/")

@@ -120,7 +120,9 @@ def test_every_member_failing_is_429_with_retry_after_and_nothing_recorded(poole
     assert reply["headers"]["retry-after"] == "20"  # type: ignore[index]
     assert reply["body"] == {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": (  # type: ignore[comparison-overlap]
         "No deployment of publishers/google/models/gemini-2.5-flash can take this batch of 3 queued tokens now "
-        "(vertex:proj-a/us-central1, vertex:proj-b/europe-west4 refused it). Pool 'pool-gemini'.")}}
+        "(vertex:proj-a/us-central1, vertex:proj-b/europe-west4 refused it). vertex:proj-a/us-central1: 503 The "
+        "service is currently unavailable (injected by the emulator). vertex:proj-b/europe-west4: 503 The service is "
+        "currently unavailable (injected by the emulator). Pool 'pool-gemini'.")}}
     with pooled.sessions() as session:
         assert session.scalars(select(Job)).all() == []
         assert {p.state for p in session.scalars(select(Placement))} == {"released"}

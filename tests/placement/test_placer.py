@@ -60,7 +60,8 @@ def test_every_deployment_refusing_is_no_room_and_nothing_is_held(sessions: sess
     with pytest.raises(NoRoom) as refused:
         _place(placer, {"azure-a": down, "azure-b": down, "azure-c": down})
     assert str(refused.value) == ("No deployment of gpt-4o-mini can take this batch of 100 queued tokens now "
-                                  "(azure-a, azure-b, azure-c refused it).")
+                                  "(azure-a, azure-b, azure-c refused it). azure-a: timeout. azure-b: timeout. "
+                                  "azure-c: timeout.")
     assert refused.value.retry_after == 45  # the breakers opened for 45 s
     with sessions() as session:
         assert {p.state for p in session.scalars(select(Placement))} == {"released"}

@@ -14,6 +14,7 @@ the proxy cannot estimate counts 1 token, so such batches still spread by count.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,17 @@ class PoolCreated:
     location: str
     reply: UpstreamResponse
     claim: Claim
+
+
+def _message(data: bytes) -> str:
+    """The message of Google's error envelope, else the start of the body."""
+    try:
+        message = json.loads(data)["error"]["message"]
+        if isinstance(message, str) and message:
+            return message[:300]
+    except (ValueError, KeyError, TypeError):
+        pass
+    return data[:300].decode("utf-8", "replace")
 
 
 async def pool_tokens(gate: BudgetGate | None, create_body: dict[str, Any]) -> int:
@@ -90,8 +102,7 @@ async def create_in_pool(placer: Placer, *, pool: str, members: Sequence[tuple[s
         except ApiError as exc:  # the member could not be reached
             raise TargetRefused(f"{exc.status}: {exc.message}", kind=FAILED) from None
         if reply.status == 429 or reply.status in (500, 502, 503):
-            data = await reply.read()
-            raise TargetRefused(f"{reply.status}: {data[:300].decode('utf-8', 'replace')}", kind=FAILED,
+            raise TargetRefused(f"{reply.status} {_message(await reply.read())}", kind=FAILED,
                                 retry_after=retry_after(reply.headers))
         return Outcome(reply)
 
