@@ -105,6 +105,7 @@ class Placer:
         """Try the targets best first until one takes the batch; NoRoom when none can, TargetRefused(final)
         as it came."""
         refused: dict[str, str] = {}  # target -> what it said
+        only_full = True  # every refusal so far said "full" (none failed)
         while True:
             try:
                 claim = await to_thread.run_sync(lambda: self.claim(targets=targets, tokens=tokens, team=team,
@@ -113,7 +114,7 @@ class Placer:
                 if not refused:
                     raise
                 said = " ".join(f"{name}: {message}" for name, message in refused.items())
-                raise claims.NoRoom(f"{exc} {said}", exc.retry_after, full=exc.full) from None
+                raise claims.NoRoom(f"{exc} {said}", exc.retry_after, full=exc.full and only_full) from None
             try:
                 outcome = await create(claim)
             except TargetRefused as refusal:
@@ -121,6 +122,7 @@ class Placer:
                 if refusal.kind == FINAL:
                     raise
                 refused[claim.target.name] = str(refusal).rstrip(".") + "."
+                only_full = only_full and refusal.kind == FULL
                 continue
             await to_thread.run_sync(self.succeeded, claim, outcome.enqueued, outcome.quota)
             return Placed(outcome.result, claim, list(refused))
