@@ -23,6 +23,7 @@ BENCHMARKS = (
     ("bench.openai_door", "the OpenAI door: conversion + upload of a 200 MB file, output conversion of ~1 GB"),
     ("bench.budgets", "what a budget adds to a create: the estimate and the reservation, 10 MB and 200 MB inputs"),
     ("bench.line_costs", "per-line cost export of a ~1 GB predictions object vs its raw download"),
+    ("bench.placement", "what placement adds to a create: one project vs. a pool of three, p50 and p99"),
 )
 
 

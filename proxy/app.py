@@ -31,6 +31,7 @@ from proxy.ledger.request_log_retention import keep_pruning
 from proxy.metering.poller import Poller
 from proxy.openai_door.azure_routes import azure_routes
 from proxy.openai_door.routes import openai_routes
+from proxy.placement.state import placement_reader
 from proxy.providers.vertex.passthrough import Passthrough
 from proxy.providers.vertex.paths import is_passthrough_path
 from proxy.reports.http import report_routes
@@ -169,7 +170,8 @@ class ProxyApp:
         if token is not None and not _same_secret(bearer_token(request.headers.get("authorization")), token):
             raise Unauthenticated("/metrics needs its bearer token (VBP_METRICS_TOKEN).",
                                   headers={"www-authenticate": 'Bearer realm="metrics"'})
-        self.services.metrics.watch_ledger(self.services.sessions)
+        self.services.metrics.watch_ledger(self.services.sessions,
+                                           placement=placement_reader(self.settings, self.services.catalog))
         return PlainTextResponse(await to_thread.run_sync(self.services.metrics.render),
                                  media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -101,13 +101,14 @@ def serve(host: str, port: int) -> None:
     """
     from proxy.ledger.engine import upgrade
     from proxy.server import run
-    from proxy.startup import preflight
+    from proxy.startup import check_catalog_keeps_unfinished, preflight
 
     settings = _settings()
     sock, new = _require(lambda: preflight(settings, host=host, port=port))
     _say_ledger(settings, " (new: creating it)" if new else "")
     if settings.auto_migrate:
         upgrade(settings.database_url, settings.migrations_path)
+    _require(lambda: check_catalog_keeps_unfinished(settings))
     run(dataclasses.replace(settings, auto_migrate=False), host=host, port=port, sock=sock)
 
 

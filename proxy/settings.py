@@ -66,6 +66,27 @@ def parse_project_locations(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def parse_project_pools(text: str) -> dict[str, tuple[tuple[str, str], ...]]:
+    """`pool-a=proj-a/us-central1,proj-b/europe-west4;pool-b=...` -> {"pool-a": (("proj-a", "us-central1"), ...)}."""
+    from proxy.providers.vertex.resources import valid_project
+
+    pools: dict[str, tuple[tuple[str, str], ...]] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        name, sep, members = part.partition("=")
+        name = name.strip()
+        if not sep or not valid_project(name):
+            raise ValueError(f"{part!r} is not pool=project/location,... (e.g. pool-gemini=proj-a/us-central1)")
+        pairs = parse_project_locations(members)
+        if not pairs:
+            raise ValueError(f"the pool {name!r} names no project/location")
+        if len(set(pairs)) != len(pairs):
+            raise ValueError(f"the pool {name!r} names a project/location twice")
+        pools[name] = pairs
+    return pools
+
+
 def _team_templates(text: str) -> tuple[str, ...]:
     from proxy.tenancy.team_policy import parse_templates
 
@@ -157,6 +178,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VBP_PROJECT_ALIASES", "project_aliases", "", _aliases,
             "Comma-separated `alias=project` pairs rewritten in paths and request bodies, "
             "e.g. `your-project=my-real-project`."),
+    Setting("VBP_PROJECT_POOLS", "project_pools", "", parse_project_pools,
+            "Semicolon-separated pools, each `pool=project/location,project/location,...`: a native create naming "
+            "the pool as its project is placed on one of its members (the location the caller wrote is not used), "
+            "e.g. `pool-gemini=proj-a/us-central1,proj-b/europe-west4`."),
     Setting("VBP_TEAM_GCS_PREFIXES", "team_gcs_prefixes", "", _team_templates,
             "Comma-separated `gs://bucket/prefix/` templates every team may read and write, `{team}` standing for "
             "the team's name, e.g. `gs://batch-data/{team}/`; a template without `{team}` gives every team that "
@@ -315,6 +340,7 @@ class Settings:
     database_url: str = _from_table("database_url")
     vertex_base_url: str | None = _from_table("vertex_base_url")
     project_aliases: dict[str, str] = _from_table("project_aliases")
+    project_pools: dict[str, tuple[tuple[str, str], ...]] = _from_table("project_pools")
     team_gcs_prefixes: tuple[str, ...] = _from_table("team_gcs_prefixes")
     team_cache_seconds: float = _from_table("team_cache_seconds")
     poll_interval: float = _from_table("poll_interval")

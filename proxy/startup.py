@@ -98,3 +98,24 @@ def preflight(settings: Settings, *, host: str, port: int) -> tuple[socket.socke
     check_catalog(settings)
     new = prepare_ledger(settings)
     return listen(host, port), new
+
+
+def check_catalog_keeps_unfinished(settings: Settings) -> None:
+    """After migrating: every deployment that still holds unfinished batches is in the catalog (VBP_MODELS_FILE)."""
+    from proxy.catalog.catalog import Catalog
+    from proxy.catalog.load import CatalogError, load_catalog
+    from proxy.ledger.engine import make_engine, make_sessionmaker
+    from proxy.placement.removed import stranded, stranded_message
+
+    try:
+        catalog = load_catalog(settings.models_file) if settings.models_file else Catalog()
+    except CatalogError as exc:
+        raise StartupError(str(exc)) from None
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            found = stranded(session, catalog)
+    finally:
+        engine.dispose()
+    if found:
+        raise StartupError(stranded_message(found, catalog.source))

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from proxy.budgets import store, threshold
 from proxy.ledger.models import BudgetReservation, Job
+from proxy.ledger.write_lock import serialise_on_sqlite
 from proxy.money import format_usd
 
 log = logging.getLogger(__name__)
@@ -53,19 +54,13 @@ class BudgetExceeded(Exception):
         self.refusal = refusal
 
 
-def _lock(session: Session) -> None:
-    """Serialise reservations on SQLite: the write lock from the start of the transaction."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def reserve(session: Session, *, team: str, key_id: str, model: str, high_pico: int, low_pico: int,
             project: str, location: str, now: datetime) -> BudgetReservation | None:
     """Hold `high_pico` against every budget covering the key and its team; None when no budget covers it.
 
     Call it first in a fresh transaction (`sessions.begin()`); BudgetExceeded leaves nothing written.
     """
-    _lock(session)
+    serialise_on_sqlite(session)
     budgets = store.covering(session, team=team, key_id=key_id, lock=True)
     if not budgets:
         return None

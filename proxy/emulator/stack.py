@@ -161,7 +161,7 @@ class EmulatorStack:
         return f"{self.base_url}/openai-api/v1"
 
     def azure_endpoint(self, resource: str) -> str:
-        """An Azure resource's endpoint, for `openai.AzureOpenAI(azure_endpoint=...)` (`eastus` or `westus`)."""
+        """An Azure resource's endpoint (`eastus`, `westus`, `swedencentral`), for `AzureOpenAI(azure_endpoint=)`."""
         return f"{self.base_url}/azure/{resource}"
 
     @property

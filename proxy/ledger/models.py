@@ -464,3 +464,46 @@ class WebhookDelivery(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
+
+
+class PlacementTarget(Base):
+    """A deployment placement chooses among (a catalog deployment, or a project/location of a native pool).
+
+    Its row is the lock placements of it queue on across replicas (`proxy.placement.claims`), and it holds what
+    every replica must agree on: the circuit breaker (consecutive failures, cooling down until `open_until`, one
+    probe in flight until `probe_until`) and the upstream's own last enqueued-token figures.
+    """
+
+    __tablename__ = "placement_targets"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    open_until: Mapped[datetime | None]
+    probe_until: Mapped[datetime | None]
+    last_outcome: Mapped[str] = mapped_column(String(16), default="")  # ok | failed | full | "" (none yet)
+    last_outcome_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    reported_enqueued: Mapped[int | None] = mapped_column(BigInteger)
+    reported_quota: Mapped[int | None] = mapped_column(BigInteger)
+    reported_at: Mapped[datetime | None]
+
+
+class Placement(Base):
+    """Tokens held on a placement target by one create: `held` while the create is in flight, `placed` once its
+    job is in the ledger (counted while the job is unfinished), `released` when the upstream refused it."""
+
+    __tablename__ = "placements"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    target: Mapped[str] = mapped_column(String(200), index=True)
+    team: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    job_pk: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+Index("ix_placements_target_state", Placement.target, Placement.state)

@@ -40,7 +40,7 @@ from proxy.openai_door.door import Door
 from proxy.openai_door.file_jobs import file_job_body
 from proxy.openai_door.file_views import ended
 from proxy.openai_door.ids import batch_file_id, new_batch_id
-from proxy.openai_door.placement_seam import UpstreamRefused, choose, create_on
+from proxy.openai_door.placement_seam import UpstreamRefused, choose, place_batch
 from proxy.openai_door.upstream_batches import as_api_error, cancel_on
 from proxy.openai_door.upstream_errors import translate
 from proxy.providers.registry import get_provider
@@ -204,23 +204,16 @@ async def _reserve(door: Door, principal: Principal, job_body: dict[str, Any], p
 
 async def _create_upstream(request: Request, door: Door, principal: Principal, batch_id: str, file: OpenAIFile,
                            candidates: tuple[Deployment, ...]) -> None:
-    """Create the batch on the first candidate deployment that takes it (`placement_seam.create_on`)."""
+    """Place the batch on the candidate deployment with the most room that takes it (`placement_seam`)."""
     record = record_of(request.scope)
-    failure: UpstreamRefused | None = None
-    for deployment in candidates:
-        try:
-            record.job_name = await create_on(deployment, services=door.services, bucket=door.bucket,
-                                              principal=principal, batch_id=batch_id, file=file,
-                                              endpoint=file.endpoint)
-            record.upstream_status = 200
-            return
-        except UpstreamRefused as exc:
-            failure = exc
-            record.upstream_status = exc.status
-            if not exc.retryable:
-                break
-    assert failure is not None
-    raise as_api_error(failure, doing="create the batch")
+    try:
+        record.job_name = await place_batch(door.placer, candidates, services=door.services, bucket=door.bucket,
+                                            principal=principal, batch_id=batch_id, file=file,
+                                            endpoint=file.endpoint)
+    except ApiError as exc:
+        record.upstream_status = exc.http_status
+        raise
+    record.upstream_status = 200
 
 
 async def _create_job(request: Request, door: Door, principal: Principal, job_body: dict[str, Any], batch_id: str,

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from proxy.errors import Unavailable
 from proxy.ledger.request_log import record_of
 from proxy.openai_door.bucket import FilesBucket
+from proxy.placement.placer import Placer
 from proxy.services import Services
 from proxy.tenancy.auth import authenticate
 from proxy.tenancy.keys import Principal
@@ -25,6 +26,7 @@ class Door:
         settings = services.settings
         self._bucket = bucket_factory(settings.files_bucket) if settings.files_bucket else None
         self.project_names = ProjectNames(services.sessions, settings.project_aliases)
+        self.placer = Placer(services.sessions)  # where each OpenAI/Azure batch runs (`placement_seam`)
         self._project: str | None = None
 
     @property

@@ -6,7 +6,9 @@ deployment's (Azure wants its deployment name), uploaded to the deployment, and 
 metadata carries the proxy's labels (`vbp-team`, `vbp-key`, `vbp-batch`, `vbp-deployment`: reconciliation
 adopts a batch whose create reply was lost, and the client looks a lost create up by its `vbp-batch` before
 sending it again). The caller's own metadata stays in the proxy's batch row. The job is recorded, linked to the
-batch, in the same way as a Vertex job (`record_create`). Upstream file and batch ids stay in the ledger.
+batch (and to its placement), in the same way as a Vertex job (`record_create`). Upstream file and batch ids stay
+in the ledger. A create the deployment refuses (at once, or as a batch failed at once for `token_limit_exceeded`)
+leaves nothing there: the uploaded file is deleted. Azure's enqueued-token headers come back for placement.
 
 An `UpstreamRefused` from the deployment becomes OpenAI's envelope (`as_api_error`):
 
@@ -21,17 +23,21 @@ An `UpstreamRefused` from the deployment becomes OpenAI's envelope (`as_api_erro
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+from dataclasses import dataclass
 from typing import IO, Any
 
 from anyio import to_thread
 from sqlalchemy.orm import Session
 
 from proxy.catalog.deployment import Deployment
+from proxy.clock import utcnow
 from proxy.errors import ApiError, DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, Unavailable
 from proxy.ledger.batch_links import link_batch
 from proxy.ledger.models import Job, OpenAIFile
 from proxy.openai_door.bucket import FilesBucket
+from proxy.placement import claims as placements
 from proxy.providers.openai_batch.errors import UpstreamRefused
 from proxy.providers.openai_batch.job_fields import job_reply
 from proxy.providers.openai_batch.names import DEPLOYMENT_LABEL
@@ -43,7 +49,38 @@ from proxy.services import Services
 from proxy.settings import MissingSecret
 from proxy.tenancy.keys import Principal
 
+log = logging.getLogger(__name__)
+
 SPOOL_BYTES = 8 << 20
+FULL_CODE = "token_limit_exceeded"
+ENQUEUED_HEADER, QUOTA_HEADER = "deployment-enqueued-tokens", "deployment-maximum-enqueued-tokens"
+
+
+@dataclass(frozen=True)
+class Created:
+    """A batch created on a deployment: its job's name (None: left to reconciliation), and the deployment's
+    enqueued-token figures when it gave them (Azure's create headers)."""
+
+    name: str | None
+    enqueued: int | None = None
+    quota: int | None = None
+
+
+def _figure(headers: dict[str, str], name: str) -> int | None:
+    value = next((v for k, v in headers.items() if k.lower() == name), None)
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def failed_full(batch: dict[str, Any]) -> str | None:
+    """The message of a batch the deployment failed at once for its quota (`token_limit_exceeded`), else None."""
+    errors = batch.get("errors")
+    data = errors.get("data") if isinstance(errors, dict) else None
+    if batch.get("status") != "failed" or not isinstance(data, list):
+        return None
+    for error in data:
+        if isinstance(error, dict) and error.get("code") == FULL_CODE:
+            return str(error.get("message") or FULL_CODE)
+    return None
 
 
 def provider_for(services: Services, deployment: Deployment) -> OpenAIBatchProvider:
@@ -84,9 +121,9 @@ def rewrite_lines(chunks: Any, sink: IO[bytes], *, model: str, url: str) -> int:
 
 
 async def create_on(deployment: Deployment, *, services: Services, bucket: FilesBucket, principal: Principal,
-                    batch_id: str, file: OpenAIFile, endpoint: str) -> str | None:
-    """Create the batch on `deployment` and record its job; the job's name (None: recorded by reconciliation).
-    Raises UpstreamRefused (see the module docstring)."""
+                    batch_id: str, file: OpenAIFile, endpoint: str, placement_id: str | None = None) -> Created:
+    """Create the batch on `deployment` and record its job (bound to its placement). Raises UpstreamRefused (see the
+    module docstring)."""
     provider = provider_for(services, deployment)
     target = upstream_endpoint(deployment, endpoint)
     try:
@@ -100,17 +137,36 @@ async def create_on(deployment: Deployment, *, services: Services, bucket: Files
             await to_thread.run_sync(lambda: rewrite_lines(bucket.stream(bucket.path_of(file.input_uri)), spool,
                                                            model=deployment.upstream_model, url=target))
             uploaded = await client.upload_file(spool, filename=f"{batch_id}.jsonl")
-            batch, _ = await client.create_batch(input_file_id=str(uploaded["id"]), endpoint=target,
-                                                 metadata=labels, label=BATCH_LABEL)
+            try:
+                batch, headers = await client.create_batch(input_file_id=str(uploaded["id"]), endpoint=target,
+                                                           metadata=labels, label=BATCH_LABEL)
+                full = failed_full(batch)
+                if full is not None:  # Azure's other quota mode: the batch exists, failed; another may take it
+                    raise UpstreamRefused(full, status=400, code=FULL_CODE, deployment=deployment.name)
+            except UpstreamRefused as refused:
+                if refused.status is not None:  # refused for sure (no answer: the batch may exist and need it)
+                    await _delete_quietly(client, str(uploaded["id"]))
+                raise
     reply = job_reply(batch, provider=deployment.provider, deployment=deployment.name, model=deployment.model)
 
     def link(session: Session, job: Job) -> None:
         link_batch(session, job=job, batch_id=batch_id)
+        if placement_id is not None:
+            placements.bind(session, placement_id=placement_id, job_pk=job.id, now=utcnow())
 
-    return await record_create(services, data=json.dumps(reply).encode(), request={"model": deployment.model},
+    name = await record_create(services, data=json.dumps(reply).encode(), request={"model": deployment.model},
                                principal=principal, api_version=API_VERSION, project=deployment.name,
                                location=deployment.provider, link=link, provider=deployment.provider,
                                deployment=deployment.name)
+    return Created(name, _figure(headers, ENQUEUED_HEADER), _figure(headers, QUOTA_HEADER))
+
+
+async def _delete_quietly(client: Any, file_id: str) -> None:
+    """Delete a file the refused batch would have read: nothing is left behind upstream (a failure is logged)."""
+    try:
+        await client.delete_file(file_id)
+    except UpstreamRefused as exc:
+        log.warning("could not delete the file %s of a refused create: %s", file_id, exc.message)
 
 
 async def cancel_on(services: Services, job: Job) -> None:

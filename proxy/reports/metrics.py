@@ -16,6 +16,11 @@ From the ledger, read when scraped (cached for a few seconds, the same on every 
     vbp_poller_lag_seconds                       how long the most overdue completion check has waited
     vbp_metering_backlog_jobs                    ended jobs waiting to be metered
     vbp_ledger_up                                1 when those queries worked
+    vbp_placement_queued_tokens{target,provider,model}  tokens each placement target (catalog deployment, pooled
+                                                 project/location) holds queued (`proxy.placement.claims`)
+    vbp_placement_quota_tokens{target}, vbp_placement_headroom_tokens{target}   for targets with a quota
+    vbp_placement_health{target,health}          1 for the target's breaker state: healthy, probing, cooling
+    vbp_placements{target,state}                 placements made there: held, placed, released
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +42,7 @@ from proxy.errors import ApiError
 from proxy.ledger.models import Job, JobRollup
 
 if TYPE_CHECKING:
+    from proxy.placement.state import TargetState
     from proxy.upstream import Upstream, UpstreamResponse
     from proxy.upstream.base import Body
 
@@ -93,11 +99,13 @@ class Metrics:
         self.poller_pass_seconds.observe(seconds)
         self.poller_last_pass.set(time.time())
 
-    def watch_ledger(self, sessions: sessionmaker[Session], *, ttl: float = 10.0) -> None:
-        """Report the ledger's figures too (once; later calls do nothing)."""
+    def watch_ledger(self, sessions: sessionmaker[Session], *, ttl: float = 10.0,
+                     placement: Callable[[Session], Sequence[TargetState]] | None = None) -> None:
+        """Report the ledger's figures too (once; later calls do nothing); `placement` reads the placement
+        targets' state (`proxy.placement.state.placement_state`)."""
         with self._lock:
             if self._ledger is None:
-                self._ledger = LedgerCollector(sessions, ttl=ttl)
+                self._ledger = LedgerCollector(sessions, ttl=ttl, placement=placement)
                 self.registry.register(self._ledger)
 
     def render(self) -> bytes:
@@ -112,9 +120,11 @@ def _usd(micro: Any, rest: Any) -> float:
 class LedgerCollector:
     """Gauges computed from the ledger when scraped, cached for `ttl` seconds so scrapes stay cheap."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, ttl: float) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, ttl: float,
+                 placement: Callable[[Session], Sequence[TargetState]] | None = None) -> None:
         self.sessions = sessions
         self.ttl = ttl
+        self.placement = placement
         self._cached: tuple[float, list[Metric]] | None = None
         self._lock = threading.Lock()
 
@@ -182,7 +192,31 @@ class LedgerCollector:
         backlog = GaugeMetricFamily("vbp_metering_backlog_jobs", "Ended jobs waiting to be metered (or re-priced).")
         backlog.add_metric([], int(session.scalar(select(func.count()).select_from(Job).where(
             Job.metering_state.in_(("due", "claimed")))) or 0))
-        return [jobs, metered, cost, tokens, unpriced, lag, backlog, _budget_gauge(session)]
+        placement = _placement_gauges(self.placement(session)) if self.placement is not None else []
+        return [jobs, metered, cost, tokens, unpriced, lag, backlog, _budget_gauge(session), *placement]
+
+
+def _placement_gauges(states: Sequence[TargetState]) -> list[Metric]:
+    """Queued tokens, quota, headroom, breaker health and placements of every placement target."""
+    queued = GaugeMetricFamily("vbp_placement_queued_tokens", "Tokens a placement target holds queued (estimated, "
+                               "corrected by the upstream's own figure).", labels=["target", "provider", "model"])
+    quota = GaugeMetricFamily("vbp_placement_quota_tokens", "A placement target's enqueued-token quota.",
+                              labels=["target"])
+    headroom = GaugeMetricFamily("vbp_placement_headroom_tokens", "Quota minus queued tokens.", labels=["target"])
+    health = GaugeMetricFamily("vbp_placement_health", "1 for the circuit breaker's state of a placement target.",
+                               labels=["target", "health"])
+    placements = GaugeMetricFamily("vbp_placements", "Placements made on a target, by state.",
+                                   labels=["target", "state"])
+    for state in states:
+        queued.add_metric([state.name, state.provider, state.model], state.queued_tokens)
+        if state.quota is not None and state.headroom is not None:
+            quota.add_metric([state.name], state.quota)
+            headroom.add_metric([state.name], state.headroom)
+        for name in ("healthy", "probing", "cooling"):
+            health.add_metric([state.name, name], 1 if state.health == name else 0)
+        for name in ("held", "placed", "released"):
+            placements.add_metric([state.name, name], state.placements.get(name, 0))
+    return [queued, quota, headroom, health, placements]
 
 
 def _budget_gauge(session: Session) -> Metric:

@@ -25,17 +25,25 @@ class ProjectNames:
     """Resolution with a per-process cache; `load` reads the database (blocking: call it in a thread)."""
 
     def __init__(self, sessions: sessionmaker[Session], aliases: Mapping[str, str], *,
-                 miss_seconds: float = MISS_SECONDS) -> None:
+                 miss_seconds: float = MISS_SECONDS,
+                 pools: Mapping[str, tuple[tuple[str, str], ...]] | None = None) -> None:
         self._sessions = sessions
         self._aliases = dict(aliases)
+        # a member's names include the pools it is in, so a key scoped to a pool reaches the jobs placed there
+        self._pools_of: dict[str, set[str]] = {}
+        for pool, members in (pools or {}).items():
+            for project, _ in members:
+                self._pools_of.setdefault(self._aliases.get(project, project), set()).add(pool)
         self._miss_seconds = miss_seconds
         self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
     def static(self, project: str) -> set[str]:
-        """The names configuration alone gives: the project, what its alias stands for, the aliases of that."""
+        """The names configuration alone gives: the project, what its alias stands for, the aliases of that, and
+        the pools (VBP_PROJECT_POOLS) it is a member of."""
         real = self._aliases.get(project, project)
-        return {project, real} | {alias for alias, target in self._aliases.items() if target == real}
+        return ({project, real} | {alias for alias, target in self._aliases.items() if target == real}
+                | self._pools_of.get(real, set()))
 
     def cached(self, project: str) -> tuple[str, ...] | None:
         entry = self._cache.get(project)

@@ -16,17 +16,18 @@ from proxy.tenancy.keys import Principal
 _SCOPE_OF = {"create": "create", "list": "read", "get": "read", "cancel": "cancel", "delete": "delete"}
 
 
-def check_scope(principal: Principal, *, operation: str, projects: tuple[str, ...], location: str) -> None:
+def check_scope(principal: Principal, *, operation: str, projects: tuple[str, ...], location: str | None) -> None:
     """Raise PermissionDenied unless the key's scopes allow this call.
 
     `projects` holds every name the call's project goes by (alias, id, number), so a key scoped to any of them
-    works with the others.
+    works with the others. `location` None: the call's location is decided later (a pool's create), and checked
+    then.
     """
     if principal.operations and _SCOPE_OF[operation] not in principal.operations:
         raise PermissionDenied(f"This key may not {operation} batch prediction jobs.")
     if principal.projects and not set(projects) & set(principal.projects):
         raise PermissionDenied(f"This key may not use project {projects[0]!r}.")
-    if principal.locations and location not in principal.locations:
+    if location is not None and principal.locations and location not in principal.locations:
         raise PermissionDenied(f"This key may not use location {location!r}.")
 
 

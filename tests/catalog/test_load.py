@@ -18,10 +18,11 @@ def test_the_emulators_catalog_reads_back_with_every_deployment(tmp_path: Path) 
     path = write_catalog(tmp_path / "models.toml", base_url="http://127.0.0.1:8123", project="emulated-project",
                          azure_token_quota=5000)
     catalog = load_catalog(path)
-    assert len(catalog.deployments) == 21
+    assert len(catalog.deployments) == 23
     minis = catalog.serving("gpt-4o-mini")
-    assert [d.name for d in minis] == ["openai-gpt-4o-mini", "azure-eastus-gpt-4o-mini", "azure-westus-gpt-4o-mini"]
-    assert [d.upstream_model for d in minis] == ["gpt-4o-mini", "gpt-4o-mini-batch", "gpt-4o-mini-batch"]
+    assert [d.name for d in minis] == ["openai-gpt-4o-mini", "azure-eastus-gpt-4o-mini", "azure-westus-gpt-4o-mini",
+                                       "azure-swedencentral-gpt-4o-mini"]
+    assert [d.upstream_model for d in minis] == ["gpt-4o-mini"] + ["gpt-4o-mini-batch"] * 3
     assert minis[1].enqueued_token_quota == 5000 and minis[1].base_url == "http://127.0.0.1:8123/azure/eastus"
     flash = catalog.named("vertex-gemini-2.5-flash")
     assert flash is not None and (flash.project, flash.location) == ("emulated-project", "us-central1")

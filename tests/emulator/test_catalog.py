@@ -26,12 +26,12 @@ def test_the_catalog_names_every_emulated_deployment(tmp_path: Path) -> None:
                                              "base_url": "http://127.0.0.1:8790/openai-api/v1",
                                              "api_key_env": "VBP_EMULATOR_OPENAI_KEY"}
     assert by_name["openai-text-embedding-3-small"]["model"] == "text-embedding-3-small"
-    for resource in ("eastus", "westus"):
+    for resource in ("eastus", "westus", "swedencentral"):
         assert by_name[f"azure-{resource}-gpt-4o-mini"] == {
             "name": f"azure-{resource}-gpt-4o-mini", "provider": "azure", "model": "gpt-4o-mini",
             "base_url": f"http://127.0.0.1:8790/azure/{resource}", "deployment": "gpt-4o-mini-batch",
             "api_version": "2024-10-21", "api_key_env": "VBP_EMULATOR_AZURE_KEY", "enqueued_token_quota": 5000}
-    assert sum(e["model"] == "gpt-4o-mini" and e["provider"] == "azure" for e in catalog) == 2
+    assert sum(e["model"] == "gpt-4o-mini" and e["provider"] == "azure" for e in catalog) == 3
 
 
 def test_names_and_models_do_not_depend_on_the_run() -> None:

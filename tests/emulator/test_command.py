@@ -83,7 +83,7 @@ def test_vbp_emulator_serves_a_curl_call_and_stops_on_sigterm() -> None:
                             "VBP_FILES_BUCKET", "VBP_MODELS_FILE", "VBP_EMULATOR_OPENAI_KEY", "VBP_EMULATOR_AZURE_KEY"}
         assert env["VBP_FILES_BUCKET"] == "vbp-files"
         catalog = tomllib.loads(Path(env["VBP_MODELS_FILE"]).read_text())
-        assert Path(env["VBP_MODELS_FILE"]).is_absolute() and len(catalog["deployment"]) == 21
+        assert Path(env["VBP_MODELS_FILE"]).is_absolute() and len(catalog["deployment"]) == 23
         assert env["VBP_EMULATOR_OPENAI_KEY"] == "sk-fixed-for-this-run"
         assert len(env["VBP_EMULATOR_AZURE_KEY"]) == 32  # generated
         openai_files = httpx.get(f"{env['VBP_VERTEX_BASE_URL']}/openai-api/v1/files",

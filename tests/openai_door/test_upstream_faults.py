@@ -2,8 +2,10 @@
 batch whose create was never recorded adopted by reconciliation.
 
 Faults come from the emulator's fault injection on the stand-in's paths: 429 with Retry-After and 5xx that do not
-clear are answered in OpenAI's envelope with the right status (Retry-After passed on); a create whose reply is
-lost (reset, timeout) after the batch was made upstream is found by its label, not made twice."""
+clear on every deployment of the model are answered with 429 in OpenAI's envelope (placement found no deployment
+to take the batch; Retry-After passed on, each deployment's refusal named); a create whose reply is lost (reset,
+timeout) after the batch was made upstream is found by its label, not made twice. gpt-4o-mini runs on three Azure
+deployments and OpenAI (a spill-over), so its faults are set on all of them."""
 
 from __future__ import annotations
 
@@ -28,6 +30,18 @@ pytestmark = pytest.mark.slow
 PATHS = {OPENAI_MODEL: ("/openai-api/", "/openai-api/v1/batches"),
          AZURE_MODEL: ("/azure/eastus/", "/azure/eastus/openai/batches")}
 MODELS = list(PATHS)
+RESOURCES = ("eastus", "westus", "swedencentral")
+# every stand-in path a model's deployments answer under
+DEPLOYMENT_PATHS = {OPENAI_MODEL: ("/openai-api/",), AZURE_MODEL: tuple(f"/azure/{r}/" for r in RESOURCES) + (
+    "/openai-api/",)}
+CREATE_PATHS = {OPENAI_MODEL: ("/openai-api/v1/batches",),
+                AZURE_MODEL: tuple(f"/azure/{r}/openai/batches" for r in RESOURCES) + ("/openai-api/v1/batches",)}
+
+
+def on_every_deployment(model: str, paths: dict[str, tuple[str, ...]] = DEPLOYMENT_PATHS,
+                        **rule: Any) -> list[dict[str, Any]]:
+    """One fault rule per deployment of `model` (placement would route around a fault on only some)."""
+    return [{**rule, "path": path} for path in paths[model]]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +53,8 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
 def _no_faults(door: Proxied) -> Iterator[None]:
     yield
     door.stack.set_faults(None)
+    with door.sessions.begin() as session:  # the breakers and queue figures the faults left: each test starts anew
+        session.execute(text("DELETE FROM placement_targets"))
 
 
 def upload(door: Proxied, model: str, who: str = "team-a") -> str:
@@ -51,22 +67,21 @@ def create(door: Proxied, file_id: str, who: str = "team-a") -> Any:
 
 
 def upstream_creates(door: Proxied, model: str) -> list[dict[str, Any]]:
-    return [e for e in door.stack.request_log if e["method"] == "POST" and e["path"] == PATHS[model][1]]
+    return [e for e in door.stack.request_log if e["method"] == "POST" and e["path"] in CREATE_PATHS[model]]
 
 
 def upstream_batches_labelled(door: Proxied, model: str, batch_id: str) -> int:
-    """How many batches the stand-in holds with this door batch's label."""
-    resource = "eastus" if model == AZURE_MODEL else None
+    """How many batches the stand-ins of the model's deployments hold with this door batch's label."""
     state = door.stack.state
-    standin = state.azure[resource] if resource else state.openai
-    return sum(1 for b in standin.batches.newest_first() if (b.get("metadata") or {}).get("vbp-batch") == batch_id)
+    standins = [state.openai] + ([state.azure[r] for r in RESOURCES] if model == AZURE_MODEL else [])
+    return sum(1 for standin in standins for b in standin.batches.newest_first()
+               if (b.get("metadata") or {}).get("vbp-batch") == batch_id)
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_a_429_that_does_not_clear_answers_429_with_its_retry_after(door: Proxied, model: str) -> None:
     file_id = upload(door, model)
-    door.stack.set_faults(errors=[{"status": 429, "count": 50, "method": "create", "path": PATHS[model][0],
-                                   "retry_after": 1}])
+    door.stack.set_faults(errors=on_every_deployment(model, status=429, count=50, method="create", retry_after=1))
     with pytest.raises(openai.RateLimitError) as caught:
         create(door, file_id)
     assert caught.value.response.headers["retry-after"] == "1"
@@ -79,12 +94,15 @@ def test_a_429_that_does_not_clear_answers_429_with_its_retry_after(door: Proxie
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("fault", [{"status": 503}, {"status": 500}, {"fault": "reset"}])
-def test_5xx_and_resets_that_do_not_clear_answer_503(door: Proxied, model: str, fault: dict[str, Any]) -> None:
+def test_5xx_and_resets_that_do_not_clear_answer_429(door: Proxied, model: str, fault: dict[str, Any]) -> None:
     file_id = upload(door, model)
-    door.stack.set_faults(errors=[{**fault, "count": 50, "method": "create", "path": PATHS[model][0]}])
-    with pytest.raises(openai.InternalServerError) as caught:
+    door.stack.set_faults(errors=on_every_deployment(model, **fault, count=50, method="create"))
+    with pytest.raises(openai.RateLimitError) as caught:
         create(door, file_id)
-    assert caught.value.status_code == 503
+    assert caught.value.code == "rate_limit_exceeded"
+    assert said(caught.value).startswith(f"No deployment of {model} can take this batch")
+    assert said(caught.value).count("could not upload the batch file" if "status" in fault else
+                                    "broke the connection") == len(DEPLOYMENT_PATHS[model])
     assert door.stack.state.openai_key not in said(caught.value)
 
 
@@ -93,8 +111,9 @@ def test_5xx_and_resets_that_do_not_clear_answer_503(door: Proxied, model: str, 
 def test_a_create_whose_reply_is_lost_is_made_once(door: Proxied, model: str, fault: dict[str, Any]) -> None:
     file_id = upload(door, model)
     before = len(upstream_creates(door, model))
-    door.stack.set_faults(errors=[{**fault, "count": 1, "method": "create", "path": PATHS[model][1],
-                                   "after_serving": True}])
+    # the first batch create, wherever placement sends it
+    door.stack.set_faults(errors=on_every_deployment(model, CREATE_PATHS, **fault, count=1, method="create",
+                                                     after_serving=True))
     created = create(door, file_id)
     assert len(upstream_creates(door, model)) == before + 1  # sent once; the lookup found what it made
     assert upstream_batches_labelled(door, model, created.id) == 1
@@ -106,7 +125,7 @@ def test_a_create_whose_reply_is_lost_is_made_once(door: Proxied, model: str, fa
 @pytest.mark.parametrize("model", MODELS)
 def test_reads_survive_transient_faults_while_polling(door: Proxied, model: str) -> None:
     created = create(door, upload(door, model))
-    door.stack.set_faults(errors=[{"status": 503, "rate": 0.5, "method": "get", "path": PATHS[model][0]}])
+    door.stack.set_faults(errors=on_every_deployment(model, status=503, rate=0.5, method="get"))
     done = wait_for(sdk(door), created.id, ("completed", "failed"))
     assert done.status == "completed"
     door.stack.set_faults(None)
@@ -133,14 +152,15 @@ def test_another_teams_batch_and_files_answer_404(door: Proxied, model: str) -> 
 def test_a_cancel_reaches_the_deployment(door: Proxied, model: str) -> None:
     state = door.stack.state
     pace, state.job_seconds = state.job_seconds, 30.0  # this batch runs long enough to be cancelled
+    seen = len(door.stack.request_log)
     try:
         created = create(door, upload(door, model))
     finally:
         state.job_seconds = pace
     cancelled = sdk(door).batches.cancel(created.id)
     assert cancelled.status in ("cancelling", "cancelled")  # the poller may have seen the end already
-    cancels = [e for e in door.stack.request_log if e["method"] == "POST" and str(e["path"]).endswith("/cancel")
-               and str(e["path"]).startswith(PATHS[model][0])]
+    cancels = [e for e in door.stack.request_log[seen:] if e["method"] == "POST" and str(e["path"]).endswith("/cancel")
+               and str(e["path"]).startswith(DEPLOYMENT_PATHS[model])]
     assert len(cancels) == 1 and cancels[0]["status"] == 200
     done = wait_for(sdk(door), created.id, ("cancelled",))
     assert done.request_counts is not None and done.request_counts.completed < COUNT
@@ -192,31 +212,38 @@ def test_a_deployment_without_its_key_is_a_500_naming_the_variable(door: Proxied
 
 
 @pytest.fixture
-def tiny_azure_quota(door: Proxied) -> Iterator[Any]:
-    """Azure eastus's enqueued-token quota below one batch of COUNT lines (COUNT * (9 + 10) tokens)."""
-    standin = door.stack.state.azure["eastus"]
-    saved = standin.token_quota, standin.quota_mode
-    standin.token_quota = 50
+def tiny_azure_quota(door: Proxied) -> Iterator[list[Any]]:
+    """Every Azure resource's enqueued-token quota below one batch of COUNT lines (COUNT * (9 + 10) tokens): the
+    catalog does not know (it says a billion), so placement learns it from their refusals."""
+    standins = [door.stack.state.azure[resource] for resource in RESOURCES]
+    saved = [(standin.token_quota, standin.quota_mode) for standin in standins]
+    for standin in standins:
+        standin.token_quota = 50
     try:
-        yield standin
+        yield standins
     finally:
-        standin.token_quota, standin.quota_mode = saved
+        for standin, (quota, mode) in zip(standins, saved, strict=True):
+            standin.token_quota, standin.quota_mode = quota, mode
 
 
-def test_an_azure_queue_over_its_quota_is_a_429_token_limit_exceeded(door: Proxied, tiny_azure_quota: Any) -> None:
+def _azure_files(door: Proxied) -> int:
+    return sum(len(door.stack.state.azure[r].files.newest_first()) for r in RESOURCES)
+
+
+@pytest.mark.parametrize("mode", ["fail-fast", "fail-batch"])
+def test_azure_queues_over_their_quota_are_routed_around(door: Proxied, tiny_azure_quota: list[Any],
+                                                         mode: str) -> None:
+    for standin in tiny_azure_quota:
+        standin.quota_mode = mode
     file_id = upload(door, AZURE_MODEL)
-    before = len(upstream_creates(door, AZURE_MODEL))
-    with pytest.raises(openai.RateLimitError) as caught:
-        create(door, file_id)
-    assert caught.value.code == "token_limit_exceeded"
-    assert "The number of enqueued tokens has surpassed the configured limit of 50" in said(caught.value)
-    assert len(upstream_creates(door, AZURE_MODEL)) == before + 1  # a refusal that will not clear is not repeated
-
-
-def test_an_azure_batch_failed_for_its_quota_shows_the_reason(door: Proxied, tiny_azure_quota: Any) -> None:
-    tiny_azure_quota.quota_mode = "fail-batch"
-    created = create(door, upload(door, AZURE_MODEL))
-    done = wait_for(sdk(door), created.id, ("failed",))
-    assert done.errors is not None and done.errors.data is not None
-    assert done.errors.data[0].code == "token_limit_exceeded"
-    assert done.output_file_id is None  # no request ran
+    files = _azure_files(door)
+    created = create(door, file_id)
+    # each Azure deployment refused it once (at create, or as a batch failed at once), then OpenAI took it
+    with door.sessions() as session:
+        job = session.scalars(select(Job).where(Job.batch_id == created.id)).one()
+        assert job.deployment == "openai-gpt-4o-mini"
+    refused = [e for e in upstream_creates(door, AZURE_MODEL) if "/azure/" in str(e["path"])][-3:]
+    assert [e["status"] for e in refused] == ([400] * 3 if mode == "fail-fast" else [201] * 3)
+    assert _azure_files(door) == files  # the files uploaded for the refused creates were deleted
+    done = wait_for(sdk(door), created.id, ("completed",))
+    assert done.request_counts is not None and done.request_counts.completed == COUNT

@@ -192,4 +192,4 @@ def test_the_metrics_table_lists_what_metrics_serves(tmp_path: Path) -> None:
     served = {name: kind for name, kind in served.items()
               if not (name.endswith("_created") and name.removesuffix("_created") in served)}
     assert documented == served
-    assert len(documented) == 15
+    assert len(documented) == 20

@@ -26,7 +26,8 @@ AZURE_DEPLOYMENTS: Mapping[str, str] = {
     "gpt-4o-mini-batch": "gpt-4o-mini",
     "text-embedding-3-small-batch": "text-embedding-3-small",
 }
-AZURE_RESOURCES = ("eastus", "westus")
+# Three resources, so that placement has three quotas of one model to spread batches over.
+AZURE_RESOURCES = ("eastus", "westus", "swedencentral")
 # GA first, then the previews that have files and batches (the facts' list).
 AZURE_API_VERSIONS = ("2024-10-21", "2024-07-01-preview", "2025-03-01-preview", "2025-04-01-preview")
 OPENAI_ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations",

@@ -9,6 +9,7 @@ headers anyway (matching happens on the still-encoded target).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,10 +27,13 @@ from proxy.json_body import parse_json_body
 from proxy.ledger import jobs as ledger
 from proxy.ledger.job_index import JobRef
 from proxy.ledger.request_log import RequestRecord, record_of
-from proxy.providers.vertex.create_body import body_model, prepare_create_body
+from proxy.placement import claims as placements
+from proxy.placement.placer import Placer
+from proxy.providers.vertex.create_body import body_model, prepare_create_body, rewrite_aliases
 from proxy.providers.vertex.create_record import record_create
 from proxy.providers.vertex.job_fields import normalise_job
 from proxy.providers.vertex.paths import JobRoute, match
+from proxy.providers.vertex.pool_create import allowed_members, create_in_pool, pool_tokens
 from proxy.providers.vertex.query import encode_query, parse_query
 from proxy.providers.vertex.resources import google_base_url, model_id
 from proxy.providers.vertex.states import advances, parse_state
@@ -73,7 +77,9 @@ class Passthrough:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.project_names = ProjectNames(services.sessions, services.settings.project_aliases)
+        self.project_names = ProjectNames(services.sessions, services.settings.project_aliases,
+                                          pools=services.settings.project_pools)
+        self.placer = Placer(services.sessions)
         self._operations: dict[str, Callable[[Call], Awaitable[None]]] = {
             "create": self._create, "list": self._list, "get": self._get, "cancel": self._cancel,
             "delete": self._delete,
@@ -91,7 +97,15 @@ class Passthrough:
         # Scopes first (from the path alone, before the body is read), then ownership: another team's job and a
         # missing one get the same answer whatever the key's scopes.
         projects = await self._project_names(route.project)
-        check_scope(principal, operation=route.operation, projects=projects, location=route.location)
+        pool = self.services.settings.project_pools.get(route.project)
+        if pool is not None and route.operation != "create":
+            raise InvalidArgument(f"{route.project} is a pool of projects (VBP_PROJECT_POOLS): address a job by the "
+                                  "name its create answered, in one of "
+                                  f"{', '.join(f'{p}/{loc}' for p, loc in pool)}.")
+        pooled = pool is not None
+        # a pool's create: the pool decides the location (its members are checked against the key's scopes)
+        check_scope(principal, operation=route.operation, projects=projects,
+                    location=None if pooled else route.location)
         await self._operations[route.operation](Call(scope, receive, send, route, headers, principal, projects,
                                                      record))
 
@@ -109,30 +123,61 @@ class Passthrough:
                     model_location=model_location)
         check_job_locations(create_body, policy)
         query = self._query(call)
-        reservation_id = await self._reserve(create_body, principal, route)
+        reservation_id, tokens = await self._reserve(create_body, principal, route)
         # From here a crash leaves the reservation `held`: reconciliation binds it to the job (found by its label)
         # or releases it once no job carries it.
-        reply = await self._forward(call, query, json.dumps(create_body).encode())
+        placement_id = None
+        if route.project in self.services.settings.project_pools:
+            reply, route, placement_id = await self._create_in_pool(call, query, create_body, tokens)
+        else:
+            reply = await self._forward(call, query, json.dumps(create_body).encode())
         data = await reply.read()
         if reply.status == 200:
             call.record.job_name = await self._record_create(data, create_body, principal, route,
-                                                             self._real_project(route), reservation_id)
-        elif reservation_id is not None and self.services.budgets is not None:
+                                                             self._real_project(route), reservation_id,
+                                                             placement_id)
+        elif placement_id is not None and reply.status != 504:  # a 504's job may exist: its claim stays held
+            await to_thread.run_sync(self.placer.release, placement_id, f"the upstream refused it ({reply.status})")
+        if reply.status != 200 and reservation_id is not None and self.services.budgets is not None:
             await to_thread.run_sync(self.services.budgets.release, reservation_id,
                                      f"the upstream refused the create ({reply.status})")
         await send_reply(call.send, reply.status, response_headers(reply.headers), data)
 
-    async def _reserve(self, create_body: dict[str, Any], principal: Principal, route: JobRoute) -> str | None:
+    async def _reserve(self, create_body: dict[str, Any], principal: Principal,
+                       route: JobRoute) -> tuple[str | None, int | None]:
         """Estimate the job and hold it against the key's budgets (refusing it if they cannot take it); the
-        reservation's id is stamped on the job as a label, so that reconciliation can find the job it paid for."""
+        reservation's id is stamped on the job as a label, so that reconciliation can find the job it paid for.
+        Also the job's queued tokens (placement's figure) when the estimate was made."""
         gate = self.services.budgets
         if gate is None:
-            return None
+            return None, None
         admitted = await gate.admit(principal, create_body, project=self._real_project(route),
                                     location=route.location)
         if admitted.reservation_id is not None:
             create_body["labels"][RESERVATION_LABEL] = admitted.reservation_id
-        return admitted.reservation_id
+        return admitted.reservation_id, admitted.estimate.input_tokens if admitted.estimate is not None else None
+
+    async def _create_in_pool(self, call: Call, query: str, create_body: dict[str, Any],
+                              tokens: int | None) -> tuple[UpstreamResponse, JobRoute, str]:
+        """Place a pool's create on one of its members (`proxy.providers.vertex.pool_create`); Vertex's reply,
+        the member's route, and the placement to bind to the job."""
+        settings, route = self.services.settings, call.route
+        members = allowed_members(call.principal, route.project, settings.project_pools[route.project],
+                                  self.project_names.static)
+        if tokens is None:
+            tokens = await pool_tokens(self.services.budgets, create_body)
+
+        async def send(project: str, location: str) -> UpstreamResponse:
+            member = dataclasses.replace(call, route=dataclasses.replace(route, project=project, location=location))
+            body = rewrite_aliases(create_body, {route.project: project})
+            return await self._forward(member, query, json.dumps(body).encode())
+
+        created = await create_in_pool(self.placer, pool=route.project, members=members,
+                                       aliases=settings.project_aliases, team=call.principal.team,
+                                       model=body_model(create_body) or "", tokens=tokens, send=send)
+        return created.reply, dataclasses.replace(route, project=created.project, location=created.location), \
+            created.claim.placement_id
+
 
     async def _list(self, call: Call) -> None:
         """A team key lists only its team's jobs (a filter ANDed onto the caller's); states seen are recorded."""
@@ -247,11 +292,14 @@ class Passthrough:
         return b"{}" if data.strip() else b""
 
     async def _record_create(self, data: bytes, request: dict[str, Any], principal: Principal, route: JobRoute,
-                             project: str, reservation_id: str | None = None) -> str | None:
-        """Commit the job row (and bind the budget reservation to it) before the reply leaves."""
+                             project: str, reservation_id: str | None = None,
+                             placement_id: str | None = None) -> str | None:
+        """Commit the job row (and bind the budget reservation and the placement to it) before the reply leaves."""
         def bind(session: Session, job: ledger.Job) -> None:
             if reservation_id is not None:
                 reservations.bind(session, reservation_id=reservation_id, job=job, now=utcnow())
+            if placement_id is not None:
+                placements.bind(session, placement_id=placement_id, job_pk=job.id, now=utcnow())
 
         return await record_create(self.services, data=data, request=request, principal=principal,
                                    api_version=route.api_version, project=project, location=route.location,

@@ -52,11 +52,12 @@ class Proxied:
 
 
 def start_proxied(tmp: Path, *, job_seconds: float = 0.6, extra_models: tuple[str, ...] = ("gemini-1.5-flash",),
-                  token_lifetime: int = 3600, echo_keys: bool = True,
+                  token_lifetime: int = 3600, echo_keys: bool = True, azure_token_quota: int | None = None,
                   **overrides: object) -> tuple[EmulatorStack, ProxyServer, sessionmaker[Session]]:
     """Start an emulator and a proxy pointed at it; GOOGLE_APPLICATION_CREDENTIALS etc. are set in os.environ."""
+    quota = {} if azure_token_quota is None else {"azure_token_quota": azure_token_quota}
     stack = EmulatorStack(job_seconds=job_seconds, extra_models=extra_models, token_lifetime=token_lifetime,
-                          echo_keys=echo_keys).start()
+                          echo_keys=echo_keys, **quota).start()
     os.environ.update(stack.env)
     if callable(overrides.get("models_file")):  # a catalog made from the running stack's (its URLs name its port)
         overrides["models_file"] = str(overrides["models_file"](stack))  # type: ignore[operator]
