@@ -31,6 +31,16 @@ class Deployment:
     auth: str = AUTH_KEY  # azure: `key` (api-key header) or `entra` (azure-identity bearer tokens)
 
     @property
+    def where(self) -> str:
+        """Where it runs, as one string: a Vertex project/location, an OpenAI base URL, an Azure deployment's URL
+        (never a key, nor the env var holding one)."""
+        if self.provider == "vertex":
+            return f"projects/{self.project}/locations/{self.location}"
+        if self.provider == "azure":
+            return f"{self.base_url.rstrip('/')}/openai/deployments/{self.deployment}"
+        return self.base_url
+
+    @property
     def upstream_model(self) -> str:
         """The `model` each line carries upstream: Azure wants its deployment's name, the others the model."""
         return self.deployment if self.provider == "azure" else self.model

@@ -15,12 +15,17 @@ from proxy.catalog.catalog import Catalog
 from proxy.ledger.models import Job
 
 
-def stranded(session: Session, catalog: Catalog) -> dict[str, int]:
-    """`{deployment: unfinished jobs}` of deployments in the ledger that the catalog no longer has."""
+def unfinished_jobs(session: Session) -> dict[str, int]:
+    """`{deployment: jobs on it not seen to end}` over the ledger (native-door jobs, on no deployment, left out)."""
     rows = session.execute(select(Job.deployment, func.count()).where(
         Job.deployment.is_not(None), Job.metering_state.is_(None), Job.deleted_at.is_(None))
         .group_by(Job.deployment))
-    return {str(name): int(count) for name, count in rows if catalog.named(str(name)) is None}
+    return {str(name): int(count) for name, count in rows}
+
+
+def stranded(session: Session, catalog: Catalog) -> dict[str, int]:
+    """`{deployment: unfinished jobs}` of deployments in the ledger that the catalog no longer has."""
+    return {name: count for name, count in unfinished_jobs(session).items() if catalog.named(name) is None}
 
 
 def stranded_message(found: dict[str, int], source: str) -> str:

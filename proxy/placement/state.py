@@ -17,6 +17,7 @@ from proxy.clock import format_rfc3339, utcnow
 from proxy.ledger.models import PlacementTarget
 from proxy.placement import claims
 from proxy.placement.choice import Target
+from proxy.placement.removed import unfinished_jobs
 from proxy.settings import Settings
 
 Pools = Mapping[str, Sequence[tuple[str, str]]]
@@ -50,11 +51,13 @@ class TargetState:
     last_error: str
     cooling_until: datetime | None
     placements: dict[str, int] = field(default_factory=dict)
+    unfinished_jobs: int = 0  # the ledger's jobs on it not seen to end (pool members: not counted, 0)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form `vbp models --json` prints."""
         return {"name": self.name, "provider": self.provider, "model": self.model, "where": self.where,
-                "weight": self.weight, "enqueued_token_quota": self.quota, "queued_tokens": self.queued_tokens,
+                "weight": self.weight, "enqueued_token_quota": self.quota, "unfinished_jobs": self.unfinished_jobs,
+                "queued_tokens": self.queued_tokens,
                 "headroom_tokens": self.headroom, "health": self.health, "last_outcome": self.last_outcome or None,
                 "last_outcome_at": format_rfc3339(self.last_outcome_at) if self.last_outcome_at else None,
                 "last_error": self.last_error or None,
@@ -72,7 +75,7 @@ def described_targets(catalog: Catalog | None, pools: Pools | None = None,
     """Every catalog deployment (file order), then every pooled project/location (once, whatever pools name it)."""
     from proxy.providers.vertex.pool_create import target_name
 
-    out = [Described(deployment_target(d), d.provider, d.model, d.location or d.base_url)
+    out = [Described(deployment_target(d), d.provider, d.model, d.where)
            for d in (catalog.deployments if catalog else ())]
     members: dict[str, list[str]] = {}
     for pool, pairs in (pools or {}).items():
@@ -92,6 +95,7 @@ def placement_state(session: Session, catalog: Catalog | None, *, pools: Pools |
     rows = {row.name: row for row in session.scalars(select(PlacementTarget).where(PlacementTarget.name.in_(names)))}
     figures = claims.figures(session, targets, now=now, rows=rows)
     counts = claims.placement_counts(session, names)
+    unfinished = unfinished_jobs(session)
     out = []
     for item, figure in zip(described, figures, strict=True):
         row = rows.get(item.target.name)
@@ -101,7 +105,7 @@ def placement_state(session: Session, catalog: Catalog | None, *, pools: Pools |
             health=figure.health, last_outcome=row.last_outcome if row else "",
             last_outcome_at=row.last_outcome_at if row else None, last_error=row.last_error if row else "",
             cooling_until=row.open_until if row is not None and figure.health == "cooling" else None,
-            placements=counts.get(item.target.name, {})))
+            placements=counts.get(item.target.name, {}), unfinished_jobs=unfinished.get(item.target.name, 0)))
     return out
 
 

@@ -1,5 +1,5 @@
-"""`vbp models`: the catalog with each deployment's place, quota, unfinished jobs and the byte bound of their queued
-tokens, read from a ledger whose jobs are recorded by the ledger's own functions; and the catalog's error when it
+"""`vbp models`: the catalog with each deployment's place, quota, unfinished jobs, queued tokens, headroom, health and
+placements, read from a ledger written by the ledger's and placement's own functions; and the catalog's error when it
 cannot be loaded."""
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from typing import Any
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
+from proxy.catalog.load import parse_catalog
 from proxy.cli import cli
 from proxy.clock import utcnow
 from proxy.ledger.engine import make_engine, make_sessionmaker, upgrade
 from proxy.ledger.jobs import record_created
 from proxy.ledger.models import OpenAIBatch, OpenAIFile
+from proxy.placement import claims
+from proxy.placement.state import deployment_target
 from proxy.tenancy.keys import Principal, create_key
 
 CATALOG = """\
@@ -76,10 +79,11 @@ def test_models_lists_each_deployment_with_its_queue(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     upgrade(url)
     engine = make_engine(url)
+    now = utcnow()
     try:
         with make_sessionmaker(engine).begin() as session:
             key = create_key(session, team="team-a", name="t")[0].id
-            # two unfinished jobs on vertex-flash (5,000 + 700 input bytes), one that ended (not queued)
+            # two unfinished jobs on vertex-flash, one that ended (not counted)
             record(session, key, deployment="vertex-flash", provider="vertex", state="JOB_STATE_RUNNING",
                    input_bytes=5_000)
             record(session, key, deployment="vertex-flash", provider="vertex", state="JOB_STATE_PENDING",
@@ -90,6 +94,10 @@ def test_models_lists_each_deployment_with_its_queue(tmp_path: Path) -> None:
             record(session, key, deployment="openai-4o-mini", provider="openai", state="JOB_STATE_RUNNING",
                    input_bytes=1_234)
             record(session, key, deployment=None, provider="vertex", state="JOB_STATE_RUNNING")
+            # a create in flight holds 300 tokens on the Azure deployment; the OpenAI one failed once
+            azure = deployment_target(parse_catalog(CATALOG).deployments[2])
+            claims.claim(session, targets=[azure], tokens=300, team="team-a", model="gpt-4o-mini", now=now)
+            claims.record_failure(session, target="openai-4o-mini", now=now, error="503 Service Unavailable")
     finally:
         engine.dispose()
     catalog = tmp_path / "models.toml"
@@ -97,27 +105,36 @@ def test_models_lists_each_deployment_with_its_queue(tmp_path: Path) -> None:
     env = {"VBP_DATABASE_URL": url, "VBP_MODELS_FILE": str(catalog), "COLUMNS": "200"}
     result = vbp_models(env, "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == [
+    listed = json.loads(result.stdout)
+    failed_at = listed[1].pop("last_outcome_at")
+    assert failed_at.startswith(now.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert listed == [
         {"name": "vertex-flash", "provider": "vertex", "model": "gemini-2.5-flash",
          "where": "projects/my-project/locations/us-central1", "weight": 1, "enqueued_token_quota": None,
-         "unfinished_jobs": 2, "queued_tokens_at_most": 5_700, "health": "unknown"},
+         "unfinished_jobs": 2, "queued_tokens": 0, "headroom_tokens": None, "health": "healthy",
+         "last_outcome": None, "last_outcome_at": None, "last_error": None, "cooling_until": None,
+         "placements": {"held": 0, "placed": 0, "released": 0}},
         {"name": "openai-4o-mini", "provider": "openai", "model": "gpt-4o-mini", "where": "https://api.openai.com/v1",
-         "weight": 1, "enqueued_token_quota": None, "unfinished_jobs": 1, "queued_tokens_at_most": 1_234,
-         "health": "unknown"},
+         "weight": 1, "enqueued_token_quota": None, "unfinished_jobs": 1, "queued_tokens": 0, "headroom_tokens": None,
+         "health": "healthy", "last_outcome": "failed", "last_error": "503 Service Unavailable",
+         "cooling_until": None, "placements": {"held": 0, "placed": 0, "released": 0}},
         {"name": "azure-eastus-4o-mini", "provider": "azure", "model": "gpt-4o-mini",
          "where": "https://eastus.example.com/openai/deployments/gpt-4o-mini-batch", "weight": 2,
-         "enqueued_token_quota": 1_000_000, "unfinished_jobs": 0, "queued_tokens_at_most": 0, "health": "unknown"},
+         "enqueued_token_quota": 1_000_000, "unfinished_jobs": 0, "queued_tokens": 300, "headroom_tokens": 999_700,
+         "health": "healthy", "last_outcome": None, "last_outcome_at": None, "last_error": None,
+         "cooling_until": None, "placements": {"held": 1, "placed": 0, "released": 0}},
     ]
     assert "OPENAI_KEY" not in result.stdout  # where the key lives is the catalog's business, not the listing's
     table = vbp_models(env).stdout.splitlines()
-    assert table[0].split() == ["NAME", "PROVIDER", "MODEL", "WHERE", "WEIGHT", "QUOTA", "UNFINISHED",
-                                "QUEUED_TOKENS<=", "HEALTH"]
+    assert table[0].split() == ["NAME", "PROVIDER", "MODEL", "WHERE", "WEIGHT", "QUOTA", "UNFINISHED", "QUEUED",
+                                "HEADROOM", "HEALTH", "PLACED"]
     assert [line.split() for line in table[1:]] == [
         ["vertex-flash", "vertex", "gemini-2.5-flash", "projects/my-project/locations/us-central1", "1", "-", "2",
-         "5700", "unknown"],
-        ["openai-4o-mini", "openai", "gpt-4o-mini", "https://api.openai.com/v1", "1", "-", "1", "1234", "unknown"],
+         "0", "-", "healthy", "0"],
+        ["openai-4o-mini", "openai", "gpt-4o-mini", "https://api.openai.com/v1", "1", "-", "1", "0", "-", "healthy",
+         "0"],
         ["azure-eastus-4o-mini", "azure", "gpt-4o-mini", "https://eastus.example.com/openai/deployments/"
-         "gpt-4o-mini-batch", "2", "1000000", "0", "0", "unknown"],
+         "gpt-4o-mini-batch", "2", "1000000", "0", "300", "999700", "healthy", "0"],
     ]
 
 

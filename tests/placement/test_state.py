@@ -61,8 +61,9 @@ def test_the_state_of_every_deployment_and_pooled_project(sessions: sessionmaker
     ]
     assert states[0].to_json() == {
         "name": "azure-eastus", "provider": "azure", "model": "gpt-4o-mini",
-        "where": "https://res-eastus.openai.azure.com", "weight": 1, "enqueued_token_quota": 1000,
-        "queued_tokens": 0, "headroom_tokens": 1000, "health": "cooling", "last_outcome": "failed",
+        "where": "https://res-eastus.openai.azure.com/openai/deployments/gpt-4o-mini-batch", "weight": 1,
+        "enqueued_token_quota": 1000, "unfinished_jobs": 0, "queued_tokens": 0, "headroom_tokens": 1000,
+        "health": "cooling", "last_outcome": "failed",
         "last_outcome_at": "2026-11-30T12:00:00.000000Z", "last_error": "503 Service Unavailable",
         "cooling_until": "2026-11-30T12:00:30.000000Z", "placements": {"held": 0, "placed": 0, "released": 1}}
     assert states[3].where == "pool pool-gemini"
