@@ -7,6 +7,7 @@ work from a second replica."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +149,20 @@ def test_follow_ups_of_a_placed_batch_work_from_a_second_replica(door: Proxied) 
         other.stop()
     cancels = [str(e["path"]) for e in door.stack.request_log if str(e["path"]).endswith(":cancel")]
     assert len(cancels) == 1 and f"/locations/{where[ids[1]]}/batchPredictionJobs/" in cancels[0]
+
+
+def test_the_output_of_batches_placed_on_each_deployment_is_read_from_a_second_replica(tmp_path: Path) -> None:
+    for env in door_env(tmp_path, models_file=two_vertex(QUOTA)):
+        ids = [_create(env).id for _ in range(2)]
+        with env.sessions() as session:
+            assert sorted(job.location for job in session.scalars(select(Job))) == sorted(LOCATIONS)
+        other = ProxyServer(dataclasses.replace(env.proxy.app.settings, poller_enabled=False)).start()
+        try:
+            client = sdk(env, base_url=other.url)
+            for batch_id in ids:
+                done = wait_for(client, batch_id, ("completed",))
+                output = client.files.content(done.output_file_id or "").text.splitlines()
+                assert [json.loads(line)["custom_id"] for line in output] == ["line-1"]
+                assert json.loads(output[0])["response"]["status_code"] == 200
+        finally:
+            other.stop()
