@@ -6,8 +6,10 @@
     POST /v1/batches/{id}/cancel   cancels the job; the batch shows `cancelling`, then `cancelled`
 
 A create writes the batch row first, holds the job's estimate against the key's budgets (as a native create does),
-then creates the job in VBP_DEFAULT_PROJECT / VBP_DEFAULT_LOCATION with the
-`vbp-team`, `vbp-key` and `vbp-batch` labels, then records the job linked to the batch (`record_create`, as the
+then creates the job with the `vbp-team`, `vbp-key` and `vbp-batch` labels: placed among the catalog's Vertex
+deployments of the model that the key may use (`_place_job`: the most weighted headroom first, failing or full
+ones routed around, as the README's "Placement" says), or in VBP_DEFAULT_PROJECT / VBP_DEFAULT_LOCATION when the
+catalog has none; then records the job linked to the batch (`record_create`, as the
 native door does). Should the proxy die between Vertex's reply and that write, reconciliation adopts the job from
 its labels and links it to the batch. Keys' scopes (operations, projects, locations, models) apply as on the
 native door; another team's batch answers 404 like a missing one.
@@ -27,7 +29,7 @@ from proxy.budgets import reservation as reservations
 from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
 from proxy.catalog.deployment import Deployment
 from proxy.clock import utcnow
-from proxy.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from proxy.errors import ApiError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from proxy.ledger import jobs as ledger
 from proxy.ledger.batch_links import link_batch
 from proxy.ledger.models import Job, OpenAIBatch, OpenAIFile
@@ -40,16 +42,21 @@ from proxy.openai_door.door import Door
 from proxy.openai_door.file_jobs import file_job_body
 from proxy.openai_door.file_views import ended
 from proxy.openai_door.ids import batch_file_id, new_batch_id
-from proxy.openai_door.placement_seam import UpstreamRefused, choose, place_batch
+from proxy.openai_door.placement_seam import UpstreamRefused, choose, no_room_error, place_batch
 from proxy.openai_door.upstream_batches import as_api_error, cancel_on
 from proxy.openai_door.upstream_errors import translate
+from proxy.placement import claims as placements
+from proxy.placement.claims import NoRoom
+from proxy.placement.state import deployment_target
 from proxy.providers.registry import get_provider
 from proxy.providers.vertex.create_body import BATCH_LABEL, prepare_create_body
 from proxy.providers.vertex.create_record import record_create
+from proxy.providers.vertex.pool_create import place_on_vertex, pool_tokens
 from proxy.providers.vertex.resources import google_base_url
 from proxy.tenancy.key_api import read_body
 from proxy.tenancy.keys import Principal
 from proxy.tenancy.scopes import check_model, check_scope
+from proxy.upstream import UpstreamResponse
 from proxy.upstream.headers import request_headers
 
 API_VERSION = "v1"
@@ -142,13 +149,14 @@ async def create(request: Request, door: Door) -> Response:
         raise InvalidArgument(f"endpoint {endpoint} does not match the file's requests, which are for "
                               f"{file.endpoint}.", param="endpoint", code="url_mismatch")
     candidates = choose(door.services.catalog, file.model)
+    vertex: tuple[Deployment, ...] = ()  # the catalog's Vertex deployments of a Gemini model the key may use
     if file.provider != "vertex":
         if not candidates:
             raise InvalidArgument(f"The model catalog no longer serves {file.model!r}.", param="input_file_id",
                                   code="model_not_found")
         project, location = "", file.provider
-    elif candidates and candidates[0].provider == "vertex":
-        project, location = candidates[0].project, candidates[0].location
+    elif vertex := await _allowed(door, principal, tuple(d for d in candidates if d.provider == "vertex")):
+        project, location = vertex[0].project, vertex[0].location
     else:
         project, location = await door.place()
     await _check_scope(door, principal, "create", (project, location), provider=file.provider)
@@ -175,9 +183,12 @@ async def create(request: Request, door: Door) -> Response:
         job_body = prepare_create_body(file_job_body(file, display_name=batch_id, output_uri=bucket.uri(folder)),
                                        principal=principal, aliases={})
         job_body["labels"][BATCH_LABEL] = batch_id
-        reservation_id = await _reserve(door, principal, job_body, project, location)
-        await _create_job(request, door, principal, job_body, batch_id, project, location, reservation_id,
-                          deployment=candidates[0].name if candidates else None)
+        reservation_id, tokens = await _reserve(door, principal, job_body, project, location)
+        if vertex:
+            await _place_job(request, door, principal, job_body, batch_id, vertex, reservation_id, tokens,
+                             model=file.model)
+        else:
+            await _create_job(request, door, principal, job_body, batch_id, project, location, reservation_id)
     except ApiError as exc:
         await to_thread.run_sync(_record_failure, door, batch_id, exc)
         raise
@@ -185,13 +196,31 @@ async def create(request: Request, door: Door) -> Response:
     return JSONResponse(view)
 
 
+async def _allowed(door: Door, principal: Principal, deployments: tuple[Deployment, ...]) -> tuple[Deployment, ...]:
+    """The Vertex deployments whose project and location the key's scopes allow; the first one's PermissionDenied
+    when there are some but the key may use none."""
+    allowed: list[Deployment] = []
+    refusal: PermissionDenied | None = None
+    for deployment in deployments:
+        try:
+            await _check_scope(door, principal, "create", (deployment.project, deployment.location))
+        except PermissionDenied as exc:
+            refusal = refusal or exc
+            continue
+        allowed.append(deployment)
+    if refusal is not None and not allowed:
+        raise refusal
+    return tuple(allowed)
+
+
 async def _reserve(door: Door, principal: Principal, job_body: dict[str, Any], project: str,
-                   location: str) -> str | None:
+                   location: str) -> tuple[str | None, int | None]:
     """Hold the job's estimate against the key's budgets, as a native create does (429 when they cannot take it);
-    the reservation's label lets reconciliation bind it to a job whose create reply was lost."""
+    the reservation's label lets reconciliation bind it to a job whose create reply was lost. Also the job's
+    queued tokens (its estimate's input tokens) when the estimate was made."""
     gate = door.services.budgets
     if gate is None:
-        return None
+        return None, None
     try:
         admitted = await gate.admit(principal, job_body, project=project, location=location)
     except ResourceExhausted as exc:
@@ -199,7 +228,7 @@ async def _reserve(door: Door, principal: Principal, job_body: dict[str, Any], p
         raise
     if admitted.reservation_id is not None:
         job_body["labels"][RESERVATION_LABEL] = admitted.reservation_id
-    return admitted.reservation_id
+    return admitted.reservation_id, admitted.estimate.input_tokens if admitted.estimate is not None else None
 
 
 async def _create_upstream(request: Request, door: Door, principal: Principal, batch_id: str, file: OpenAIFile,
@@ -217,16 +246,58 @@ async def _create_upstream(request: Request, door: Door, principal: Principal, b
 
 
 async def _create_job(request: Request, door: Door, principal: Principal, job_body: dict[str, Any], batch_id: str,
-                      project: str, location: str, reservation_id: str | None, *,
-                      deployment: str | None = None) -> None:
-    record = record_of(request.scope)
+                      project: str, location: str, reservation_id: str | None) -> None:
+    """Create the job in one project/location (no catalog deployment of the model) and record it."""
+    reply = await _send_create(request, door, job_body, project, location)
+    await _finish_create(request, door, principal, job_body, batch_id, project, location, reservation_id, reply)
+
+
+async def _place_job(request: Request, door: Door, principal: Principal, job_body: dict[str, Any], batch_id: str,
+                     deployments: tuple[Deployment, ...], reservation_id: str | None, tokens: int | None, *,
+                     model: str) -> None:
+    """Create the job on the Vertex deployment with the most weighted headroom that takes it (429, 5xx and
+    unreachable routed around; a timeout not, the job may exist), as pools do; the reservation, made once before,
+    is released when none can take it (429 + Retry-After)."""
+    if tokens is None:
+        tokens = await pool_tokens(door.services.budgets, job_body)
+    by_name = {deployment.name: deployment for deployment in deployments}
+    try:
+        created = await place_on_vertex(
+            door.placer, places={d.name: (d.project, d.location) for d in deployments},
+            targets=[deployment_target(d) for d in deployments], team=principal.team, model=model, tokens=tokens,
+            send=lambda project, location: _send_create(request, door, job_body, project, location))
+    except NoRoom as exc:
+        record_of(request.scope).upstream_status = 429
+        if reservation_id is not None and door.services.budgets is not None:
+            await to_thread.run_sync(door.services.budgets.release, reservation_id,
+                                     "no deployment could take the batch")
+        raise no_room_error(exc) from None
+    deployment = by_name[created.claim.target.name]
+    await _finish_create(request, door, principal, job_body, batch_id, created.project, created.location,
+                         reservation_id, created.reply, deployment=deployment.name,
+                         placement_id=created.claim.placement_id)
+
+
+async def _send_create(request: Request, door: Door, job_body: dict[str, Any], project: str,
+                       location: str) -> UpstreamResponse:
     url = _jobs_url(door, location, f"projects/{project}/locations/{location}/batchPredictionJobs")
-    reply = await door.services.upstream.send(
-        "POST", url, headers=request_headers([("content-type", "application/json")], request_id=record.request_id),
+    return await door.services.upstream.send(
+        "POST", url, headers=request_headers([("content-type", "application/json")],
+                                             request_id=record_of(request.scope).request_id),
         body=json.dumps(job_body).encode(), idempotent=False)
+
+
+async def _finish_create(request: Request, door: Door, principal: Principal, job_body: dict[str, Any], batch_id: str,
+                         project: str, location: str, reservation_id: str | None, reply: UpstreamResponse, *,
+                         deployment: str | None = None, placement_id: str | None = None) -> None:
+    """Record the job Vertex created (its reservation and placement bound to it), or release them and answer
+    Vertex's refusal (a 504's placement stays held: the job may exist, reconciliation adopts it)."""
+    record = record_of(request.scope)
     data = await reply.read()
     record.upstream_status = reply.status
     if reply.status != 200:
+        if placement_id is not None and reply.status != 504:
+            await to_thread.run_sync(door.placer.release, placement_id, f"the upstream refused it ({reply.status})")
         if reservation_id is not None and door.services.budgets is not None:
             await to_thread.run_sync(door.services.budgets.release, reservation_id,
                                      f"the upstream refused the create ({reply.status})")
@@ -236,6 +307,8 @@ async def _create_job(request: Request, door: Door, principal: Principal, job_bo
         link_batch(session, job=job, batch_id=batch_id)
         if reservation_id is not None:
             reservations.bind(session, reservation_id=reservation_id, job=job, now=utcnow())
+        if placement_id is not None:
+            placements.bind(session, placement_id=placement_id, job_pk=job.id, now=utcnow())
 
     record.job_name = await record_create(
         door.services, data=data, request=job_body, principal=principal, api_version=API_VERSION, project=project,

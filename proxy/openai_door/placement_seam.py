@@ -11,6 +11,8 @@ one of them.
   request) is the caller's answer at once. When no deployment can take the batch: 429 with a Retry-After, and
   nothing was left upstream (the file uploaded to a deployment that refused is deleted there).
 - `create_on(deployment, ...)` creates the batch there and records its job, or raises `UpstreamRefused`.
+- Gemini batches (Vertex deployments) are placed by the same `Placer` in `batches_api` (their create is a Vertex
+  job, `proxy.providers.vertex.pool_create.place_on_vertex`); `no_room_error` is both doors' 429.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from proxy.providers.openai_batch.errors import UpstreamRefused
 from proxy.services import Services
 from proxy.tenancy.keys import Principal
 
-__all__ = ["choose", "create_on", "place_batch", "UpstreamRefused"]
+__all__ = ["choose", "create_on", "no_room_error", "place_batch", "UpstreamRefused"]
 
 FULL_CODE = "token_limit_exceeded"
 
@@ -84,7 +86,12 @@ async def place_batch(placer: Placer, candidates: tuple[Deployment, ...], *, ser
     except _Refused as refused:
         raise as_api_error(refused.failure, doing="create the batch") from None
     except NoRoom as exc:
-        # The SDK would wait and retry on its own; the caller decides (Retry-After says when there may be room).
-        raise ResourceExhausted(str(exc), code=FULL_CODE if exc.full else "rate_limit_exceeded",
-                                headers={"retry-after": str(exc.retry_after), "x-should-retry": "false"}) from None
+        raise no_room_error(exc) from None
     return placed.result
+
+
+def no_room_error(exc: NoRoom) -> ResourceExhausted:
+    """The door's answer when no deployment can take a batch: 429 in OpenAI's envelope with a Retry-After."""
+    # The SDK would wait and retry on its own; the caller decides (Retry-After says when there may be room).
+    return ResourceExhausted(str(exc), code=FULL_CODE if exc.full else "rate_limit_exceeded",
+                             headers={"retry-after": str(exc.retry_after), "x-should-retry": "false"})

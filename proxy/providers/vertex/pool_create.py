@@ -85,13 +85,12 @@ def allowed_members(principal: Principal, pool: str, members: Sequence[tuple[str
     return allowed
 
 
-async def create_in_pool(placer: Placer, *, pool: str, members: Sequence[tuple[str, str]], aliases: Mapping[str, str],
-                         team: str, model: str, tokens: int,
-                         send: Callable[[str, str], Awaitable[UpstreamResponse]]) -> PoolCreated:
-    """Place the create on the best member (`send(project, location)` forwards it there); see the module
-    docstring for what is routed around."""
-    places = {target_name(aliases.get(project, project), location): (aliases.get(project, project), location)
-              for project, location in members}
+async def place_on_vertex(placer: Placer, *, places: Mapping[str, tuple[str, str]], targets: Sequence[Target],
+                          team: str, model: str, tokens: int,
+                          send: Callable[[str, str], Awaitable[UpstreamResponse]]) -> PoolCreated:
+    """Place a Vertex create among `targets` (`places`: each target's project/location; `send(project, location)`
+    forwards it there): 429/5xx/unreachable routed around, any other reply returned; NoRoom when none takes it.
+    Shared by pools and the OpenAI door's Gemini batches (targets: its catalog deployments)."""
 
     async def create(claim: Claim) -> Outcome[UpstreamResponse]:
         project, location = places[claim.target.name]
@@ -106,10 +105,20 @@ async def create_in_pool(placer: Placer, *, pool: str, members: Sequence[tuple[s
                                 retry_after=retry_after(reply.headers))
         return Outcome(reply)
 
-    try:
-        placed = await placer.place(targets=[Target(name) for name in places], tokens=tokens, team=team,
-                                    model=model, create=create)
-    except NoRoom as exc:
-        raise ResourceExhausted(f"{exc} Pool {pool!r}.", headers={"retry-after": str(exc.retry_after)}) from None
+    placed = await placer.place(targets=targets, tokens=tokens, team=team, model=model, create=create)
     project, location = places[placed.claim.target.name]
     return PoolCreated(project, location, placed.result, placed.claim)
+
+
+async def create_in_pool(placer: Placer, *, pool: str, members: Sequence[tuple[str, str]], aliases: Mapping[str, str],
+                         team: str, model: str, tokens: int,
+                         send: Callable[[str, str], Awaitable[UpstreamResponse]]) -> PoolCreated:
+    """Place the create on the best member (`send(project, location)` forwards it there); see the module
+    docstring for what is routed around."""
+    places = {target_name(aliases.get(project, project), location): (aliases.get(project, project), location)
+              for project, location in members}
+    try:
+        return await place_on_vertex(placer, places=places, targets=[Target(name) for name in places], team=team,
+                                     model=model, tokens=tokens, send=send)
+    except NoRoom as exc:
+        raise ResourceExhausted(f"{exc} Pool {pool!r}.", headers={"retry-after": str(exc.retry_after)}) from None
