@@ -5,17 +5,19 @@
     GET  /v1/batches               ?limit(1..100, default 20)&after: the team's batches, newest first
     POST /v1/batches/{id}/cancel   cancels the job; the batch shows `cancelling`, then `cancelled`
 
-A create writes the batch row first, holds the job's estimate against the key's budgets (as a native create does),
-then creates the job in VBP_DEFAULT_PROJECT / VBP_DEFAULT_LOCATION with the
-`vbp-team`, `vbp-key` and `vbp-batch` labels, then records the job linked to the batch (`record_create`, as the
-native door does). Should the proxy die between Vertex's reply and that write, reconciliation adopts the job from
-its labels and links it to the batch. Keys' scopes (operations, projects, locations, models) apply as on the
-native door; another team's batch answers 404 like a missing one.
+A create writes the batch row first, holds the job's estimate against the key's budgets (as a native create does; for an
+OpenAI or Azure model the estimate of the caller's file, `file_jobs.openai_file_estimate`, bound to the batch's job when
+it is recorded and released when every deployment refused the create), then creates the job in VBP_DEFAULT_PROJECT /
+VBP_DEFAULT_LOCATION with the `vbp-team`, `vbp-key` and `vbp-batch` labels, then records the job linked to the batch
+(`record_create`, as the native door does). Should the proxy die between Vertex's reply and that write, reconciliation
+adopts the job from its labels and links it to the batch. Keys' scopes (operations, projects, locations, models) apply
+as on the native door; another team's batch answers 404 like a missing one.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from anyio import to_thread
@@ -24,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from proxy.budgets import reservation as reservations
+from proxy.budgets.admission import Admitted
 from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
 from proxy.catalog.deployment import Deployment
 from proxy.clock import utcnow
@@ -37,7 +40,7 @@ from proxy.openai_door.batch_views import batch_object
 from proxy.openai_door.bucket import INDEX
 from proxy.openai_door.compat import check_provider, decode_file_id
 from proxy.openai_door.door import Door
-from proxy.openai_door.file_jobs import file_job_body
+from proxy.openai_door.file_jobs import file_job_body, openai_file_estimate
 from proxy.openai_door.file_views import ended
 from proxy.openai_door.ids import batch_file_id, new_batch_id
 from proxy.openai_door.placement_seam import UpstreamRefused, choose, place_batch
@@ -168,7 +171,8 @@ async def create(request: Request, door: Door) -> Response:
     await to_thread.run_sync(write_batch)
     try:
         if file.provider != "vertex":
-            await _create_upstream(request, door, principal, batch_id, file, candidates)
+            reservation_id = await _reserve_file(door, principal, file, candidates)
+            await _create_upstream(request, door, principal, batch_id, file, candidates, reservation_id)
             return JSONResponse(await to_thread.run_sync(_load_view, door, principal.team, batch_id))
         # The batch keeps its own copy of the index: its outputs stay readable if the input file is deleted.
         await to_thread.run_sync(bucket.copy, bucket.path_of(file.index_uri), folder + INDEX)
@@ -192,26 +196,48 @@ async def _reserve(door: Door, principal: Principal, job_body: dict[str, Any], p
     gate = door.services.budgets
     if gate is None:
         return None
+    reservation_id = await _admitted(gate.admit(principal, job_body, project=project, location=location))
+    if reservation_id is not None:
+        job_body["labels"][RESERVATION_LABEL] = reservation_id
+    return reservation_id
+
+
+async def _reserve_file(door: Door, principal: Principal, file: OpenAIFile,
+                        candidates: tuple[Deployment, ...]) -> str | None:
+    """Hold the estimate of an OpenAI/Azure batch's file (429 when a budget cannot take it). The reservation names
+    the first candidate deployment: reconciliation of that provider releases it if no batch carries its label."""
+    gate = door.services.budgets
+    if gate is None:
+        return None
+    estimate_of = openai_file_estimate(gate, door.services.catalog, file)
+    return await _admitted(gate.admit_estimate(principal, estimate_of, project=candidates[0].name,
+                                               location=candidates[0].provider))
+
+
+async def _admitted(admission: Awaitable[Admitted]) -> str | None:
+    """The reservation of an admitted create; a refusal keeps the SDK from retrying it."""
     try:
-        admitted = await gate.admit(principal, job_body, project=project, location=location)
+        admitted = await admission
     except ResourceExhausted as exc:
         exc.headers.setdefault("x-should-retry", "false")  # a budget does not refill in the SDK's retry window
         raise
-    if admitted.reservation_id is not None:
-        job_body["labels"][RESERVATION_LABEL] = admitted.reservation_id
     return admitted.reservation_id
 
 
 async def _create_upstream(request: Request, door: Door, principal: Principal, batch_id: str, file: OpenAIFile,
-                           candidates: tuple[Deployment, ...]) -> None:
-    """Place the batch on the candidate deployment with the most room that takes it (`placement_seam`)."""
+                           candidates: tuple[Deployment, ...], reservation_id: str | None) -> None:
+    """Place the batch on the candidate deployment with the most room that takes it (`placement_seam`); when none
+    does, its reservation is released (should one have created it unanswered, adopting it holds it again)."""
     record = record_of(request.scope)
     try:
         record.job_name = await place_batch(door.placer, candidates, services=door.services, bucket=door.bucket,
                                             principal=principal, batch_id=batch_id, file=file,
-                                            endpoint=file.endpoint)
+                                            endpoint=file.endpoint, reservation_id=reservation_id)
     except ApiError as exc:
         record.upstream_status = exc.http_status
+        if reservation_id is not None and door.services.budgets is not None:
+            await to_thread.run_sync(door.services.budgets.release, reservation_id,
+                                     f"no deployment took the create ({exc.http_status})")
         raise
     record.upstream_status = 200
 

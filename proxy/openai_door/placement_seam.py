@@ -64,7 +64,7 @@ def queued_tokens(bucket: FilesBucket, file: OpenAIFile) -> int:
 
 async def place_batch(placer: Placer, candidates: tuple[Deployment, ...], *, services: Services,
                       bucket: FilesBucket, principal: Principal, batch_id: str, file: OpenAIFile,
-                      endpoint: str) -> str | None:
+                      endpoint: str, reservation_id: str | None = None) -> str | None:
     """Create the batch on the best deployment that takes it; its job's name (None: left to reconciliation)."""
     tokens = await to_thread.run_sync(queued_tokens, bucket, file)
     by_name = {deployment.name: deployment for deployment in candidates}
@@ -73,7 +73,7 @@ async def place_batch(placer: Placer, candidates: tuple[Deployment, ...], *, ser
         try:
             created = await create_on(by_name[claim.target.name], services=services, bucket=bucket,
                                       principal=principal, batch_id=batch_id, file=file, endpoint=endpoint,
-                                      placement_id=claim.placement_id)
+                                      placement_id=claim.placement_id, reservation_id=reservation_id)
         except UpstreamRefused as failure:
             raise _Refused(failure) from None
         return Outcome(created.name, enqueued=created.enqueued, quota=created.quota)
