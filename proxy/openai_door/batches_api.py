@@ -227,17 +227,21 @@ async def _admitted(admission: Awaitable[Admitted]) -> str | None:
 async def _create_upstream(request: Request, door: Door, principal: Principal, batch_id: str, file: OpenAIFile,
                            candidates: tuple[Deployment, ...], reservation_id: str | None) -> None:
     """Place the batch on the candidate deployment with the most room that takes it (`placement_seam`); when none
-    does, its reservation is released (should one have created it unanswered, adopting it holds it again)."""
+    does, its reservation is released (should one have made it unanswered, adopting it holds it again)."""
     record = record_of(request.scope)
+    gate = door.services.budgets
+
+    async def release(why: str) -> None:
+        if reservation_id is not None and gate is not None:
+            await to_thread.run_sync(gate.release, reservation_id, why)
+
     try:
         record.job_name = await place_batch(door.placer, candidates, services=door.services, bucket=door.bucket,
                                             principal=principal, batch_id=batch_id, file=file,
-                                            endpoint=file.endpoint, reservation_id=reservation_id)
+                                            endpoint=file.endpoint, reservation_id=reservation_id,
+                                            not_placed=release)
     except ApiError as exc:
         record.upstream_status = exc.http_status
-        if reservation_id is not None and door.services.budgets is not None:
-            await to_thread.run_sync(door.services.budgets.release, reservation_id,
-                                     f"no deployment took the create ({exc.http_status})")
         raise
     record.upstream_status = 200
 

@@ -14,10 +14,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from sqlalchemy import select
+from click.testing import CliRunner
+from sqlalchemy import select, text
 
 from proxy.budgets import store
 from proxy.budgets.tokens import text_tokens
+from proxy.cli import cli
 from proxy.clock import utcnow
 from proxy.ledger.models import BudgetReservation, Job, OpenAIBatch
 from proxy.metering.pricing import PricingTable
@@ -189,3 +191,66 @@ def test_racing_creates_never_overspend(door: Proxied) -> None:
     creates = [e for e in door.stack.request_log if e["method"] == "POST" and str(e["path"]).endswith("/batches")
                and json.loads(e["body"])["metadata"]["vbp-team"] == "team-race"]
     assert len(creates) == fits
+
+
+def _budgeted(door: Proxied, team: str, pico: int) -> openai.OpenAI:
+    with door.sessions.begin() as session:
+        _, secret = create_key(session, team=team, name="budgeted")
+    _set_budget(door, team, pico)
+    return sdk(door, key=secret)
+
+
+def _reservation(door: Proxied, team: str) -> BudgetReservation:
+    with door.sessions() as session:
+        row = session.scalars(select(BudgetReservation).where(BudgetReservation.team == team)).one()
+        session.expunge(row)
+        return row
+
+
+def test_a_create_no_deployment_takes_releases_its_reservation(door: Proxied) -> None:
+    client = _budgeted(door, "team-refused", 10**12)
+    file_id = client.files.create(file=("refused.jsonl", jsonl(*_lines(OPENAI_MODEL))), purpose="batch").id
+    door.stack.set_faults(errors=[{"path": "/openai-api/", "status": 503, "count": 50, "method": "create"}])
+    try:
+        with pytest.raises(openai.RateLimitError) as caught:
+            client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+    finally:
+        door.stack.set_faults(None)
+        with door.sessions.begin() as session:  # the breaker the faults opened: the next tests start anew
+            session.execute(text("DELETE FROM placement_targets"))
+    assert said(caught.value).startswith(f"No deployment of {OPENAI_MODEL} can take this batch")
+    released = _reservation(door, "team-refused")
+    assert (released.state, released.job_pk, released.note) == ("released", None,
+                                                                "no deployment took the create")
+    with door.sessions() as session:
+        status = store.status(session, store.covering(session, team="team-refused", key_id="")[0], now=utcnow())
+        assert (status.spent, status.reserved, status.remaining) == (0, 0, 10**12)
+
+
+def test_a_lost_create_has_its_reservation_bound_by_reconciliation(door: Proxied) -> None:
+    client = _budgeted(door, "team-lost", 10**12)
+    lines = _lines(OPENAI_MODEL)
+    _, _, _, high = _expected(OPENAI_MODEL, lines, ("openai",))
+    file_id = client.files.create(file=("lost.jsonl", jsonl(*lines)), purpose="batch").id
+    with door.sessions.begin() as session:
+        session.execute(text("CREATE TRIGGER refuse_jobs BEFORE INSERT ON jobs BEGIN "
+                             "SELECT RAISE(ABORT, 'the ledger refuses writes (test)'); END"))
+    try:
+        with pytest.raises(openai.InternalServerError):
+            client.batches.create(input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h")
+    finally:
+        with door.sessions.begin() as session:
+            session.execute(text("DROP TRIGGER refuse_jobs"))
+    held = _reservation(door, "team-lost")
+    assert (held.state, held.job_pk, held.amount_pico) == ("held", None, high)  # the create's intent record
+
+    env = {"VBP_DATABASE_URL": str(door.sessions.kw["bind"].url)}
+    result = CliRunner().invoke(cli, ["reconcile", "--json", "--min-age", "0s"], env=env)
+    assert result.exit_code == 0, result.output
+    adopted = [item for item in json.loads(result.stdout) if item["result"] == "adopted"]
+    assert [item["team"] for item in adopted] == ["team-lost"]
+    bound = _reservation(door, "team-lost")
+    with door.sessions() as session:
+        job = session.scalars(select(Job).where(Job.name == adopted[0]["name"])).one()
+        assert (job.origin, job.labels["vbp-reservation"]) == ("reconcile", held.id)
+        assert (bound.state, bound.job_pk) in (("bound", job.id), ("settled", job.id))
