@@ -1,7 +1,8 @@
 """The create path's budget gate: estimate the batch, then reserve its `high`, or refuse before the upstream.
 
 One object per process (`Services.budgets`), shared by the native door's create and `POST /v1/estimates` (and by
-the OpenAI door's create, which calls `admit` with the Vertex body it builds). Without a budget covering the key
+the OpenAI door's create, which calls `admit` with the Vertex body it builds for a Gemini model, and
+`admit_estimate` with `estimate_openai_file` for an OpenAI or Azure model). Without a budget covering the key
 nothing is read and nothing reserved: the create goes on as before. Under a budget, an input the proxy cannot
 estimate (BigQuery, a model without a price, storage that cannot be read) is refused with 400
 FAILED_PRECONDITION, unless every covering budget allows unestimated jobs (`vbp budgets set --allow-unestimated`).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.budgets import inputs, reservation, store
 from proxy.budgets.estimate import Estimate, EstimateError, LineEstimator
+from proxy.budgets.openai_estimate import OpenAILineEstimator, deployment_prices
 from proxy.clock import utcnow
 from proxy.errors import FailedPrecondition, ResourceExhausted
 from proxy.metering.pricing import PricingTable
@@ -98,6 +101,20 @@ class BudgetGate:
         estimate.notes[:0] = notes
         return estimate
 
+    def estimate_openai_file(self, uri: str, deployments: Sequence[tuple[str, str]], *, model: str) -> Estimate:
+        """Estimate an OpenAI-format batch file (`gs://` URI of the caller's kept bytes) for the `(provider, model)`
+        deployments it may run on (`proxy.budgets.openai_estimate`); Unestimable says why not."""
+        try:
+            estimator = OpenAILineEstimator(deployment_prices(self.pricing(), deployments, utcnow()), model=model)
+            client = self.storage()
+            objects, notes = inputs.input_objects(client, [uri])
+            estimate = inputs.estimate_objects(client, objects, estimator,
+                                               deadline=time.monotonic() + self.settings.estimate_seconds)
+        except (EstimateError, inputs.InputUnreadable) as exc:
+            raise Unestimable(str(exc)) from exc
+        estimate.notes[:0] = notes
+        return estimate
+
     def covering(self, principal: Principal) -> list[store.BudgetStatus]:
         """The budgets covering the key, with their current figures (blocking)."""
         with self.sessions() as session:
@@ -116,11 +133,17 @@ class BudgetGate:
     async def admit(self, principal: Principal, job: dict[str, Any], *, project: str, location: str) -> Admitted:
         """Estimate and reserve for a create, or raise the refusal (429 RESOURCE_EXHAUSTED, 400
         FAILED_PRECONDITION) before anything reaches the upstream."""
+        return await self.admit_estimate(principal, lambda: self.estimate_job(job), project=project,
+                                         location=location)
+
+    async def admit_estimate(self, principal: Principal, estimate_of: Callable[[], Estimate], *, project: str,
+                             location: str) -> Admitted:
+        """`admit` for any input: `estimate_of` (blocking; raises Unestimable) is called only under a budget."""
         budgets = await to_thread.run_sync(self.covering, principal)
         if not budgets:
             return Admitted(None, None)
         try:
-            estimate = await to_thread.run_sync(self.estimate_job, job)
+            estimate = await to_thread.run_sync(estimate_of)
         except Unestimable as exc:
             if all(status.budget.allow_unestimated for status in budgets):
                 return Admitted(None, None)

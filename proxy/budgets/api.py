@@ -5,7 +5,8 @@
     PUT    /v1/budgets/{team}/keys/{key}    the same, for one key of the team
     DELETE /v1/budgets/{team}[/keys/{key}]  -> {"removed": true}
     POST   /v1/estimates                    a Vertex create body, or {"input_file_id": ...} (an OpenAI-door file of
-                                            the caller's team) -> the estimate (any key; nothing is created)
+                                            the caller's team, of any model of the catalog) -> the estimate (any
+                                            key; nothing is created)
 
 A view is `{team, key_id, period, limit_usd, spent_usd, reserved_usd, remaining_usd, allow_unestimated}`,
 amounts as exact decimal strings. An estimate applies the create's checks first (the key's model scope and the
@@ -26,10 +27,12 @@ from starlette.routing import Route
 
 from proxy.budgets import store
 from proxy.budgets.admission import Unestimable
+from proxy.budgets.estimate import Estimate
 from proxy.clock import utcnow
 from proxy.errors import FailedPrecondition, InvalidArgument, NotFound
 from proxy.ledger.request_log import record_of
-from proxy.openai_door.file_jobs import estimate_file_job
+from proxy.openai_door.file_jobs import estimate_body as file_estimate_body
+from proxy.openai_door.file_jobs import estimated_file, openai_file_estimate
 from proxy.providers.vertex.create_body import body_model
 from proxy.providers.vertex.job_fields import normalise_job
 from proxy.providers.vertex.resources import model_id
@@ -110,8 +113,11 @@ def _estimate_endpoint(services: Callable[[], Services | None]) -> Callable[[Req
         record.key_id, record.team = principal.key_id, principal.team
         body = await read_body(request)
         if "input_file_id" in body:
-            job = await to_thread.run_sync(estimate_file_job, running.sessions, principal, body)
-            return JSONResponse(await estimate_job(running, principal, job))
+            file = await to_thread.run_sync(estimated_file, running.sessions, principal, body)
+            if file.provider != "vertex":
+                estimate_of = openai_file_estimate(running.budgets, running.catalog, file)
+                return JSONResponse(await _estimated(running, principal, estimate_of))
+            return JSONResponse(await estimate_job(running, principal, file_estimate_body(file)))
         return JSONResponse(await estimate_body(running, principal, body))
     return endpoint
 
@@ -135,11 +141,18 @@ async def estimate_job(services: Services, principal: Principal, job: dict[str, 
     """The estimate of a checked job body and the covering budget with the least remaining (whether it fits).
 
     (The OpenAI door's `{"input_file_id": ...}` form comes here with the Vertex body its batch would run,
-    `file_jobs.estimate_file_job`: its converted file lies in VBP_FILES_BUCKET, outside the team's boundaries.)"""
+    `file_jobs.estimate_body`: its converted file lies in VBP_FILES_BUCKET, outside the team's boundaries.)"""
+    gate = services.budgets
+    assert gate is not None
+    return await _estimated(services, principal, lambda: gate.estimate_job(job))
+
+
+async def _estimated(services: Services, principal: Principal, estimate_of: Callable[[], Estimate]) -> dict[str, Any]:
+    """The estimate `estimate_of` makes (blocking) and the covering budget with the least remaining."""
     gate = services.budgets
     assert gate is not None
     try:
-        estimate = await to_thread.run_sync(gate.estimate_job, job)
+        estimate = await to_thread.run_sync(estimate_of)
     except Unestimable as exc:
         raise FailedPrecondition(f"This batch cannot be estimated: {exc}.") from None
     budgets = await to_thread.run_sync(gate.covering, principal)

@@ -12,14 +12,26 @@ import fnmatch
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from google.cloud import storage
 
-from proxy.budgets.estimate import Estimate, LineEstimator
+from proxy.budgets.estimate import Estimate
 from proxy.metering.objects import iter_chunks
 from proxy.providers.base import OutputObject
 
 LOCAL_CHUNK_BYTES = 2 * 1024 * 1024
+
+
+class Estimator(Protocol):
+    """What reads an input for an estimate: `LineEstimator` (Vertex lines) or `OpenAILineEstimator`."""
+
+    estimate: Estimate
+
+    def feed(self, chunk: bytes) -> None: ...
+    def close_object(self) -> None: ...
+    def bound_unread(self, size: int) -> None: ...
+    def close(self) -> Estimate: ...
 
 
 class InputUnreadable(Exception):
@@ -58,7 +70,7 @@ def input_objects(client: storage.Client, uris: Iterable[str]) -> tuple[list[Out
     return sorted(set(objects)), notes
 
 
-def estimate_objects(client: storage.Client, objects: list[OutputObject], estimator: LineEstimator, *,
+def estimate_objects(client: storage.Client, objects: list[OutputObject], estimator: Estimator, *,
                      deadline: float) -> Estimate:
     """Feed every object into `estimator` until `deadline` (time.monotonic()); the rest is bounded by size."""
     unread = 0
@@ -83,7 +95,7 @@ def estimate_objects(client: storage.Client, objects: list[OutputObject], estima
     return estimator.close()
 
 
-def estimate_file(path: Path, estimator: LineEstimator) -> Estimate:
+def estimate_file(path: Path, estimator: Estimator) -> Estimate:
     """Estimate a local JSONL file (`vbp estimate`), read whole in chunks."""
     with path.open("rb") as handle:
         while chunk := handle.read(LOCAL_CHUNK_BYTES):

@@ -5,19 +5,21 @@
     GET  /v1/batches               ?limit(1..100, default 20)&after: the team's batches, newest first
     POST /v1/batches/{id}/cancel   cancels the job; the batch shows `cancelling`, then `cancelled`
 
-A create writes the batch row first, holds the job's estimate against the key's budgets (as a native create does),
-then creates the job with the `vbp-team`, `vbp-key` and `vbp-batch` labels: placed among the catalog's Vertex
-deployments of the model that the key may use (`_place_job`: the most weighted headroom first, failing or full
-ones routed around, as the README's "Placement" says), or in VBP_DEFAULT_PROJECT / VBP_DEFAULT_LOCATION when the
-catalog has none; then records the job linked to the batch (`record_create`, as the
-native door does). Should the proxy die between Vertex's reply and that write, reconciliation adopts the job from
-its labels and links it to the batch. Keys' scopes (operations, projects, locations, models) apply as on the
-native door; another team's batch answers 404 like a missing one.
+A create writes the batch row first, holds the job's estimate against the key's budgets (as a native create does;
+for an OpenAI or Azure model the estimate of the caller's file, `file_jobs.openai_file_estimate`, bound to the
+batch's job when it is recorded and released when every deployment refused the create), then creates the job with
+the `vbp-team`, `vbp-key` and `vbp-batch` labels: placed among the catalog's Vertex deployments of the model that the
+key may use (`_place_job`: the most weighted headroom first, failing or full ones routed around, as the README's
+"Placement" says), or in VBP_DEFAULT_PROJECT / VBP_DEFAULT_LOCATION when the catalog has none; then records the job
+linked to the batch (`record_create`, as the native door does). Should the proxy die between Vertex's reply and that
+write, reconciliation adopts the job from its labels and links it to the batch. Keys' scopes (operations, projects,
+locations, models) apply as on the native door; another team's batch answers 404 like a missing one.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable
 from typing import Any
 
 from anyio import to_thread
@@ -26,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from proxy.budgets import reservation as reservations
+from proxy.budgets.admission import Admitted
 from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
 from proxy.catalog.deployment import Deployment
 from proxy.clock import utcnow
@@ -39,7 +42,7 @@ from proxy.openai_door.batch_views import batch_object
 from proxy.openai_door.bucket import INDEX
 from proxy.openai_door.compat import check_provider, decode_file_id
 from proxy.openai_door.door import Door
-from proxy.openai_door.file_jobs import file_job_body
+from proxy.openai_door.file_jobs import file_job_body, openai_file_estimate
 from proxy.openai_door.file_views import ended
 from proxy.openai_door.ids import batch_file_id, new_batch_id
 from proxy.openai_door.placement_seam import UpstreamRefused, choose, no_room_error, place_batch
@@ -176,7 +179,8 @@ async def create(request: Request, door: Door) -> Response:
     await to_thread.run_sync(write_batch)
     try:
         if file.provider != "vertex":
-            await _create_upstream(request, door, principal, batch_id, file, candidates)
+            reservation_id = await _reserve_file(door, principal, file, candidates)
+            await _create_upstream(request, door, principal, batch_id, file, candidates, reservation_id)
             return JSONResponse(await to_thread.run_sync(_load_view, door, principal.team, batch_id))
         # The batch keeps its own copy of the index: its outputs stay readable if the input file is deleted.
         await to_thread.run_sync(bucket.copy, bucket.path_of(file.index_uri), folder + INDEX)
@@ -221,24 +225,51 @@ async def _reserve(door: Door, principal: Principal, job_body: dict[str, Any], p
     gate = door.services.budgets
     if gate is None:
         return None, None
-    try:
-        admitted = await gate.admit(principal, job_body, project=project, location=location)
-    except ResourceExhausted as exc:
-        exc.headers.setdefault("x-should-retry", "false")  # a budget does not refill in the SDK's retry window
-        raise
+    admitted = await _admitted(gate.admit(principal, job_body, project=project, location=location))
     if admitted.reservation_id is not None:
         job_body["labels"][RESERVATION_LABEL] = admitted.reservation_id
     return admitted.reservation_id, admitted.estimate.input_tokens if admitted.estimate is not None else None
 
 
+async def _reserve_file(door: Door, principal: Principal, file: OpenAIFile,
+                        candidates: tuple[Deployment, ...]) -> str | None:
+    """Hold the estimate of an OpenAI/Azure batch's file (429 when a budget cannot take it). The reservation names
+    the first candidate deployment: reconciliation of that provider releases it if no batch carries its label."""
+    gate = door.services.budgets
+    if gate is None:
+        return None
+    estimate_of = openai_file_estimate(gate, door.services.catalog, file)
+    admitted = await _admitted(gate.admit_estimate(principal, estimate_of, project=candidates[0].name,
+                                                   location=candidates[0].provider))
+    return admitted.reservation_id
+
+
+async def _admitted(admission: Awaitable[Admitted]) -> Admitted:
+    """An admitted create; a refusal keeps the SDK from retrying it."""
+    try:
+        admitted = await admission
+    except ResourceExhausted as exc:
+        exc.headers.setdefault("x-should-retry", "false")  # a budget does not refill in the SDK's retry window
+        raise
+    return admitted
+
+
 async def _create_upstream(request: Request, door: Door, principal: Principal, batch_id: str, file: OpenAIFile,
-                           candidates: tuple[Deployment, ...]) -> None:
-    """Place the batch on the candidate deployment with the most room that takes it (`placement_seam`)."""
+                           candidates: tuple[Deployment, ...], reservation_id: str | None) -> None:
+    """Place the batch on the candidate deployment with the most room that takes it (`placement_seam`); when none
+    does, its reservation is released (should one have made it unanswered, adopting it holds it again)."""
     record = record_of(request.scope)
+    gate = door.services.budgets
+
+    async def release(why: str) -> None:
+        if reservation_id is not None and gate is not None:
+            await to_thread.run_sync(gate.release, reservation_id, why)
+
     try:
         record.job_name = await place_batch(door.placer, candidates, services=door.services, bucket=door.bucket,
                                             principal=principal, batch_id=batch_id, file=file,
-                                            endpoint=file.endpoint)
+                                            endpoint=file.endpoint, reservation_id=reservation_id,
+                                            not_placed=release)
     except ApiError as exc:
         record.upstream_status = exc.http_status
         raise

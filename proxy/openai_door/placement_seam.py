@@ -17,6 +17,8 @@ one of them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from anyio import to_thread
 
 from proxy.catalog.catalog import Catalog
@@ -66,8 +68,11 @@ def queued_tokens(bucket: FilesBucket, file: OpenAIFile) -> int:
 
 async def place_batch(placer: Placer, candidates: tuple[Deployment, ...], *, services: Services,
                       bucket: FilesBucket, principal: Principal, batch_id: str, file: OpenAIFile,
-                      endpoint: str) -> str | None:
-    """Create the batch on the best deployment that takes it; its job's name (None: left to reconciliation)."""
+                      endpoint: str, reservation_id: str | None = None,
+                      not_placed: Callable[[str], Awaitable[None]] | None = None) -> str | None:
+    """Create the batch on the best deployment that takes it; its job's name (None: left to reconciliation).
+    `not_placed(why)` is awaited before the refusal is raised when no deployment took the batch (not when one
+    may have made it unanswered, or made it and the ledger refused the job: reconciliation finds those)."""
     tokens = await to_thread.run_sync(queued_tokens, bucket, file)
     by_name = {deployment.name: deployment for deployment in candidates}
 
@@ -75,7 +80,7 @@ async def place_batch(placer: Placer, candidates: tuple[Deployment, ...], *, ser
         try:
             created = await create_on(by_name[claim.target.name], services=services, bucket=bucket,
                                       principal=principal, batch_id=batch_id, file=file, endpoint=endpoint,
-                                      placement_id=claim.placement_id)
+                                      placement_id=claim.placement_id, reservation_id=reservation_id)
         except UpstreamRefused as failure:
             raise _Refused(failure) from None
         return Outcome(created.name, enqueued=created.enqueued, quota=created.quota)
@@ -84,8 +89,13 @@ async def place_batch(placer: Placer, candidates: tuple[Deployment, ...], *, ser
         placed = await placer.place(targets=[deployment_target(d) for d in candidates], tokens=tokens,
                                     team=principal.team, model=file.model, create=create)
     except _Refused as refused:
-        raise as_api_error(refused.failure, doing="create the batch") from None
+        error = as_api_error(refused.failure, doing="create the batch")
+        if not_placed is not None and refused.failure.status is not None:
+            await not_placed(f"the upstream refused the create ({error.http_status})")
+        raise error from None
     except NoRoom as exc:
+        if not_placed is not None:
+            await not_placed("no deployment took the create")
         raise no_room_error(exc) from None
     return placed.result
 

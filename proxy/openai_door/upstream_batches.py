@@ -1,14 +1,14 @@
 """A door batch on an OpenAI or Azure OpenAI deployment: created, cancelled and shown through one deployment.
 
-Create (`create_on`): the caller's file, kept unchanged in VBP_FILES_BUCKET, is copied line by line into a
-spooled temporary file with each line's `url` set to the batch's endpoint and its `body.model` to the
-deployment's (Azure wants its deployment name), uploaded to the deployment, and a batch made of it whose
-metadata carries the proxy's labels (`vbp-team`, `vbp-key`, `vbp-batch`, `vbp-deployment`: reconciliation
-adopts a batch whose create reply was lost, and the client looks a lost create up by its `vbp-batch` before
-sending it again). The caller's own metadata stays in the proxy's batch row. The job is recorded, linked to the
-batch (and to its placement), in the same way as a Vertex job (`record_create`). Upstream file and batch ids stay
-in the ledger. A create the deployment refuses (at once, or as a batch failed at once for `token_limit_exceeded`)
-leaves nothing there: the uploaded file is deleted. Azure's enqueued-token headers come back for placement.
+Create (`create_on`): the caller's file, kept unchanged in VBP_FILES_BUCKET, is copied line by line into a spooled
+temporary file with each line's `url` set to the batch's endpoint and its `body.model` to the deployment's (Azure wants
+its deployment name), uploaded to the deployment, and a batch made of it whose metadata carries the proxy's labels
+(`vbp-team`, `vbp-key`, `vbp-batch`, `vbp-deployment`, and under a budget `vbp-reservation`: reconciliation adopts a
+batch whose create reply was lost, binding its reservation, and the client looks a lost create up by its `vbp-batch`
+before sending it again). The caller's own metadata stays in the proxy's batch row. The job is recorded, linked to the
+batch (and to its placement), in the same way as a Vertex job (`record_create`). Upstream file and batch ids stay in the
+ledger. A create the deployment refuses (at once, or as a batch failed at once for `token_limit_exceeded`) leaves
+nothing there: the uploaded file is deleted. Azure's enqueued-token headers come back for placement.
 
 An `UpstreamRefused` from the deployment becomes OpenAI's envelope (`as_api_error`):
 
@@ -31,6 +31,8 @@ from typing import IO, Any
 from anyio import to_thread
 from sqlalchemy.orm import Session
 
+from proxy.budgets import reservation as reservations
+from proxy.budgets.reservation import LABEL as RESERVATION_LABEL
 from proxy.catalog.deployment import Deployment
 from proxy.clock import utcnow
 from proxy.errors import ApiError, DeadlineExceeded, Internal, InvalidArgument, ResourceExhausted, Unavailable
@@ -121,8 +123,10 @@ def rewrite_lines(chunks: Any, sink: IO[bytes], *, model: str, url: str) -> int:
 
 
 async def create_on(deployment: Deployment, *, services: Services, bucket: FilesBucket, principal: Principal,
-                    batch_id: str, file: OpenAIFile, endpoint: str, placement_id: str | None = None) -> Created:
-    """Create the batch on `deployment` and record its job (bound to its placement). Raises UpstreamRefused (see the
+                    batch_id: str, file: OpenAIFile, endpoint: str, placement_id: str | None = None,
+                    reservation_id: str | None = None) -> Created:
+    """Create the batch on `deployment` and record its job (bound to its placement and budget reservation; the
+    reservation's label in the batch's metadata lets reconciliation bind it too). Raises UpstreamRefused (see the
     module docstring)."""
     provider = provider_for(services, deployment)
     target = upstream_endpoint(deployment, endpoint)
@@ -132,6 +136,8 @@ async def create_on(deployment: Deployment, *, services: Services, bucket: Files
         raise Internal(f"The proxy has no credentials for deployment {deployment.name}: {exc}.") from None
     labels = {TEAM_LABEL: principal.team, KEY_LABEL: principal.key_id, BATCH_LABEL: batch_id,
               DEPLOYMENT_LABEL: deployment.name}
+    if reservation_id is not None:
+        labels[RESERVATION_LABEL] = reservation_id
     async with client:
         with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
             await to_thread.run_sync(lambda: rewrite_lines(bucket.stream(bucket.path_of(file.input_uri)), spool,
@@ -153,6 +159,8 @@ async def create_on(deployment: Deployment, *, services: Services, bucket: Files
         link_batch(session, job=job, batch_id=batch_id)
         if placement_id is not None:
             placements.bind(session, placement_id=placement_id, job_pk=job.id, now=utcnow())
+        if reservation_id is not None:
+            reservations.bind(session, reservation_id=reservation_id, job=job, now=utcnow())
 
     name = await record_create(services, data=json.dumps(reply).encode(), request={"model": deployment.model},
                                principal=principal, api_version=API_VERSION, project=deployment.name,

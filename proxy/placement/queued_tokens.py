@@ -60,10 +60,11 @@ def _input_tokens(value: Any) -> int:
     return len(value)  # one array of token ids
 
 
-def line_tokens(body: _Body | None) -> int:
-    """Queued tokens of one decoded line body (0 for a line the upstream will fail)."""
+def line_parts(body: _Body | None) -> tuple[int, int | None]:
+    """`(prompt tokens, output cap)` of one decoded line body: the cap is None for a line that produces no output
+    (an embedding, or a line the upstream will fail), 0 for a chat line that sets none."""
     if body is None:
-        return 0
+        return 0, None
     if body.messages is not None:
         prompt = 0
         for message in body.messages:
@@ -74,16 +75,31 @@ def line_tokens(body: _Body | None) -> int:
                 prompt += sum(text_tokens(part["text"]) for part in content
                               if isinstance(part, dict) and part.get("type") == "text"
                               and isinstance(part.get("text"), str))
-        return prompt + _cap(body)
-    return _input_tokens(body.input)
+        return prompt, _cap(body)
+    return _input_tokens(body.input), None
+
+
+def line_tokens(body: _Body | None) -> int:
+    """Queued tokens of one decoded line body (0 for a line the upstream will fail)."""
+    prompt, cap = line_parts(body)
+    return prompt + (cap or 0)
 
 
 class QueuedTokens:
-    """Feeds OpenAI-format JSONL in chunks of any size (lines may straddle chunks); `close` returns the total."""
+    """Feeds OpenAI-format JSONL in chunks of any size (lines may straddle chunks); `close` returns the total.
 
-    def __init__(self) -> None:
+    Besides the queued total it keeps what a budget estimate reads (`proxy.budgets.openai_estimate`): the lines,
+    those that are not requests (`malformed`), the prompt tokens, and the output bound, each chat line's cap or,
+    when it sets none, `default_output` (capped at it too).
+    """
+
+    def __init__(self, *, default_output: int = 0) -> None:
         self.tokens = 0
         self.lines = 0
+        self.malformed = 0
+        self.prompt_tokens = 0
+        self.output_bound = 0
+        self.default_output = default_output
         self._rest = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -108,8 +124,16 @@ class QueuedTokens:
         try:
             line = _DECODER.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError):
+            self.malformed += 1
             return
-        self.tokens += line_tokens(line.body)
+        if line.body is None:
+            self.malformed += 1
+        prompt, cap = line_parts(line.body)
+        self.tokens += prompt + (cap or 0)
+        self.prompt_tokens += prompt
+        if cap is not None:
+            limit = self.default_output
+            self.output_bound += min(cap, limit) if cap and limit else cap or limit
 
 
 def openai_queued_tokens(data: bytes) -> int:
