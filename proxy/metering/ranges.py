@@ -18,10 +18,13 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from itertools import islice
+from typing import TypeVar
 
 import google.auth.transport.requests
 import requests
@@ -79,6 +82,43 @@ def plan_ranges(objects: list[OutputObject], *, parts: int, min_bytes: int) -> l
         cuts = [obj.size * index // count for index in range(count + 1)]
         ranges.extend(ByteRange(obj, start, stop) for start, stop in zip(cuts, cuts[1:], strict=False) if stop > start)
     return ranges
+
+
+T = TypeVar("T")
+
+
+def planned_ranges(client: storage.Client, objects: list[OutputObject], ranges: RangeMeter, *,
+                   max_range_bytes: int) -> tuple[list[ByteRange], dict[OutputObject, str]]:
+    """The objects cut into ranges of at most `max_range_bytes` (at least four per worker), and each object's media
+    URL: what a pass that reads ranges in worker processes and puts their results back in order starts from."""
+    total = sum(obj.size for obj in objects)
+    parts = max(ranges.processes * 4, -(-total // max_range_bytes))
+    planned = plan_ranges(objects, parts=parts, min_bytes=min(ranges.min_bytes, max_range_bytes))
+    return planned, {obj: media_url(client, obj) for obj in objects}
+
+
+def results_in_order(ranges: RangeMeter, planned: Iterable[ByteRange], submit: Callable[[ByteRange], Future[T]], *,
+                     ahead_per_process: int, what: str) -> Iterator[T]:
+    """Each range's result, in the ranges' order, with at most `ahead_per_process` ranges per worker submitted ahead
+    (results wait for their turn, so this bounds the memory). A worker that died (killed, out of memory) closes the
+    pool, so new ones start next time, and is an OutputReadError naming `what` ("a per-line export")."""
+    pending: deque[Future[T]] = deque()
+    todo = iter(planned)
+    try:
+        for byte_range in islice(todo, ranges.processes * ahead_per_process):
+            pending.append(submit(byte_range))
+        while pending:
+            try:
+                result = pending.popleft().result()
+            except BrokenProcessPool as exc:
+                ranges.close()
+                raise OutputReadError(f"{what} worker process died: {exc}") from exc
+            for byte_range in islice(todo, 1):
+                pending.append(submit(byte_range))
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def owned_chunks(read: Callable[[int, int], Iterator[bytes]], byte_range: ByteRange) -> Iterator[bytes]:

@@ -17,21 +17,26 @@ from __future__ import annotations
 import os
 import tempfile
 from array import array
-from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import chain
 from typing import Literal, NamedTuple
 
 from google.cloud import storage
 
-from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks, media_url, read_ahead
-from proxy.metering.ranges import ByteRange, RangeMeter, authorization, plan_ranges, range_chunks
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks, read_ahead
+from proxy.metering.ranges import (
+    ByteRange,
+    RangeMeter,
+    authorization,
+    planned_ranges,
+    range_chunks,
+    results_in_order,
+)
 from proxy.openai_door.line_index import LineIndex
 from proxy.openai_door.output_conversion import ChatAnswer, OutputLines
-from proxy.providers.base import OutputObject, OutputReadError
+from proxy.providers.base import OutputObject
 
 _MAX_RANGE_BYTES = 8 * 1024 * 1024  # a range's answers (about a quarter of its bytes) are held until their turn
 _AHEAD_PER_PROCESS = 2  # ranges in flight per worker process
@@ -118,10 +123,7 @@ def converted_blocks(client: storage.Client, objects: list[OutputObject], lines:
             yield rest
         return
     assert ranges is not None
-    total = sum(obj.size for obj in objects)
-    parts = max(ranges.processes * 4, -(-total // _MAX_RANGE_BYTES))
-    planned = plan_ranges(objects, parts=parts, min_bytes=min(ranges.min_bytes, _MAX_RANGE_BYTES))
-    urls = {obj: media_url(client, obj) for obj in objects}
+    planned, urls = planned_ranges(client, objects, ranges, max_range_bytes=_MAX_RANGE_BYTES)
     # The workers are this process's children, on this machine: they read the index from a file of this conversion's
     # own (so that each task stays small) and keep it while the file is the same one.
     with tempfile.NamedTemporaryFile(prefix="vbp-line-index-", suffix=".msgpack") as index_file:
@@ -144,26 +146,12 @@ def _answered_ranges(pool: ProcessPoolExecutor, ranges: RangeMeter, planned: lis
                           lines.which)
         return pool.submit(range_answers, task)
 
-    pending: deque[Future[RangeAnswers]] = deque()
-    todo = iter(planned)
-    try:
-        for byte_range in islice(todo, ranges.processes * _AHEAD_PER_PROCESS):
-            pending.append(submit(byte_range))
-        while pending:
-            try:
-                answers = pending.popleft().result()
-            except BrokenProcessPool as exc:
-                ranges.close()  # a worker died (killed, out of memory): new ones next time
-                raise OutputReadError(f"an output conversion worker process died: {exc}") from exc
-            for byte_range in islice(todo, 1):
-                pending.append(submit(byte_range))
-            out: list[bytes] = []
-            decide = lines.decide
-            for answer in answers.unpacked():
-                decide(answer, out)
-            del answers
-            if out:
-                yield b"".join(out)
-    finally:
-        for future in pending:
-            future.cancel()
+    decide = lines.decide
+    for answers in results_in_order(ranges, planned, submit, ahead_per_process=_AHEAD_PER_PROCESS,
+                                    what="an output conversion"):
+        out: list[bytes] = []
+        for answer in answers.unpacked():
+            decide(answer, out)
+        del answers
+        if out:
+            yield b"".join(out)

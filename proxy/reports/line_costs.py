@@ -25,12 +25,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import chain
 
 import msgspec
 from google.cloud import storage
@@ -39,11 +37,18 @@ from sqlalchemy.orm import Session
 
 from proxy.errors import FailedPrecondition, NotFound
 from proxy.ledger.models import Job, JobMetering
-from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks, media_url
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks
 from proxy.metering.pricing import PricingTable, Rates
-from proxy.metering.ranges import ByteRange, RangeMeter, authorization, plan_ranges, range_chunks
+from proxy.metering.ranges import (
+    ByteRange,
+    RangeMeter,
+    authorization,
+    planned_ranges,
+    range_chunks,
+    results_in_order,
+)
 from proxy.money import format_usd
-from proxy.providers.base import OutputObject, OutputReadError, RowUsage
+from proxy.providers.base import OutputObject, RowUsage
 from proxy.reports.line_keys import KeyReader, custom_id_key, key_reader, request_key
 from proxy.reports.line_reader import LineReader
 from proxy.reports.render import TOKEN_FIELDS
@@ -274,10 +279,7 @@ def export(client: storage.Client, source: LineSource, fmt: str, *, ranges: Rang
     assert ranges is not None
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not jsonl or csv")
-    total = sum(obj.size for obj in objects)
-    parts = max(ranges.processes * 4, -(-total // _MAX_RANGE_BYTES))
-    planned = plan_ranges(objects, parts=parts, min_bytes=min(ranges.min_bytes, _MAX_RANGE_BYTES))
-    urls = {obj: media_url(client, obj) for obj in objects}
+    planned, urls = planned_ranges(client, objects, ranges, max_range_bytes=_MAX_RANGE_BYTES)
     batch = bool(getattr(source.job, "batch_id", None))
 
     def submit(byte_range: ByteRange) -> Future[list[bytes]]:
@@ -285,30 +287,16 @@ def export(client: storage.Client, source: LineSource, fmt: str, *, ranges: Rang
         task = TailTask(byte_range, url, authorization(client, url), source.rates, source.job.provider, batch, fmt)
         return pool.submit(range_tails, task)
 
-    pending: deque[Future[list[bytes]]] = deque()
-    todo = iter(planned)
     number = 0
     prefix = _NUMBERS[fmt]
     if fmt == "csv":
         yield (",".join(CSV_HEADER) + "\r\n").encode()
-    try:
-        for byte_range in islice(todo, ranges.processes * _AHEAD_PER_PROCESS):
-            pending.append(submit(byte_range))
-        while pending:
-            try:
-                tails = pending.popleft().result()
-            except BrokenProcessPool as exc:
-                ranges.close()  # a worker died (killed, out of memory): new ones next time
-                raise OutputReadError(f"a per-line export worker process died: {exc}") from exc
-            for byte_range in islice(todo, 1):
-                pending.append(submit(byte_range))
-            for at in range(0, len(tails), _RECORDS_PER_BLOCK):
-                part = tails[at:at + _RECORDS_PER_BLOCK]
-                records: list[bytes] = [b""] * (2 * len(part))
-                records[0::2] = [prefix % n for n in range(number + 1, number + len(part) + 1)]
-                records[1::2] = part
-                number += len(part)
-                yield b"".join(records)
-    finally:
-        for future in pending:
-            future.cancel()
+    for tails in results_in_order(ranges, planned, submit, ahead_per_process=_AHEAD_PER_PROCESS,
+                                  what="a per-line export"):
+        for at in range(0, len(tails), _RECORDS_PER_BLOCK):
+            part = tails[at:at + _RECORDS_PER_BLOCK]
+            records: list[bytes] = [b""] * (2 * len(part))
+            records[0::2] = [prefix % n for n in range(number + 1, number + len(part) + 1)]
+            records[1::2] = part
+            number += len(part)
+            yield b"".join(records)
