@@ -7,6 +7,7 @@ replica."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from proxy.emulator.stack import EmulatorStack
 from proxy.ledger.engine import make_engine, make_sessionmaker
 from proxy.ledger.models import Job, Placement, PlacementTarget
 from proxy.tenancy.keys import create_key
-from tests.openai_door.conftest import chat_line, door_env, jsonl, said, sdk
+from tests.openai_door.conftest import chat_line, door_env, jsonl, said, sdk, wait_for
 from tests.providers.vertex.conftest import Proxied
 from tests.support.postgres import LocalPostgres
 from tests.support.proxy_server import ProxyServer
@@ -137,6 +138,28 @@ def test_follow_ups_reach_the_deployment_from_another_replica(door: Proxied, tmp
         deployment = {job.batch_id: job.deployment for job in session.scalars(select(Job))}
     resource = str(deployment[ids[1]]).removeprefix("azure-").removesuffix("-gpt-4o-mini")
     assert len(cancels) == 1 and cancels[0].startswith(f"/azure/{resource}/openai/batches/")
+
+
+def test_output_content_reaches_each_deployment_from_another_replica(tmp_path: Path) -> None:
+    env = door_env(tmp_path, models_file=three_azure, azure_token_quota=QUOTA, job_seconds=1)
+    door = next(env)
+    try:
+        ids = [_create(door).id for _ in range(3)]
+        assert sorted(_placed(door)) == sorted(DEPLOYMENTS)  # one on each: the most headroom goes first
+        done = [wait_for(sdk(door), batch_id, ("completed", "failed")) for batch_id in ids]
+        assert [batch.status for batch in done] == ["completed"] * 3
+        # a fresh process that knows only the ledger: a restarted proxy, or another replica
+        other = ProxyServer(dataclasses.replace(door.proxy.app.settings, poller_enabled=False)).start()
+        try:
+            client = sdk(door, base_url=other.url)
+            for batch in done:
+                assert client.batches.retrieve(batch.id).output_file_id == batch.output_file_id
+                lines = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
+                assert [(line["custom_id"], line["response"]["status_code"]) for line in lines] == [("line-1", 200)]
+        finally:
+            other.stop()
+    finally:
+        env.close()
 
 
 @pytest.mark.postgres
