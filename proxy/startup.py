@@ -8,9 +8,13 @@ prints it and exits non-zero, having created nothing (no ledger file, no listeni
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 from proxy.ledger.ledger_check import LedgerError, check_creatable, require_ledger
 from proxy.settings import Settings
+
+if TYPE_CHECKING:
+    from proxy.catalog.catalog import Catalog
 
 CREDENTIALS_SETTING = "GOOGLE_APPLICATION_CREDENTIALS"
 
@@ -49,15 +53,15 @@ def check_pricing(settings: Settings) -> None:
         raise StartupError(f"the pricing table cannot be loaded (VBP_PRICING_DIR): {exc}") from None
 
 
-def check_catalog(settings: Settings) -> None:
-    """The model catalog (VBP_MODELS_FILE) loads, when one is set: a malformed one names its line and field."""
+def check_catalog(settings: Settings) -> Catalog:
+    """The model catalog (VBP_MODELS_FILE; the empty one when unset); a malformed one names its line and field."""
+    from proxy.catalog.catalog import Catalog
     from proxy.catalog.load import CatalogError, load_catalog
 
-    if settings.models_file:
-        try:
-            load_catalog(settings.models_file)
-        except CatalogError as exc:
-            raise StartupError(str(exc)) from None
+    try:
+        return load_catalog(settings.models_file) if settings.models_file else Catalog()
+    except CatalogError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -102,15 +106,10 @@ def preflight(settings: Settings, *, host: str, port: int) -> tuple[socket.socke
 
 def check_catalog_keeps_unfinished(settings: Settings) -> None:
     """After migrating: every deployment that still holds unfinished batches is in the catalog (VBP_MODELS_FILE)."""
-    from proxy.catalog.catalog import Catalog
-    from proxy.catalog.load import CatalogError, load_catalog
     from proxy.ledger.engine import make_engine, make_sessionmaker
     from proxy.placement.removed import stranded, stranded_message
 
-    try:
-        catalog = load_catalog(settings.models_file) if settings.models_file else Catalog()
-    except CatalogError as exc:
-        raise StartupError(str(exc)) from None
+    catalog = check_catalog(settings)
     engine = make_engine(settings.database_url)
     try:
         with make_sessionmaker(engine)() as session:
