@@ -82,6 +82,8 @@ def open_services(settings: Settings, *, upstream: Upstream | None = None) -> Se
 
 async def close_services(services: Services) -> None:
     await services.upstream.aclose()
+    if services.budgets is not None:
+        services.budgets.close()
     services.request_log.close()
     services.engine.dispose()
 

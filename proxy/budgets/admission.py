@@ -67,6 +67,13 @@ class BudgetGate:
                 self._watcher.check()
             return self._watcher.table
 
+    def close(self) -> None:
+        """Close the Cloud Storage client, if one was made (left to the garbage collector, its socket stays open)."""
+        with self._lock:
+            if self._storage is not None:
+                self._storage.close()
+                self._storage = None
+
     def storage(self) -> storage.Client:
         with self._lock:
             if self._storage is None:

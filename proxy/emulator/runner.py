@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 
 from google.cloud import storage
 
@@ -102,18 +103,19 @@ class Runner:
             _wait_until(job, started + run_seconds / 2)
             raise JobFailure(RPC_CODES["INTERNAL"], "Internal error occurred. Batch prediction job failed "
                                                     "(injected by the emulator: fail_jobs).")
-        client = client_for(self.gcs_url, self.project)
-        large = job.faults.large_output
-        blobs = [] if large else resolve_inputs(client, job.spec["inputConfig"]["gcsSource"]["uris"])
-        sink = OutputSink(client, directory, shards=job.faults.output_shards,
-                          incremental_copy=job.faults.incremental_copy)
-        try:
-            if large is not None:
-                self._write_generated(job, sink, large)
-            else:
-                self._write_predictions(job, sink, blobs, started, run_seconds)
-        finally:
-            sink.close()
+        # One client per job, closed with it: a client left to the garbage collector leaves its socket open.
+        with closing(client_for(self.gcs_url, self.project)) as client:
+            large = job.faults.large_output
+            blobs = [] if large else resolve_inputs(client, job.spec["inputConfig"]["gcsSource"]["uris"])
+            sink = OutputSink(client, directory, shards=job.faults.output_shards,
+                              incremental_copy=job.faults.incremental_copy)
+            try:
+                if large is not None:
+                    self._write_generated(job, sink, large)
+                else:
+                    self._write_predictions(job, sink, blobs, started, run_seconds)
+            finally:
+                sink.close()
         self.store.finish(job, JobState.JOB_STATE_SUCCEEDED)
 
     def _write_predictions(self, job: Job, sink: OutputSink, blobs: list[storage.Blob], started: float,

@@ -64,6 +64,8 @@ class EmulatorStack:
         self._state: EmulatorState | None = None
         self._vertex: _Served | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._storage: storage.Client | None = None  # see storage_client()
+        self._storage_lock = threading.Lock()
 
     # --- life cycle ----------------------------------------------------------------------------------------
 
@@ -109,6 +111,10 @@ class EmulatorStack:
         """Stop the jobs, the HTTP servers and fake-gcs-server; remove the generated files."""
         if self._state is not None:
             self._state.stop_runners()
+        with self._storage_lock:
+            if self._storage is not None:
+                self._storage.close()
+                self._storage = None
         for served in (self._vertex, self._front):
             if served is not None:
                 served.stop()
@@ -213,10 +219,15 @@ class EmulatorStack:
             str(self.credentials_path), scopes=[CLOUD_PLATFORM_SCOPE])
 
     def storage_client(self) -> storage.Client:
-        """A google-cloud-storage client for the emulator's fake-gcs-server."""
-        if self.gcs is None:
-            raise RuntimeError("the emulator is not started")
-        return client_for(self.storage_url, self.project_id)
+        """The google-cloud-storage client for the emulator's fake-gcs-server: one per stack, closed by `stop`.
+        (A client made per call and left to the garbage collector kept its socket open until a full collection,
+        which pytest then reported, as an unclosed socket, against whichever test was running.)"""
+        with self._storage_lock:
+            if self.gcs is None:
+                raise RuntimeError("the emulator is not started")
+            if self._storage is None:
+                self._storage = client_for(self.storage_url, self.project_id)
+            return self._storage
 
     def upload(self, source: Path, uri: str) -> None:
         """Copy a local file to `gs://bucket/path` in the local Cloud Storage, making the bucket if needed."""

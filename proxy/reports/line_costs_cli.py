@@ -39,4 +39,5 @@ def report_lines(ref: str, fmt: str) -> None:
             out.write(block)
     finally:
         ranges.close()
+        client.close()
     out.flush()

@@ -7,7 +7,7 @@ is then streamed from the output files as they are read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from anyio import to_thread
 from starlette.requests import Request
@@ -55,9 +55,22 @@ async def lines(request: Request, services: Services) -> Response:
 
     source = await to_thread.run_sync(prepare)
     client = await to_thread.run_sync(storage_client)
-    keys = await to_thread.run_sync(lambda: job_key_reader(source.job, client=client,
-                                                           files_bucket=services.settings.files_bucket))
+    try:
+        keys = await to_thread.run_sync(lambda: job_key_reader(source.job, client=client,
+                                                               files_bucket=services.settings.files_bucket))
+    except BaseException:
+        client.close()
+        raise
+
+    def body() -> Iterator[bytes]:
+        # The client is closed with the stream (also when the caller leaves early and the generator is closed):
+        # a client left to the garbage collector keeps its socket open until a full collection.
+        try:
+            yield from export(client, source, fmt, keys=keys)
+        finally:
+            client.close()
+
     filename = f"lines-{source.job.job_id}.{fmt}"
-    return StreamingResponse(export(client, source, fmt, keys=keys), media_type=MEDIA_TYPES[fmt],
+    return StreamingResponse(body(), media_type=MEDIA_TYPES[fmt],
                              headers={"content-disposition": f'attachment; filename="{filename}"',
                                       "cache-control": "no-store"})
