@@ -380,6 +380,178 @@ static PyObject *scan_rows(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* The per-line export's records (`row_tails`): the tail of each row's record (what follows its line number),
+   written from the per-row mode's records with the exact cost, so no Python runs per row but the key's hash.
+   The template comes from Python (proxy/reports/line_records.py), the record formats' one definition: nine
+   literal pieces around the fields key, status, five token counts and cost, the quote put around a present key
+   or cost, the text of an absent one, the key's prefix, and the names of the two statuses. */
+
+enum { TAIL_PIECES = 9, RATE_FIELDS = 11 };
+
+typedef struct {
+    const char *text[TAIL_PIECES];
+    Py_ssize_t size[TAIL_PIECES];
+    const char *quote, *none, *prefix, *status[2];
+    Py_ssize_t quote_size, none_size, prefix_size, status_size[2];
+} Template;
+
+static int bytes_of(PyObject *item, const char **text, Py_ssize_t *size) {
+    if (!PyBytes_Check(item)) {
+        PyErr_SetString(PyExc_TypeError, "the template holds bytes only");
+        return -1;
+    }
+    *text = PyBytes_AS_STRING(item);
+    *size = PyBytes_GET_SIZE(item);
+    return 0;
+}
+
+static int read_template(PyObject *spec, Template *t) {
+    PyObject *pieces, *quote, *none, *prefix, *statuses;
+    if (!PyArg_ParseTuple(spec, "O!SSSO!", &PyTuple_Type, &pieces, &quote, &none, &prefix, &PyTuple_Type,
+                          &statuses))
+        return -1;
+    if (PyTuple_GET_SIZE(pieces) != TAIL_PIECES || PyTuple_GET_SIZE(statuses) != 2) {
+        PyErr_SetString(PyExc_ValueError, "the template needs 9 pieces and 2 statuses");
+        return -1;
+    }
+    for (int i = 0; i < TAIL_PIECES; i++)
+        if (bytes_of(PyTuple_GET_ITEM(pieces, i), &t->text[i], &t->size[i]) < 0) return -1;
+    for (int i = 0; i < 2; i++)
+        if (bytes_of(PyTuple_GET_ITEM(statuses, i), &t->status[i], &t->status_size[i]) < 0) return -1;
+    return bytes_of(quote, &t->quote, &t->quote_size) < 0 || bytes_of(none, &t->none, &t->none_size) < 0 ||
+           bytes_of(prefix, &t->prefix, &t->prefix_size) < 0 ? -1 : 0;
+}
+
+static inline char *put(char *out, const char *text, Py_ssize_t size) {
+    memcpy(out, text, (size_t)size);
+    return out + size;
+}
+
+static char *put_uint(char *out, uint64_t value) {
+    char digits[20];
+    int n = 0;
+    do digits[n++] = (char)('0' + value % 10); while ((value /= 10) != 0);
+    while (n) *out++ = digits[--n];
+    return out;
+}
+
+/* pUSD as `proxy.money.format_usd` prints it: the whole dollars, then the 12 decimals without their trailing
+   zeros, at least 2. */
+static char *put_usd(char *out, uint64_t pico) {
+    static const uint64_t PICO = 1000000000000ULL;
+    out = put_uint(out, pico / PICO);
+    *out++ = '.';
+    uint64_t frac = pico % PICO;
+    char decimals[12];
+    for (int i = 11; i >= 0; i--, frac /= 10) decimals[i] = (char)('0' + frac % 10);
+    int keep = 12;
+    while (keep > 2 && decimals[keep - 1] == '0') keep--;
+    return put(out, decimals, keep);
+}
+
+/* A succeeded row's cost at its tier's rates: 0 when it does not fit 64 bits (Python prices that row). */
+static int row_cost(const Row *row, const uint64_t *rates, uint64_t *cost) {
+    const uint64_t *tier = rates + (row->prompt > rates[0] ? 6 : 1);
+    uint64_t units[5], sum = 0, part;
+    row_units(row, units);
+    for (int i = 0; i < 5; i++)
+        if (__builtin_mul_overflow(units[i], tier[i], &part) || __builtin_add_overflow(sum, part, &sum)) return 0;
+    *cost = sum;
+    return 1;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+static PyObject *row_tails(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *records, *digests, *spec, *rate_spec;
+    if (!PyArg_ParseTuple(args, "SO!O!O", &records, &PyList_Type, &digests, &PyTuple_Type, &spec, &rate_spec))
+        return NULL;
+    Py_ssize_t count = PyBytes_GET_SIZE(records) / (ROW_FIELDS * (Py_ssize_t)sizeof(int64_t));
+    if (PyBytes_GET_SIZE(records) % (ROW_FIELDS * (Py_ssize_t)sizeof(int64_t)) || PyList_GET_SIZE(digests) != count) {
+        PyErr_SetString(PyExc_ValueError, "records and digests do not match");
+        return NULL;
+    }
+    Template t;
+    if (read_template(spec, &t) < 0) return NULL;
+    int priced = rate_spec != Py_None;
+    uint64_t rates[RATE_FIELDS] = {0};  /* above, then the base tier's and the long tier's rates (cost.UNIT_RATES) */
+    if (priced) {
+        if (!PyTuple_Check(rate_spec) || PyTuple_GET_SIZE(rate_spec) != RATE_FIELDS) {
+            PyErr_SetString(PyExc_ValueError, "rates are None or a tuple of 11 ints");
+            return NULL;
+        }
+        for (int i = 0; i < RATE_FIELDS; i++) {
+            rates[i] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(rate_spec, i));
+            if (PyErr_Occurred()) return NULL;
+        }
+    }
+    /* room for the longest tail: the pieces, a key (or its absence), a status, five counts of at most 20 digits,
+       a cost (at most 20 + 1 + 12 characters) or its absence */
+    Py_ssize_t longest = 4 * t.quote_size + t.prefix_size + 32 + 2 * t.none_size + t.status_size[0] +
+                         t.status_size[1] + 5 * 20 + 33;
+    for (int i = 0; i < TAIL_PIECES; i++) longest += t.size[i];
+    char *scratch = PyMem_Malloc((size_t)longest);
+    PyObject *out = scratch != NULL ? PyList_New(count) : PyErr_NoMemory();
+    const int64_t *fields = (const int64_t *)PyBytes_AS_STRING(records);
+    for (Py_ssize_t i = 0; out != NULL && i < count; i++) {
+        const int64_t *record = fields + i * ROW_FIELDS;
+        int failed = record[6] != 0;
+        Row row = {0};
+        if (!failed)
+            row = (Row){(uint64_t)record[7], (uint64_t)record[8], (uint64_t)record[9], (uint64_t)record[10],
+                        (uint64_t)record[11], (uint64_t)record[12], (uint64_t)record[13], NULL, 0};
+        uint64_t cost = 0;
+        if (priced && !failed && !row_cost(&row, rates, &cost)) {
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(out, i, Py_None);
+            continue;
+        }
+        PyObject *digest = PyList_GET_ITEM(digests, i);
+        char *at = put(scratch, t.text[0], t.size[0]);
+        if (digest == Py_None) {
+            at = put(at, t.none, t.none_size);
+        } else if (PyBytes_Check(digest) && PyBytes_GET_SIZE(digest) >= 16) {
+            const unsigned char *hash = (const unsigned char *)PyBytes_AS_STRING(digest);
+            at = put(at, t.quote, t.quote_size);
+            at = put(at, t.prefix, t.prefix_size);
+            for (int b = 0; b < 16; b++) {
+                *at++ = HEX[hash[b] >> 4];
+                *at++ = HEX[hash[b] & 15];
+            }
+            at = put(at, t.quote, t.quote_size);
+        } else {
+            PyErr_SetString(PyExc_TypeError, "a digest is None or bytes of at least 16");
+            Py_CLEAR(out);
+            break;
+        }
+        at = put(at, t.text[1], t.size[1]);
+        at = put(at, t.status[failed], t.status_size[failed]);
+        const uint64_t counts[5] = {row.prompt, row.cached, row.candidates, row.thoughts, row.tool_use};
+        for (int k = 0; k < 5; k++) {
+            at = put(at, t.text[2 + k], t.size[2 + k]);
+            at = put_uint(at, counts[k]);
+        }
+        at = put(at, t.text[7], t.size[7]);
+        if (priced) {
+            at = put(at, t.quote, t.quote_size);
+            at = put_usd(at, cost);
+            at = put(at, t.quote, t.quote_size);
+        } else {
+            at = put(at, t.none, t.none_size);
+        }
+        at = put(at, t.text[8], t.size[8]);
+        PyObject *tail = PyBytes_FromStringAndSize(scratch, at - scratch);
+        if (tail == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, tail);
+    }
+    PyMem_Free(scratch);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan_gemini", scan_gemini, METH_VARARGS,
      "scan_gemini(buf, pos, above) -> (pos, rows, failed_rows, base_sums, long_context_sums, [(modelVersion, rows)])\n\n"
@@ -390,6 +562,11 @@ static PyMethodDef methods[] = {
      "The rows scan_gemini would claim from `pos` (at most `limit`), one record of 16 native int64s each: line start\n"
      "and end, request span, instance span (-1 when absent), kind (0 succeeded, 1 failed), seven token counts,\n"
      "modelVersion span."},
+    {"row_tails", row_tails, METH_VARARGS,
+     "row_tails(records, digests, template, rates) -> [bytes | None]\n\n"
+     "The record tail of each row of `records` (scan_rows'), its key from `digests` (the first 16 bytes in hex, or\n"
+     "the template's text of an absent key for None), its exact cost at `rates` (above, 5 base and 5 long-context\n"
+     "rates in pUSD per unit; None: unpriced); None for a row whose cost does not fit 64 bits."},
     {NULL, NULL, 0, NULL},
 };
 

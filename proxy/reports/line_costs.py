@@ -16,21 +16,18 @@ linear in the units, so the sum of the rows' `price_row` is that very integer. `
 an exact decimal, so the lines' `cost_usd` strings add up (as decimals) to the job's `cost_usd`.
 
 Memory stays flat: the bytes arrive in chunks (`objects.iter_chunks`), only an unfinished line is carried over.
-Speed: lines are read by `line_reader.LineReader` (the compiled row scanner's per-row mode for the common rows), and
-`export` spreads large outputs over worker processes by byte range, as metering does.
+Speed: `export` writes the records with `line_records.TailReader` (the compiled row scanner's per-row mode reads the
+common rows and `_rowscan.row_tails` writes their records; `line_costs` + `export_blocks` are the reference, line
+by line), and spreads large outputs over worker processes by byte range, as metering does.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import chain
 
-import msgspec
 from google.cloud import storage
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -51,10 +48,10 @@ from proxy.money import format_usd
 from proxy.providers.base import OutputObject, RowUsage
 from proxy.reports.line_keys import KeyReader, custom_id_key, key_reader, request_key
 from proxy.reports.line_reader import LineReader
+from proxy.reports.line_records import FORMATS, TailReader, csv_tail, jsonl_tail
 from proxy.reports.render import TOKEN_FIELDS
 from proxy.tenancy.keys import Principal
 
-FORMATS = ("jsonl", "csv")
 CSV_HEADER = ("line", "key", "status", *(f"tokens_{name}" for name in TOKEN_FIELDS), "cost_usd")
 _BLOCK_BYTES = 256 * 1024  # records are handed out in blocks of about this size
 _BLANK = b" \t\r\f\v"
@@ -162,37 +159,6 @@ def line_costs(client: storage.Client, source: LineSource, *, keys: KeyReader | 
             yield LineCost(number, key, usage, cost)
 
 
-# A record is its line number then a tail that does not depend on it, so worker processes can write the tails of
-# a byte range's lines before the range's first line number is known (see `export`).
-_JSONL_TAIL = (b',"key":%s,"status":"%s","tokens":{'
-               + b",".join(b'"%s":%%d' % name.encode() for name in TOKEN_FIELDS) + b'},"cost_usd":%s}\n')
-_CSV_TAIL = b",%s,%s" + b",%d" * len(TOKEN_FIELDS) + b",%s\r\n"
-_CSV_PLAIN = re.compile(r"[A-Za-z0-9_.:/-]*")  # a field that csv's minimal quoting leaves as it is
-
-
-def jsonl_tail(key: str | None, usage: RowUsage, cost_pico: int | None) -> bytes:
-    """A JSON-lines record after `{"line":N` (as msgspec encodes `LineCost.document()`)."""
-    cost = b"null" if cost_pico is None else b'"%s"' % format_usd(cost_pico).encode()
-    return _JSONL_TAIL % (msgspec.json.encode(key), usage.kind.encode(), usage.input, usage.cached_input,
-                          usage.output, usage.reasoning, usage.tool_use_input, cost)
-
-
-def csv_tail(key: str | None, usage: RowUsage, cost_pico: int | None) -> bytes:
-    """A CSV row after its line number (as `csv.writer` writes it: `key` quoted only when it must be)."""
-    if not key:
-        field = b""
-    elif _CSV_PLAIN.fullmatch(key):
-        field = key.encode()
-    else:
-        out = io.StringIO()
-        csv.writer(out, lineterminator="").writerow((key,))
-        field = out.getvalue().encode()
-    cost = b"" if cost_pico is None else format_usd(cost_pico).encode()
-    return _CSV_TAIL % (field, usage.kind.encode(), usage.input, usage.cached_input, usage.output, usage.reasoning,
-                        usage.tool_use_input, cost)
-
-
-_TAILS = {"jsonl": jsonl_tail, "csv": csv_tail}
 _NUMBERS = {"jsonl": b'{"line":%d', "csv": b"%d"}
 
 
@@ -245,21 +211,44 @@ class TailTask:
 
 def range_tails(task: TailTask) -> list[bytes]:
     """In a worker process: the record tails (`jsonl_tail` / `csv_tail`) of the lines that start in the range."""
-    keys = custom_id_key if task.batch else request_key
-    reader = LineReader(task.provider, keys, task.rates)
-    tail = _TAILS[task.fmt]
+    reader = TailReader(task.provider, custom_id_key if task.batch else request_key, task.rates, task.fmt)
     tails: list[bytes] = []
     for chunk in range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes):
-        tails.extend(tail(*figures) for figures in reader.feed(chunk))
-    tails.extend(tail(*figures) for figures in reader.close())
-    return tails
+        tails += reader.feed(chunk)
+    return tails + reader.close()
+
+
+def _object_tails(client: storage.Client, source: LineSource, fmt: str, keys: KeyReader) -> Iterator[list[bytes]]:
+    """In this process: the record tails of the job's lines, object after object, a chunk's lines at a time."""
+    for obj in source.objects:
+        reader = TailReader(source.job.provider, keys, source.rates, fmt)
+        for chunk in iter_chunks(client, obj):
+            yield reader.feed(chunk)
+        yield reader.close()
+
+
+def _numbered(fmt: str, tail_lists: Iterable[list[bytes]]) -> Iterator[bytes]:
+    """The records: the tails, in order, each after its line number (the CSV header first), in blocks."""
+    number = 0
+    prefix = _NUMBERS[fmt]
+    if fmt == "csv":
+        yield (",".join(CSV_HEADER) + "\r\n").encode()
+    for tails in tail_lists:
+        for at in range(0, len(tails), _RECORDS_PER_BLOCK):
+            part = tails[at:at + _RECORDS_PER_BLOCK]
+            records: list[bytes] = [b""] * (2 * len(part))
+            records[0::2] = [prefix % n for n in range(number + 1, number + len(part) + 1)]
+            records[1::2] = part
+            number += len(part)
+            yield b"".join(records)
 
 
 def export(client: storage.Client, source: LineSource, fmt: str, *, ranges: RangeMeter | None = None,
            keys: KeyReader | None = None) -> Iterator[bytes]:
     """The job's records in `fmt`, read by byte range in the worker processes of `ranges` when the output is large
-    enough (the same bytes as `export_blocks(fmt, line_costs(client, source, keys=keys))`, which reads it here
-    otherwise). `keys`: the job's key reader when not the default one (`line_keys.job_key_reader`).
+    enough, else here (the same bytes as `export_blocks(fmt, line_costs(client, source, keys=keys))`, the
+    reference, either way: the records are written by `line_records.TailReader`). `keys`: the job's key reader
+    when not the default one (`line_keys.job_key_reader`).
 
     Each range's worker returns its lines' tails; the ranges are taken in order and this process numbers their
     lines, so line numbers run on across ranges and objects exactly as one reader would count them. At most
@@ -273,12 +262,12 @@ def export(client: storage.Client, source: LineSource, fmt: str, *, ranges: Rang
     if ranges is not None and plain_keys and all("gzip" not in obj.encoding for obj in objects) \
             and sum(obj.size for obj in objects) >= 2 * ranges.min_bytes:
         pool = ranges.executor()
-    if pool is None:
-        yield from export_blocks(fmt, line_costs(client, source, keys=keys))
-        return
-    assert ranges is not None
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not jsonl or csv")
+    if pool is None:
+        yield from _numbered(fmt, _object_tails(client, source, fmt, keys or key_reader(source.job)))
+        return
+    assert ranges is not None
     planned, urls = planned_ranges(client, objects, ranges, max_range_bytes=_MAX_RANGE_BYTES)
     batch = bool(getattr(source.job, "batch_id", None))
 
@@ -287,16 +276,5 @@ def export(client: storage.Client, source: LineSource, fmt: str, *, ranges: Rang
         task = TailTask(byte_range, url, authorization(client, url), source.rates, source.job.provider, batch, fmt)
         return pool.submit(range_tails, task)
 
-    number = 0
-    prefix = _NUMBERS[fmt]
-    if fmt == "csv":
-        yield (",".join(CSV_HEADER) + "\r\n").encode()
-    for tails in results_in_order(ranges, planned, submit, ahead_per_process=_AHEAD_PER_PROCESS,
-                                  what="a per-line export"):
-        for at in range(0, len(tails), _RECORDS_PER_BLOCK):
-            part = tails[at:at + _RECORDS_PER_BLOCK]
-            records: list[bytes] = [b""] * (2 * len(part))
-            records[0::2] = [prefix % n for n in range(number + 1, number + len(part) + 1)]
-            records[1::2] = part
-            number += len(part)
-            yield b"".join(records)
+    yield from _numbered(fmt, results_in_order(ranges, planned, submit, ahead_per_process=_AHEAD_PER_PROCESS,
+                                               what="a per-line export"))

@@ -9,14 +9,15 @@ not part of the line, a last line without a newline counted at `close`), in two 
 - every other line (the first one the scanner cannot vouch for, or every line without the compiled scanner or
   for another provider) goes through the provider's `row_usage` and the job's key reader, one by one.
 Both give the same `RowUsage` for the same line (tests/reports/test_line_reader.py holds them equal), and the cost
-is metering's own `price_row` of it.
+is metering's own `price_row` of it. `Lines` is that reading; `LineReader` gives each line's figures, and
+`line_records.TailReader` each line's record bytes (with the scanner's rows written in C).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from proxy.metering.cost import price_row
 from proxy.metering.pricing import Rates
@@ -37,10 +38,12 @@ _CR = 13
 _FAILED = RowUsage(FAILED)
 
 LineFigures = tuple[str | None, RowUsage, int | None]  # (key, usage, cost in pUSD or None when unpriced)
+Out = TypeVar("Out")  # what a reader gives per line: its figures (`LineReader`), or its record's bytes
 
 
-class LineReader:
-    """Turns a stream of chunks (one object, or a byte range of one) into each line's `LineFigures`, in order.
+class Lines(Generic[Out]):
+    """Reads a stream of chunks (one object, or a byte range of one) line by line, in order, into one `Out` per line:
+    the scanner's claimed rows go to `_claimed`, every other line to `_python_line`.
 
     `native=False` leaves every line to the provider's parser (the reference the fast path is tested against).
     """
@@ -53,9 +56,9 @@ class LineReader:
         self.hash_requests = keys is request_key  # the key is the echoed request's hash: taken from the span
         self._pending: list[bytes] = []  # the start of a line that continues in the next chunk(s)
 
-    def feed(self, chunk: bytes) -> list[LineFigures]:
-        """The figures of every line that ends in this chunk; the unfinished last one is kept for the next."""
-        out: list[LineFigures] = []
+    def feed(self, chunk: bytes) -> list[Out]:
+        """What every line that ends in this chunk gives; the unfinished last one is kept for the next."""
+        out: list[Out] = []
         pos = 0
         pending = self._pending
         if pending:
@@ -73,26 +76,25 @@ class LineReader:
             pending.append(chunk[done:])
         return out
 
-    def close(self) -> list[LineFigures]:
-        """The end of the stream: the figures of a last line that had no newline."""
-        out: list[LineFigures] = []
+    def close(self) -> list[Out]:
+        """The end of the stream: what a last line that had no newline gives."""
+        out: list[Out] = []
         if self._pending:
             joined = b"".join(self._pending) + b"\n"
             self._pending.clear()
             self._read(joined, 0, out)
         return out
 
-    def _read(self, buf: bytes, pos: int, out: list[LineFigures]) -> int:
-        """Append the figures of the lines of `buf` from `pos` up to its last newline; returns where the rest begins."""
-        rates, keys, row_usage = self.rates, self.keys, self.row_usage
-        append = out.append
+    def _read(self, buf: bytes, pos: int, out: list[Out]) -> int:
+        """Append what the lines of `buf` from `pos` up to its last newline give; returns where the rest begins."""
+        python_line = self._python_line
         view = memoryview(buf)
         while True:
             if self.native:
                 assert scan_rows is not None
                 pos, records = scan_rows(buf, pos, _ROWS_PER_CALL)
                 if records:
-                    self._claimed(buf, view, memoryview(records).cast("q"), out)
+                    self._claimed(buf, view, records, out)
                     continue  # a full batch may be followed by more claimable rows
             newline = buf.find(b"\n", pos)
             if newline < 0:
@@ -101,31 +103,46 @@ class LineReader:
             if end > pos and buf[end - 1] == _CR:
                 end -= 1
             if end > pos and (buf[pos] not in _BLANK or buf[pos:end].strip()):
-                line = buf[pos:end]
-                usage = row_usage(line)
-                append((keys(line), usage, None if rates is None else price_row(usage, rates)))
+                python_line(buf[pos:end], out)
             pos = newline + 1
 
-    def _claimed(self, buf: bytes, view: memoryview, fields: memoryview, out: list[LineFigures]) -> None:
-        """The rows the compiled scanner claimed (records of ROW_FIELDS int64s, see `_rowscan.scan_rows`)."""
-        rates, keys, hash_requests = self.rates, self.keys, self.hash_requests
-        sha256 = hashlib.sha256
-        append = out.append
-        values = fields.tolist()
-        for at in range(0, len(values), ROW_FIELDS):
-            (start, end, request, request_end, instance, instance_end, kind, prompt, cached, candidates, thoughts,
-             tool_use, audio, audio_cached, version, version_end) = values[at:at + ROW_FIELDS]
-            if not hash_requests:
-                key = keys(buf[start:end])
-            elif request >= 0:
-                key = "req_" + sha256(view[request:request_end]).hexdigest()[:32]
-            elif instance >= 0:
-                key = "req_" + sha256(view[instance:instance_end]).hexdigest()[:32]
-            else:
-                key = None
-            if kind:
-                append((key, _FAILED, None if rates is None else 0))
-                continue
-            usage = RowUsage(SUCCEEDED, prompt, cached, candidates, thoughts, tool_use, audio, audio_cached, 0, 0,
-                             buf[version:version_end].decode() if version >= 0 else None)
-            append((key, usage, None if rates is None else price_row(usage, rates)))
+    def figures(self, line: bytes) -> LineFigures:
+        """A line's figures by the provider's parser and the key reader (any line)."""
+        usage = self.row_usage(line)
+        return self.keys(line), usage, None if self.rates is None else price_row(usage, self.rates)
+
+    def claimed_figures(self, buf: bytes, view: memoryview, values: list[int], at: int) -> LineFigures:
+        """The figures of the scanner's record at `values[at:at + ROW_FIELDS]` (see `_rowscan.scan_rows`)."""
+        (start, end, request, request_end, instance, instance_end, kind, prompt, cached, candidates, thoughts,
+         tool_use, audio, audio_cached, version, version_end) = values[at:at + ROW_FIELDS]
+        if not self.hash_requests:
+            key = self.keys(buf[start:end])
+        elif request >= 0:
+            key = "req_" + hashlib.sha256(view[request:request_end]).hexdigest()[:32]
+        elif instance >= 0:
+            key = "req_" + hashlib.sha256(view[instance:instance_end]).hexdigest()[:32]
+        else:
+            key = None
+        if kind:
+            return key, _FAILED, None if self.rates is None else 0
+        usage = RowUsage(SUCCEEDED, prompt, cached, candidates, thoughts, tool_use, audio, audio_cached, 0, 0,
+                         buf[version:version_end].decode() if version >= 0 else None)
+        return key, usage, None if self.rates is None else price_row(usage, self.rates)
+
+    def _python_line(self, line: bytes, out: list[Out]) -> None:
+        raise NotImplementedError
+
+    def _claimed(self, buf: bytes, view: memoryview, records: bytes, out: list[Out]) -> None:
+        raise NotImplementedError
+
+
+class LineReader(Lines[LineFigures]):
+    """Turns a stream of chunks into each line's `LineFigures`, in order."""
+
+    def _python_line(self, line: bytes, out: list[LineFigures]) -> None:
+        out.append(self.figures(line))
+
+    def _claimed(self, buf: bytes, view: memoryview, records: bytes, out: list[LineFigures]) -> None:
+        values = memoryview(records).cast("q").tolist()
+        figures = self.claimed_figures
+        out.extend(figures(buf, view, values, at) for at in range(0, len(values), ROW_FIELDS))
