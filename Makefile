@@ -61,6 +61,7 @@ fuzz: $(STAMP)
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(CURDIR)/$(BIN)/pytest -q -p no:cacheprovider tests/metering/test_rowscan.py tests/metering/test_scanner.py tests/reports/test_line_reader.py \
+			tests/reports/test_line_records.py \
 			tests/budgets/test_estscan.py tests/budgets/test_estimate.py && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -2,8 +2,10 @@
 
 Not a pytest module: it mutates real and hand-made rows at random (byte flips, inserts, deletes, splices of two
 rows, cuts), scans single lines and runs of several from random offsets and tier limits, and checks the contract
-of every line (refused, or claimed with the Python parser's very figures). The sanitizers catch what a wrong
-figure would not: a read past a buffer, an overflow, undefined behaviour. Stops by itself after `--seconds`.
+of every line (refused, or claimed with the Python parser's very figures), and that the per-line export's
+compiled record writer (`row_tails`) writes each run of lines as the reference formatters do. The sanitizers
+catch what a wrong figure would not: a read past a buffer, an overflow, undefined behaviour. Stops by itself
+after `--seconds`.
 
     python -m tests.metering.fuzz_rowscan --seconds 60 [--seed N]
 """
@@ -13,11 +15,20 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from pathlib import Path
 
 from proxy.metering._rowscan import scan_gemini, scan_rows
+from proxy.metering.cost import price_row
+from proxy.metering.pricing import PricingTable
+from proxy.providers.vertex.usage import parse_row
+from proxy.reports.line_costs import split_lines
+from proxy.reports.line_keys import request_key
 from proxy.reports.line_reader import ROW_FIELDS
+from proxy.reports.line_records import FORMATS, TAILS, TailReader
 from tests.metering.test_rowscan import NO_LIMIT, SEEDS, agrees
 
+EVERY_ROW = [rates for rows in PricingTable.load(Path(__file__).resolve().parents[2] / "pricing").models.values()
+             for rates in rows]
 INTERESTING = [b'"', b"\\", b"{", b"}", b"[", b"]", b":", b",", b"\n", b"\r", b"\x00", b"\xff", b"\\u", b"e9",
                b"-", b"0", b"18446744073709551616", b"null", b"true", b'"usageMetadata"', b'"response"']
 
@@ -70,6 +81,13 @@ def run(seconds: float, seed: int) -> tuple[int, int]:
                 assert first == stop == -1 or line_start < first < stop < line_end, (buf, start)
             at = buf.index(b"\n", line_end) + 1
         assert at == row_pos, (buf, start)
+        # The export's records: the compiled writer's bytes are the reference formatters', line for line.
+        rates, fmt = rng.choice([*EVERY_ROW, None]), rng.choice(FORMATS)
+        reader = TailReader("vertex", request_key, rates, fmt)
+        tails = reader.feed(buf[start:]) + reader.close()
+        expected = [TAILS[fmt](request_key(line), usage, None if rates is None else price_row(usage, rates))
+                    for line in split_lines([buf[start:]]) for usage in [parse_row(line)]]
+        assert tails == expected, (buf, start, rates, fmt)
     return tried, claimed
 
 
