@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from proxy.errors import FailedPrecondition, NotFound
 from proxy.ledger.models import Job, JobMetering
-from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks
+from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks, read_ahead
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.ranges import (
     ByteRange,
@@ -213,7 +213,10 @@ def range_tails(task: TailTask) -> list[bytes]:
     """In a worker process: the record tails (`jsonl_tail` / `csv_tail`) of the lines that start in the range."""
     reader = TailReader(task.provider, custom_id_key if task.batch else request_key, task.rates, task.fmt)
     tails: list[bytes] = []
-    for chunk in range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes):
+    # Read ahead by a thread: the download goes on while the rows are read (the scan and the hashing let go of the
+    # GIL); a plain read would wait for each chunk.
+    for chunk in read_ahead(range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes),
+                            where=f"{task.byte_range.obj.uri}#{task.byte_range.obj.generation}"):
         tails += reader.feed(chunk)
     return tails + reader.close()
 
