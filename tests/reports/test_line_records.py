@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxy.emulator.storage import FakeGcsServer
+from proxy.ledger.models import Job
 from proxy.metering._rowscan import row_tails, scan_rows
 from proxy.metering.cost import price_row
 from proxy.metering.pricing import PricingTable, Rates
+from proxy.providers.base import OutputObject
 from proxy.providers.vertex.usage import parse_row
-from proxy.reports.line_costs import split_lines
+from proxy.reports.line_costs import LineSource, export, export_blocks, line_costs, split_lines
 from proxy.reports.line_keys import KeyReader, custom_id_key, request_key
 from proxy.reports.line_records import FORMATS, TAILS, TEMPLATES, TailReader, rate_spec
 from tests.metering.fuzz_rowscan import mutate
@@ -170,3 +176,24 @@ def test_mutated_lines_give_the_reference_bytes(seed: int, count: int, fmt: str)
     data = b"\n".join(mutate(rng, rng.choice(SEEDS)) for _ in range(count)) + rng.choice([b"", b"\n", b"\r\n"])
     rates = rng.choice([*EVERY_ROW, None])
     assert written(data, rates, fmt, [rng.randrange(len(data) + 1)]) == reference(data, rates, fmt)
+
+
+@pytest.mark.slow  # fake-gcs-server
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_export_in_one_process_writes_the_reference_bytes(fake_gcs: FakeGcsServer, fmt: str) -> None:
+    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    bucket = client.create_bucket(f"records-{uuid.uuid4().hex[:12]}")
+    objects = []
+    for name, data in {"predictions_0001.jsonl": MIXED * 3, "predictions_0002.jsonl": MIXED[:5000]}.items():
+        blob = bucket.blob(name)
+        blob.upload_from_string(data)
+        blob.reload()
+        objects.append(OutputObject(bucket.name, name, int(blob.generation or 0), int(blob.size or 0)))
+    for job in (Job(name="j", provider="vertex"), Job(name="j", provider="vertex", batch_id="batch_1")):
+        for rates in (PRO, None):
+            source = LineSource(job=job, objects=objects, rates=rates)
+            exported = b"".join(export(client, source, fmt))  # no worker processes: read here
+            assert exported == b"".join(export_blocks(fmt, line_costs(client, source, native=False)))
+            if fmt == "jsonl":  # one record a line (a CSV key may hold a quoted newline)
+                assert len(exported.splitlines()) == sum(len(list(split_lines([obj]))) for obj in (MIXED * 3,
+                                                                                                   MIXED[:5000]))
