@@ -125,6 +125,11 @@ class BudgetGate:
         rates, max_output, canonical = priced
         return LineEstimator(rates, max_output=max_output, model=canonical)
 
+    def openai_estimator(self, deployments: Sequence[tuple[str, str]], *, model: str) -> OpenAILineEstimator:
+        """An estimator of OpenAI-format lines of `model`, priced for the `(provider, model)` deployments it may run
+        on as of now (EstimateError when one is unpriced)."""
+        return OpenAILineEstimator(deployment_prices(self.pricing(), deployments, utcnow()), model=model)
+
     def estimate_job(self, job: dict[str, Any]) -> Estimate:
         """Estimate a (checked, camelCase) Vertex create body from its gs:// input; Unestimable says why not."""
         source = job.get("inputConfig") or {}
@@ -147,7 +152,7 @@ class BudgetGate:
         """Estimate an OpenAI-format batch file (`gs://` URI of the caller's kept bytes) for the `(provider, model)`
         deployments it may run on (`proxy.budgets.openai_estimate`); Unestimable says why not."""
         try:
-            estimator = OpenAILineEstimator(deployment_prices(self.pricing(), deployments, utcnow()), model=model)
+            estimator = self.openai_estimator(deployments, model=model)
             client = self.storage()
             objects, notes = inputs.input_objects(client, [uri])
             estimate = inputs.estimate_objects(client, objects, estimator,
