@@ -114,6 +114,8 @@ def estimate_objects(client: storage.Client, objects: list[OutputObject], estima
         except Exception as exc:
             raise InputUnreadable(f"reading {obj.uri} failed: {exc}") from exc
         estimator.close_object()
+        if size.bytes < 0 and time.monotonic() >= deadline:  # stopped early, and the reply gave no size: ask it
+            size.bytes = _size(client, obj, notes)
         unread += max(0, size.bytes - done)
     estimator.bound_unread(unread)
     if unread:

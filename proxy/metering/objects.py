@@ -155,17 +155,15 @@ def stream_bytes(session: requests.Session, url: str, obj: OutputObject, chunk_b
             received += len(chunk)
             yield chunk
     expected = size if byte_range is None else byte_range[1] - byte_range[0]
-    if not transcoded and received != expected:
+    if not transcoded and expected >= 0 and received != expected:
         raise OutputReadError(f"reading {where}: got {received} of {expected} bytes")
 
 
 def _reply_size(reply: requests.Response) -> int:
-    """The stored size of the object a media GET answers (its Content-Length when the store does not say)."""
-    stored = reply.headers.get("x-goog-stored-content-length") or reply.headers.get("Content-Length")
-    try:
-        return int(stored or "")
-    except ValueError:
-        raise OutputReadError(f"reading {reply.url}: the reply gives no size") from None
+    """The stored size of the object a media GET answers (its Content-Length when the store does not say); -1
+    when the reply gives neither (the bytes received are then not checked against a size)."""
+    stored = reply.headers.get("x-goog-stored-content-length") or reply.headers.get("Content-Length") or ""
+    return int(stored) if stored.isdigit() else -1
 
 
 def read_error(exc: BaseException, doing: str) -> OutputReadError:
