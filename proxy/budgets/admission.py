@@ -15,7 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from anyio import to_thread
@@ -27,11 +29,15 @@ from proxy.budgets.estimate import Estimate, EstimateError, LineEstimator
 from proxy.budgets.openai_estimate import OpenAILineEstimator, deployment_prices
 from proxy.clock import utcnow
 from proxy.errors import FailedPrecondition, ResourceExhausted
-from proxy.metering.pricing import PricingTable
+from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.pricing_reload import PricingWatcher
 from proxy.providers.registry import DEFAULT_PROVIDER
 from proxy.settings import Settings
 from proxy.tenancy.keys import Principal
+
+_PRICED_MODELS = 256  # the most models the gate keeps looked-up rates for
+READER_THREADS = 32  # estimates reading at once; more wait for a reader (anyio runs at most 40 blocking calls)
+PRICING_CHECK_SECONDS = 1.0  # a changed pricing folder reaches estimates within this time
 
 
 class Unestimable(Exception):
@@ -57,14 +63,23 @@ class BudgetGate:
         self._storage: storage.Client | None = None
         self._watcher: PricingWatcher | None = None
         self._lock = threading.Lock()
+        self._readers: ThreadPoolExecutor | None = None  # the read-ahead threads of estimates, started once
+        self._checked = 0.0  # when the pricing folder was last looked at (time.monotonic())
+        # (model as written, pricing version, UTC day) -> (rates, max output, canonical id): rates change only with
+        # the table or the day (`effective_from`), so a create does not look them up again
+        self._priced: dict[tuple[str, str, date], tuple[Rates, int, str | None]] = {}
 
     def pricing(self) -> PricingTable:
-        """The pricing table metering uses (VBP_PRICING_DIR), reloaded when its files change."""
+        """The pricing table metering uses (VBP_PRICING_DIR), reloaded when its files change (looked at once a
+        second at most: the look is a `stat` of every file, a fixed cost every create would otherwise pay)."""
         with self._lock:
+            now = time.monotonic()
             if self._watcher is None:
                 self._watcher = PricingWatcher(PricingTable.load(self.settings.pricing_path))
-            else:
+                self._checked = now
+            elif now - self._checked >= PRICING_CHECK_SECONDS:
                 self._watcher.check()
+                self._checked = now
             return self._watcher.table
 
     def close(self) -> None:
@@ -73,6 +88,9 @@ class BudgetGate:
             if self._storage is not None:
                 self._storage.close()
                 self._storage = None
+            if self._readers is not None:
+                self._readers.shutdown(wait=False, cancel_futures=True)
+                self._readers = None
 
     def storage(self) -> storage.Client:
         with self._lock:
@@ -80,16 +98,37 @@ class BudgetGate:
                 self._storage = self._storage_factory()
             return self._storage
 
+    def readers(self) -> ThreadPoolExecutor:
+        """The threads that read inputs ahead of the estimate (one per estimate in progress, kept between them)."""
+        with self._lock:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="vbp-estimate-read")
+            return self._readers
+
     def estimator(self, model: str) -> LineEstimator:
         """A line estimator priced for `model` (any Vertex model resource form) as of now."""
-        table = self.pricing()
-        rates = table.rates_for(DEFAULT_PROVIDER, model, utcnow())
-        if rates is None:
-            raise EstimateError(f"the model {model!r} has no price in the pricing table")
-        max_output = table.max_output_tokens(DEFAULT_PROVIDER, model)
-        if max_output is None:
-            raise EstimateError(f"the pricing table gives no max_output_tokens for the model {model!r}")
-        return LineEstimator(rates, max_output=max_output, model=table.canonical(DEFAULT_PROVIDER, model))
+        table, now = self.pricing(), utcnow()
+        key = (model, table.version, now.date())
+        priced = self._priced.get(key)
+        if priced is None:
+            rates = table.rates_for(DEFAULT_PROVIDER, model, now)
+            if rates is None:
+                raise EstimateError(f"the model {model!r} has no price in the pricing table")
+            max_output = table.max_output_tokens(DEFAULT_PROVIDER, model)
+            if max_output is None:
+                raise EstimateError(f"the pricing table gives no max_output_tokens for the model {model!r}")
+            priced = (rates, max_output, table.canonical(DEFAULT_PROVIDER, model))
+            with self._lock:
+                if len(self._priced) >= _PRICED_MODELS:  # a new day or table, or callers naming many models
+                    self._priced.clear()
+                self._priced[key] = priced
+        rates, max_output, canonical = priced
+        return LineEstimator(rates, max_output=max_output, model=canonical)
+
+    def openai_estimator(self, deployments: Sequence[tuple[str, str]], *, model: str) -> OpenAILineEstimator:
+        """An estimator of OpenAI-format lines of `model`, priced for the `(provider, model)` deployments it may run
+        on as of now (EstimateError when one is unpriced)."""
+        return OpenAILineEstimator(deployment_prices(self.pricing(), deployments, utcnow()), model=model)
 
     def estimate_job(self, job: dict[str, Any]) -> Estimate:
         """Estimate a (checked, camelCase) Vertex create body from its gs:// input; Unestimable says why not."""
@@ -102,7 +141,8 @@ class BudgetGate:
             client = self.storage()
             objects, notes = inputs.input_objects(client, source["gcsSource"].get("uris") or [])
             estimate = inputs.estimate_objects(client, objects, estimator,
-                                               deadline=time.monotonic() + self.settings.estimate_seconds)
+                                               deadline=time.monotonic() + self.settings.estimate_seconds,
+                                               pool=self.readers())
         except (EstimateError, inputs.InputUnreadable) as exc:
             raise Unestimable(str(exc)) from exc
         estimate.notes[:0] = notes
@@ -112,11 +152,12 @@ class BudgetGate:
         """Estimate an OpenAI-format batch file (`gs://` URI of the caller's kept bytes) for the `(provider, model)`
         deployments it may run on (`proxy.budgets.openai_estimate`); Unestimable says why not."""
         try:
-            estimator = OpenAILineEstimator(deployment_prices(self.pricing(), deployments, utcnow()), model=model)
+            estimator = self.openai_estimator(deployments, model=model)
             client = self.storage()
             objects, notes = inputs.input_objects(client, [uri])
             estimate = inputs.estimate_objects(client, objects, estimator,
-                                               deadline=time.monotonic() + self.settings.estimate_seconds)
+                                               deadline=time.monotonic() + self.settings.estimate_seconds,
+                                               pool=self.readers())
         except (EstimateError, inputs.InputUnreadable) as exc:
             raise Unestimable(str(exc)) from exc
         estimate.notes[:0] = notes

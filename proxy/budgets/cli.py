@@ -1,5 +1,6 @@
-"""`vbp budgets set|list|remove` and `vbp estimate FILE --model M`: the CLI parses options and calls the same
-functions as the admin API (`proxy.budgets.store`) and the create path (`proxy.budgets.estimate`)."""
+"""`vbp budgets set|list|remove` and `vbp estimate FILE [--model M]`: the CLI parses options and calls the same
+functions as the admin API (`proxy.budgets.store`) and the create path (`proxy.budgets.estimate`,
+`proxy.budgets.local_file`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.budgets import store
 from proxy.budgets.estimate import EstimateError
+from proxy.budgets.local_file import FORMATS, estimate_local
+from proxy.catalog.load import CatalogError
 from proxy.clock import utcnow
 
 
@@ -84,18 +87,25 @@ def _print(views: list[dict[str, object]], as_json: bool, *, single: bool = Fals
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", required=True, help="The model the batch would run on, e.g. gemini-2.5-flash.")
+@click.option("--model", default=None,
+              help="The model the batch would run on, e.g. gemini-2.5-flash (a Vertex input: required; an OpenAI "
+                   "batch file names its own).")
+@click.option("--format", "file_format", type=click.Choice(FORMATS), default=None,
+              help="Native Vertex lines, or an OpenAI-format batch file as the OpenAI door takes it. Default: told "
+                   "by the first line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
-def estimate(file: Path, model: str, as_json: bool) -> None:
-    """Estimate a local Vertex batch input (JSONL) without running it: the cost range low (input) - high."""
+def estimate(file: Path, model: str | None, file_format: str | None, as_json: bool) -> None:
+    """Estimate a local batch input (JSONL) without running it: the cost range low (input) - high."""
     from proxy.budgets.admission import BudgetGate
-    from proxy.budgets.inputs import estimate_file
+    from proxy.catalog.load import load_catalog
     from proxy.cli import _settings
 
-    gate = BudgetGate(_settings(), None)  # type: ignore[arg-type]  # no ledger: pricing only
+    settings = _settings()
+    gate = BudgetGate(settings, None)  # type: ignore[arg-type]  # no ledger: pricing only
     try:
-        figures = estimate_file(file, gate.estimator(model)).to_json()
-    except EstimateError as exc:
+        catalog = load_catalog(settings.models_file) if settings.models_file else None
+        figures = estimate_local(file, gate, settings, catalog, model=model, file_format=file_format).to_json()
+    except (EstimateError, CatalogError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(figures, indent=2))

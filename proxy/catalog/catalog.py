@@ -43,3 +43,15 @@ class Catalog:
 
     def __bool__(self) -> bool:
         return bool(self.deployments)
+
+
+def file_provider(catalog: Catalog | None, model: str) -> str:
+    """Where an OpenAI-format batch file of `model` runs: its first catalog deployment's provider; `vertex` when the
+    catalog does not serve it (or there is none), as before the catalog."""
+    served = catalog.serving(model) if catalog else ()
+    return served[0].provider if served else "vertex"
+
+
+def serving_pairs(catalog: Catalog | None, model: str) -> list[tuple[str, str]]:
+    """`(provider, model)` of every deployment serving `model`: what a batch of it may be priced under."""
+    return [(d.provider, d.model) for d in (catalog.serving(model) if catalog else ())]

@@ -14,6 +14,8 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent import futures
+from concurrent.futures import Executor
 from typing import Any
 
 import requests
@@ -48,18 +50,25 @@ def describe_malformed(place: str, malformed_rows: list[tuple[int, str]], *, fir
     return [f"{place} row {first_row + row - 1}: {reason}" for row, reason in malformed_rows]
 
 
-def iter_chunks(client: storage.Client, obj: OutputObject, *,
-                chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[bytes]:
-    """The object's bytes in chunks of `chunk_bytes` (the last shorter), read ahead by a thread."""
+def iter_chunks(client: storage.Client, obj: OutputObject, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                sized: Callable[[int], None] | None = None, pool: Executor | None = None) -> Iterator[bytes]:
+    """The object's bytes in chunks of `chunk_bytes` (the last shorter), read ahead by a thread.
+
+    An object named but not listed (`obj.size` < 0, `obj.generation` 0) is read at its live generation, its size
+    taken from the reply and handed to `sized` before the first chunk: one request instead of a metadata GET and
+    a media GET. `pool`: see `read_ahead`."""
     if chunk_bytes <= 0:
         raise ValueError("chunk_bytes must be positive")
-    return read_ahead(stream_bytes(client._http, media_url(client, obj), obj, chunk_bytes),
-                      where=f"{obj.uri}#{obj.generation}", name=f"gcs-read {obj.name}")
+    return read_ahead(stream_bytes(client._http, media_url(client, obj), obj, chunk_bytes, sized=sized),
+                      where=f"{obj.uri}#{obj.generation}", name=f"gcs-read {obj.name}", pool=pool)
 
 
-def read_ahead(stream: Iterator[bytes], *, where: str, name: str = "gcs-read") -> Iterator[bytes]:
+def read_ahead(stream: Iterator[bytes], *, where: str, name: str = "gcs-read",
+               pool: Executor | None = None) -> Iterator[bytes]:
     """The chunks of `stream` (a download), read by a thread up to _QUEUE_DEPTH chunks ahead of the consumer, so
-    that the download goes on while the consumer works; its errors are raised as OutputReadError."""
+    that the download goes on while the consumer works; its errors are raised as OutputReadError.
+
+    The thread is a new one, or one of `pool`'s (started once: a create's estimate does not pay a thread's start)."""
     chunks: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_DEPTH)
     stop = threading.Event()
 
@@ -84,8 +93,12 @@ def read_ahead(stream: Iterator[bytes], *, where: str, name: str = "gcs-read") -
             if isinstance(stream, Generator):
                 stream.close()  # ends the GET now, also when the consumer stopped early
 
-    reader = threading.Thread(target=read, name=name, daemon=True)
-    reader.start()
+    if pool is None:
+        reader = threading.Thread(target=read, name=name, daemon=True)
+        reader.start()
+        reading: futures.Future[None] | None = None
+    else:
+        reading = pool.submit(read)
     try:
         while True:
             item = chunks.get()
@@ -98,22 +111,28 @@ def read_ahead(stream: Iterator[bytes], *, where: str, name: str = "gcs-read") -
             yield item
     finally:
         stop.set()
-        reader.join(timeout=5.0)  # it stops at its next chunk; a stalled read is left to its timeout
+        # it stops at its next chunk; a stalled read is left to its timeout
+        if reading is None:
+            reader.join(timeout=5.0)
+        else:
+            futures.wait([reading], timeout=5.0)
 
 
 def media_url(client: storage.Client, obj: OutputObject) -> str:
     """The URL of the object's media at its listed generation (emulator host and universe domain included)."""
-    blob = client.bucket(obj.bucket).blob(obj.name, generation=obj.generation)
+    blob = client.bucket(obj.bucket).blob(obj.name, generation=obj.generation or None)
     return str(blob._get_download_url(client))  # a private but stable helper of google-cloud-storage
 
 
 def stream_bytes(session: requests.Session, url: str, obj: OutputObject, chunk_bytes: int, *,
                  byte_range: tuple[int, int] | None = None,
-                 headers: dict[str, str] | None = None) -> Generator[bytes, None, None]:
+                 headers: dict[str, str] | None = None,
+                 sized: Callable[[int], None] | None = None) -> Generator[bytes, None, None]:
     """One GET of the object's media through `session`: all of it, or the bytes [first, stop) of `byte_range`.
 
     In the proxy's own process the session is the storage client's authorized one; a worker process passes a
-    plain session and the parent's authorization `headers`.
+    plain session and the parent's authorization `headers`. `obj.size` < 0: the size is the reply's (the stored
+    length Cloud Storage sends), passed to `sized`.
     """
     headers = dict(headers or {})
     if byte_range is not None:
@@ -128,13 +147,23 @@ def stream_bytes(session: requests.Session, url: str, obj: OutputObject, chunk_b
             raise OutputReadError(f"reading {where}: the range {headers['Range']} was answered {reply.status_code}")
         transcoded = "gzip" in (reply.headers.get("x-goog-stored-content-encoding", "") +
                                 reply.headers.get("Content-Encoding", ""))
+        size = obj.size if obj.size >= 0 else _reply_size(reply)
+        if sized is not None:
+            sized(size)
         received = 0
         for chunk in reply.iter_content(chunk_size=chunk_bytes):
             received += len(chunk)
             yield chunk
-    expected = obj.size if byte_range is None else byte_range[1] - byte_range[0]
-    if not transcoded and received != expected:
+    expected = size if byte_range is None else byte_range[1] - byte_range[0]
+    if not transcoded and expected >= 0 and received != expected:
         raise OutputReadError(f"reading {where}: got {received} of {expected} bytes")
+
+
+def _reply_size(reply: requests.Response) -> int:
+    """The stored size of the object a media GET answers (its Content-Length when the store does not say); -1
+    when the reply gives neither (the bytes received are then not checked against a size)."""
+    stored = reply.headers.get("x-goog-stored-content-length") or reply.headers.get("Content-Length") or ""
+    return int(stored) if stored.isdigit() else -1
 
 
 def read_error(exc: BaseException, doing: str) -> OutputReadError:

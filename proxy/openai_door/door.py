@@ -7,6 +7,7 @@ from collections.abc import Callable
 from anyio import to_thread
 from starlette.requests import Request
 
+from proxy.catalog.catalog import file_provider
 from proxy.errors import Unavailable
 from proxy.ledger.request_log import record_of
 from proxy.openai_door.bucket import FilesBucket
@@ -53,9 +54,7 @@ class Door:
     def provider_of(self, model: str) -> str:
         """Where a file of `model` runs: its first catalog deployment's provider; `vertex` when the catalog does not
         serve it (or there is none), as before the catalog."""
-        catalog = self.services.catalog
-        served = catalog.serving(model) if catalog else ()
-        return served[0].provider if served else "vertex"
+        return file_provider(self.services.catalog, model)
 
     async def place(self) -> tuple[str, str]:
         """(project, location) the door's batches run in: VBP_DEFAULT_PROJECT, else the credentials' project."""

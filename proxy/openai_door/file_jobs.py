@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.budgets.admission import BudgetGate
 from proxy.budgets.estimate import Estimate
-from proxy.catalog.catalog import Catalog
+from proxy.catalog.catalog import Catalog, serving_pairs
 from proxy.errors import InvalidArgument, NotFound
 from proxy.ledger.models import OpenAIFile
 from proxy.openai_door import records
@@ -34,7 +34,7 @@ def file_job_body(file: OpenAIFile, *, display_name: str, output_uri: str) -> di
 def openai_file_estimate(gate: BudgetGate, catalog: Catalog | None, file: OpenAIFile) -> Callable[[], Estimate]:
     """The estimate (blocking; raises Unestimable) of a stored file of an OpenAI or Azure model, priced for every
     catalog deployment that may run its batch."""
-    deployments = [(d.provider, d.model) for d in (catalog.serving(file.model) if catalog else ())]
+    deployments = serving_pairs(catalog, file.model)
     return lambda: gate.estimate_openai_file(file.input_uri, deployments, model=file.model)
 
 

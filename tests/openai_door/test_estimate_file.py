@@ -1,18 +1,23 @@
 """`POST /v1/estimates {"input_file_id": ...}`: the dry run of an OpenAI-door file, estimated from its stored
 converted lines like a native create body, in the same JSON, with figures computed here from the caller's lines
 (the documented token rule, each line's max tokens or the model's maximum output, the published batch rates); the
-create then holds exactly the estimate's high. Another team's file is 404 and errors are in Google's envelope."""
+create then holds exactly the estimate's high, and `vbp estimate` gives the same figures for the same bytes as a
+local file. Another team's file is 404 and errors are in Google's envelope."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
+from proxy.cli import cli
 from proxy.ledger.models import BudgetReservation, Job, OpenAIFile
 from tests.openai_door.conftest import M, chat_line, door_env, jsonl, sdk, wait_for
 from tests.openai_door.test_workflow import FLASH_LITE, tokens
@@ -38,7 +43,8 @@ def _estimate(env: Proxied, body: dict[str, object], who: str = "team-a") -> htt
                       headers={"Authorization": f"Bearer {env.keys[who]}"}, timeout=30)
 
 
-def test_a_stored_file_is_estimated_like_a_create_and_the_create_holds_its_high(env: Proxied) -> None:
+def test_a_stored_file_is_estimated_like_a_create_and_the_create_holds_its_high(env: Proxied,
+                                                                                tmp_path: Path) -> None:
     client = sdk(env)
     file = client.files.create(file=("estimate.jsonl", jsonl(*LINES)), purpose="batch")
     input_tokens = sum(tokens(m["content"]) for line in LINES for m in line["body"]["messages"])
@@ -54,6 +60,14 @@ def test_a_stored_file_is_estimated_like_a_create_and_the_create_holds_its_high(
         3, 0, input_tokens, max_output)
     assert figures["cost_usd"] == {"low": "0.000001", "high": "0.0131152"}
     assert figures["model"] == "gemini-2.5-flash-lite" and figures["budget"] is None
+
+    # `vbp estimate` on the same bytes, a local file: the same figures, all of them
+    local = tmp_path / "estimate.jsonl"
+    local.write_bytes(jsonl(*LINES))
+    result = CliRunner().invoke(cli, ["estimate", str(local), "--json"],
+                                env={"VBP_MODELS_FILE": env.proxy.app.settings.models_file})
+    assert result.exit_code == 0, result.output
+    assert {**json.loads(result.output), "budget": None} == figures
 
     # LiteLLM's file id (the stored gs:// URI, percent-encoded) names the same file
     with env.sessions() as session:

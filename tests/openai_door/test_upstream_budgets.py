@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -81,7 +82,8 @@ def _upstream_posts(door: Proxied) -> int:
 
 
 @pytest.mark.parametrize(("model", "providers"), [(OPENAI_MODEL, ("openai",)), (AZURE_MODEL, ("azure", "openai"))])
-def test_an_openai_model_file_is_estimated_exactly(door: Proxied, model: str, providers: tuple[str, ...]) -> None:
+def test_an_openai_model_file_is_estimated_exactly(door: Proxied, model: str, providers: tuple[str, ...],
+                                                    tmp_path: Path) -> None:
     lines = _lines(model)
     file = sdk(door).files.create(file=("estimate.jsonl", jsonl(*lines)), purpose="batch")
     prompt, output, low, high = _expected(model, lines, providers)
@@ -98,6 +100,14 @@ def test_an_openai_model_file_is_estimated_exactly(door: Proxied, model: str, pr
             figures["max_output_tokens"]) == (model, 3, 0, prompt, output)
     assert figures["cost_usd"] == {"low": format_usd(low), "high": format_usd(high)}
     assert figures["budget"] is None
+
+    # `vbp estimate` on the same bytes as a local file, with the door's catalog: the same figures, all of them
+    local = tmp_path / "estimate.jsonl"
+    local.write_bytes(jsonl(*lines))
+    result = CliRunner().invoke(cli, ["estimate", str(local), "--json"],
+                                env={"VBP_MODELS_FILE": door.proxy.app.settings.models_file})
+    assert result.exit_code == 0, result.output
+    assert {**json.loads(result.output), "budget": None} == figures
 
 
 def test_a_batch_the_budget_cannot_take_is_refused_before_the_upstream(door: Proxied) -> None:
