@@ -269,6 +269,31 @@ def test_random_lines_convert_or_are_refused_alike(bodies: list[dict[str, Any]],
     agree(GOOD + b"\n" + b"\n".join(lines) + b"\n")
 
 
+_any_text = st.text(st.characters(codec="utf-8"), max_size=40)
+_parts = st.one_of(_any_text, st.lists(st.builds(lambda text: {"type": "text", "text": text}, _any_text), min_size=1,
+                                       max_size=3))
+_common_message = st.builds(lambda role, content: {"role": role, "content": content},
+                            st.sampled_from(["system", "developer", "user", "assistant"]), _parts)
+_in_range = st.one_of(st.integers(0, 1), st.floats(0, 1, allow_nan=False).map(lambda x: round(x, 3)))
+_common_body = st.fixed_dictionaries(
+    {"messages": st.lists(_common_message, max_size=4).map(lambda m: [*m, {"role": "user", "content": "q"}])},
+    optional={"max_tokens": st.integers(1, 2**31 - 1), "temperature": _in_range, "top_p": _in_range,
+              "presence_penalty": _in_range.map(lambda x: -x), "frequency_penalty": _in_range,
+              "n": st.integers(1, 8), "seed": st.integers(-(10**17), 10**17),
+              "stop": st.one_of(_any_text, st.lists(_any_text, max_size=5)),
+              "reasoning_effort": st.sampled_from(["none", "minimal", "low", "medium", "high"]),
+              "metadata": st.dictionaries(st.text("abc_ ", max_size=5), _any_text, max_size=2), "user": _any_text})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies=st.lists(_common_body, min_size=1, max_size=4), ascii_only=st.booleans())
+def test_random_lines_of_the_common_shape_are_taken_and_convert_alike(bodies: list[dict[str, Any]],
+                                                                      ascii_only: bool) -> None:
+    lines = [json.dumps(chat_line(f"c-{n}", body), ensure_ascii=ascii_only).encode() for n, body in enumerate(bodies)]
+    assert taken(*lines) == len(lines)
+    assert agree(GOOD + b"\n" + b"\n".join(lines) + b"\n")[0] == "converted"
+
+
 def mutate(rng: random.Random, line: bytes) -> bytes:
     """One to four random edits of a line (byte flips, JSON-ish inserts, deletes), newlines kept out."""
     data = bytearray(line)
