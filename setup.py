@@ -1,6 +1,6 @@
-"""The compiled parts (the metering's plain-row scanner, the budget estimate's line scanner) and the data the
-package carries: the repository's top-level `migrations/` and `pricing/` are copied into the built package as
-`proxy/_data/` (all other metadata is in pyproject.toml)."""
+"""The compiled parts (the metering's plain-row scanner, the budget estimate's line scanner, the OpenAI door's chat
+line converter) and the data the package carries: the repository's top-level `migrations/` and `pricing/` are
+copied into the built package as `proxy/_data/` (all other metadata is in pyproject.toml)."""
 
 import shutil
 from pathlib import Path
@@ -11,7 +11,8 @@ from setuptools.command.build_py import build_py
 SHIPPED = ("migrations", "pricing")  # found at run time by proxy.settings.shipped
 # The compiled scanners (each with a pure-Python path that the tests hold it to); they share proxy/_jsonscan.h.
 COMPILED = (("proxy.metering._rowscan", "proxy/metering/_rowscan.c"),
-            ("proxy.budgets._estscan", "proxy/budgets/_estscan.c"))
+            ("proxy.budgets._estscan", "proxy/budgets/_estscan.c"),
+            ("proxy.openai_door._chatscan", "proxy/openai_door/_chatscan.c"))
 COMPILE_ARGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"]
 
 

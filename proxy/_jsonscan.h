@@ -285,7 +285,7 @@ static int read_key(Cursor *c, ptr *key, Py_ssize_t *size) {
 #define KEY_IS(key, size, literal) ((size) == (Py_ssize_t)sizeof(literal) - 1 && memcmp((key), (literal), (size)) == 0)
 
 /* A count: a plain digit string (no sign, fraction, exponent or null) of at most MAX_DIGITS digits. */
-static int read_count(Cursor *c, uint64_t *out) {
+static inline int read_count(Cursor *c, uint64_t *out) {
     ptr p = c->p, end = c->end;
     uint64_t value = 0;
     int digits = 0;
@@ -315,6 +315,40 @@ static inline int read_ascii(Cursor *c, ptr *text, Py_ssize_t *size) {
     *size = p - start;
     c->p = p + 1;
     return 0;
+}
+
+/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as Python decodes it (and msgspec). */
+static inline int utf8_valid(ptr p, ptr end) {
+    while (p < end) {
+        uint64_t word;
+        while (end - p >= 8) {  /* runs of ASCII, 8 bytes at a time */
+            memcpy(&word, p, 8);
+            if (word & 0x8080808080808080ULL) break;
+            p += 8;
+        }
+        if (p >= end) break;
+        unsigned char b = *p;
+        if (b < 0x80) {
+            p++;
+            continue;
+        }
+        int more;
+        unsigned char low = 0x80, high = 0xBF;  /* the allowed range of the second byte */
+        if (b >= 0xC2 && b <= 0xDF) more = 1;
+        else if (b == 0xE0) more = 2, low = 0xA0;
+        else if (b >= 0xE1 && b <= 0xEC) more = 2;
+        else if (b == 0xED) more = 2, high = 0x9F;
+        else if (b >= 0xEE && b <= 0xEF) more = 2;
+        else if (b == 0xF0) more = 3, low = 0x90;
+        else if (b >= 0xF1 && b <= 0xF3) more = 3;
+        else if (b == 0xF4) more = 3, high = 0x8F;
+        else return 0;
+        if (end - p <= more || p[1] < low || p[1] > high) return 0;
+        for (int i = 2; i <= more; i++)
+            if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+        p += more + 1;
+    }
+    return 1;
 }
 
 static void json_tables_init(void) {

@@ -25,33 +25,6 @@
 enum { SPACE = 0, WORD = 1, PUNCT = 2 };
 static unsigned char text_class[256];
 
-/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF), as Python decodes it. */
-static int utf8_valid(ptr p, ptr end) {
-    while (p < end) {
-        unsigned char b = *p;
-        if (b < 0x80) {
-            p++;
-            continue;
-        }
-        int more;
-        unsigned char low = 0x80, high = 0xBF;  /* the allowed range of the second byte */
-        if (b >= 0xC2 && b <= 0xDF) more = 1;
-        else if (b == 0xE0) more = 2, low = 0xA0;
-        else if (b >= 0xE1 && b <= 0xEC) more = 2;
-        else if (b == 0xED) more = 2, high = 0x9F;
-        else if (b >= 0xEE && b <= 0xEF) more = 2;
-        else if (b == 0xF0) more = 3, low = 0x90;
-        else if (b >= 0xF1 && b <= 0xF3) more = 3;
-        else if (b == 0xF4) more = 3, high = 0x8F;
-        else return 0;
-        if (end - p <= more || p[1] < low || p[1] > high) return 0;
-        for (int i = 2; i <= more; i++)
-            if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-        p += more + 1;
-    }
-    return 1;
-}
-
 static int hex4(ptr p, unsigned int *unit) {
     unsigned int value = 0;
     for (int i = 0; i < 4; i++) {

@@ -16,6 +16,13 @@ kept as the caller wrote it: nothing is converted or written to the sink (`Conve
 Blank lines: one or more at the end of the file are fine (editors add them); a blank line followed by another
 request is refused, as it most likely marks a file cut and pasted together wrongly. A CR before the LF is not
 part of the line.
+
+Speed: after the first line of a chat file, the lines are offered to the compiled fast path first
+(`_chatscan.chat_lines`, C), a run at a time: it converts lines of the common shape (text messages, the common
+parameters) of the file's model, byte for byte as the Python path would, up to the first line it cannot vouch for;
+this module then checks the run's custom_ids and count as for any line. That line, every run with a repeated
+custom_id or past the line limit, and every line of a file of another shape, are read by the Python path below (the
+reference), so every error message is the Python path's. Without a C compiler the Python path reads every line.
 """
 
 from __future__ import annotations
@@ -30,6 +37,13 @@ from proxy.openai_door.chat_request import chat_request
 from proxy.openai_door.embedding_lines import embedding_inputs
 from proxy.openai_door.line_index import LineIndex, LineIndexBuilder
 from proxy.openai_door.rejections import FileRejected, LineProblem
+
+FastLines = Callable[[bytes, int, str, int], tuple[int, list[str], bytes]]
+fast_chat_lines: FastLines | None
+try:
+    from proxy.openai_door._chatscan import chat_lines as fast_chat_lines
+except ImportError:  # built without a C compiler: the Python path converts every line, to the same bytes
+    fast_chat_lines = None
 
 __all__ = ["ConvertedFile", "FileRejected", "convert_file", "is_embedding_model", "CHAT", "EMBEDDINGS"]
 
@@ -63,14 +77,16 @@ class ConvertedFile:
 
 def convert_file(source: BinaryIO, sink: BinaryIO, *, max_lines: int, max_bytes: int,
                  check_gcs_uri: Callable[[str], None] = lambda uri: None,
-                 keep: Callable[[str], bool] = lambda model: False) -> ConvertedFile:
+                 keep: Callable[[str], bool] = lambda model: False, native: bool = True) -> ConvertedFile:
     """Check every line of the caller's JSONL in `source` and write native Vertex batch input lines to `sink`.
 
     Raises FileRejected at the first bad line. Memory does not grow with the file (only the custom_id index).
     `check_gcs_uri` is called with every gs:// URI a line references and raises when the team may not use it.
     `keep(model)`: whether the file's model runs where lines go unchanged (then nothing is written to `sink`).
+    `native` False: the Python path reads every line (the reference the tests hold the compiled fast path to).
     """
-    converter = _Converter(sink, max_lines=max_lines, check_gcs_uri=check_gcs_uri, keep=keep)
+    converter = _Converter(sink, max_lines=max_lines, check_gcs_uri=check_gcs_uri, keep=keep,
+                           native=native and fast_chat_lines is not None)
     size = 0
     pending = b""
     while True:
@@ -84,6 +100,7 @@ def convert_file(source: BinaryIO, sink: BinaryIO, *, max_lines: int, max_bytes:
         data = pending + chunk if pending else chunk
         start = 0
         while True:
+            start = converter.run(data, start)
             end = data.find(b"\n", start)
             if end < 0:
                 break
@@ -99,8 +116,9 @@ class _Converter:
     """The state of one conversion: the first line's url and model, the custom_ids seen, the output buffer."""
 
     def __init__(self, sink: BinaryIO, *, max_lines: int, check_gcs_uri: Callable[[str], None],
-                 keep: Callable[[str], bool]) -> None:
+                 keep: Callable[[str], bool], native: bool) -> None:
         self.sink = sink
+        self.native = native
         self.keep = keep
         self.kept = False  # decided on the first line, by its model
         self.max_lines = max_lines
@@ -115,9 +133,38 @@ class _Converter:
         self.out: list[bytes] = []
         self.out_bytes = 0
         self.vertex_lines = 0
+        self.fast: FastLines | None = None  # set by the first line: a chat file converted here
+        self.slow_until = (b"", 0)  # a run the fast path took but the checks refused: read by the Python path
 
     def reject(self, message: str, *, code: str, param: str | None = None) -> FileRejected:
         return FileRejected(f"Line {self.number}: {message}", code=code, line=self.number, param=param)
+
+    def run(self, data: bytes, start: int) -> int:
+        """The fast path's run of whole lines from `start` (see the module's docstring); where the next line starts."""
+        if self.fast is None or self.blank_at is not None or self.model is None:
+            return start
+        if self.slow_until[0] is data and start < self.slow_until[1]:
+            return start
+        stop, ids, converted = self.fast(data, start, self.model, self.number + 1)
+        count = len(ids)
+        if not count:
+            return start
+        if (self.requests + count > self.max_lines or len(set(ids)) != count
+                or not self.seen.keys().isdisjoint(ids)):
+            self.slow_until = (data, stop)  # one of these lines is refused: the Python path finds it and says why
+            return start
+        first = self.number + 1
+        self.seen.update(zip(ids, range(first, first + count), strict=True))
+        self.number += count
+        self.requests += count
+        self.vertex_lines += count
+        self.out.append(converted)
+        self.out_bytes += len(converted)
+        if self.out_bytes >= WRITE_BYTES:
+            self._flush()
+        assert self.index is not None
+        self.index.add_chat(ids)
+        return stop
 
     def line(self, data: bytes, start: int, end: int) -> None:
         self.number += 1
@@ -207,6 +254,7 @@ class _Converter:
         if self.url is None:
             self.url, self.model = url, model
             self.kept = self.keep(model)
+            self.fast = fast_chat_lines if self.native and url == CHAT and not self.kept else None
             self.index = LineIndexBuilder("embeddings" if url == EMBEDDINGS and not self.kept else "chat")
         return custom_id, body
 

@@ -146,6 +146,15 @@ class LineIndexBuilder:
         else:
             self._starts.append(self._starts[-1] + 1)
 
+    def add_chat(self, custom_ids: list[str]) -> None:
+        """The next chat lines (one input each): their custom_ids."""
+        ids, ends = self._ids, self._ends
+        for custom_id in custom_ids:
+            ids += custom_id.encode()
+            ends.append(len(ids))
+        last = self._starts[-1]
+        self._starts.extend(range(last + 1, last + 1 + len(custom_ids)))
+
     def build(self) -> LineIndex:
         """The finished index."""
         starts = self._starts if self.kind == "embeddings" else None

@@ -1,0 +1,3 @@
+# The compiled fast path of proxy/openai_door/file_conversion.py (source and contract: _chatscan.c).
+
+def chat_lines(buf: bytes, pos: int, model: str, line: int, /) -> tuple[int, list[str], bytes]: ...
