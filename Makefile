@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: test test-fast lint typecheck pytest demo bench soak fuzz clean
 
 # Rebuilt when the dependencies or the compiled scanners change (pip builds them in place with gcc).
-$(STAMP): pyproject.toml setup.py proxy/_jsonscan.h proxy/metering/_rowscan.c proxy/budgets/_estscan.c
+$(STAMP): pyproject.toml setup.py proxy/_jsonscan.h proxy/_usagescan.h proxy/metering/_rowscan.c proxy/budgets/_estscan.c \
+		proxy/openai_door/_chatrows.c
 	@echo "==> Creating $(VENV) and installing the proxy with its dependencies and test tools (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -70,4 +71,4 @@ fuzz: $(STAMP)
 		$(CURDIR)/$(BIN)/python -m tests.budgets.fuzz_estscan --seconds $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache vbp.db* build proxy/metering/_rowscan.*.so proxy/budgets/_estscan.*.so
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache vbp.db* build proxy/metering/_rowscan.*.so proxy/budgets/_estscan.*.so proxy/openai_door/_chatrows.*.so

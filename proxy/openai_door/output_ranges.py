@@ -20,7 +20,6 @@ from array import array
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import chain
 from typing import Literal, NamedTuple
 
 from google.cloud import storage
@@ -35,7 +34,7 @@ from proxy.metering.ranges import (
     results_in_order,
 )
 from proxy.openai_door.line_index import LineIndex
-from proxy.openai_door.output_conversion import ChatAnswer, OutputLines
+from proxy.openai_door.output_conversion import ChatAnswers, OutputLines
 from proxy.providers.base import OutputObject
 
 _MAX_RANGE_BYTES = 8 * 1024 * 1024  # a range's answers (about a quarter of its bytes) are held until their turn
@@ -67,17 +66,6 @@ class RangeAnswers(NamedTuple):
     ends: bytes  # array('q'): where each row's answer ends in `answers`
     answers: bytes  # the rows' answers, one after the other
 
-    def unpacked(self) -> Iterator[ChatAnswer]:
-        """The answers, in the rows' order."""
-        lines, ends = array("q"), array("q")
-        lines.frombytes(self.lines)
-        ends.frombytes(self.ends)
-        answers = self.answers
-        start = 0
-        for line, flags, end in zip(lines, self.flags, ends, strict=True):
-            yield line, flags, answers[start:end]
-            start = end
-
 
 def range_answers(task: AnswerTask) -> RangeAnswers:
     """In a worker process: the answers of the chat rows that start in the range, in their order."""
@@ -89,17 +77,14 @@ def range_answers(task: AnswerTask) -> RangeAnswers:
             _index_cache = (key, LineIndex.from_bytes(file.read()))
     converter = OutputLines(_index_cache[1], model=task.model, batch_id=task.batch_id, which=task.which,
                             unanswered="batch_failed")
-    lines, flags, ends, answers = array("q"), bytearray(), array("q"), bytearray()
+    packed = ChatAnswers()
     # Read ahead by a thread: the download goes on while the rows are answered (a plain read would wait for each).
     chunks = read_ahead(range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes),
                         where=f"{task.byte_range.obj.uri}#{task.byte_range.obj.generation}")
-    for chunk, last in chain(((chunk, False) for chunk in chunks), [(b"", True)]):
-        for line, flag, answer in converter.chat_answers(chunk, last=last):
-            lines.append(line)
-            flags.append(flag)
-            answers += answer
-            ends.append(len(answers))
-    return RangeAnswers(lines.tobytes(), bytes(flags), ends.tobytes(), bytes(answers))
+    for chunk in chunks:
+        converter.pack_chat_answers(chunk, packed)
+    converter.pack_chat_answers(b"", packed, last=True)
+    return RangeAnswers(packed.lines.tobytes(), bytes(packed.flags), packed.ends.tobytes(), bytes(packed.answers))
 
 
 def converted_blocks(client: storage.Client, objects: list[OutputObject], lines: OutputLines, *,
@@ -146,12 +131,12 @@ def _answered_ranges(pool: ProcessPoolExecutor, ranges: RangeMeter, planned: lis
                           lines.which)
         return pool.submit(range_answers, task)
 
-    decide = lines.decide
     for answers in results_in_order(ranges, planned, submit, ahead_per_process=_AHEAD_PER_PROCESS,
                                     what="an output conversion"):
-        out: list[bytes] = []
-        for answer in answers.unpacked():
-            decide(answer, out)
+        row_lines, ends = array("q"), array("q")
+        row_lines.frombytes(answers.lines)
+        ends.frombytes(answers.ends)
+        out = lines.decide_all(row_lines, answers.flags, ends, answers.answers)
         del answers
         if out:
-            yield b"".join(out)
+            yield out
