@@ -52,23 +52,26 @@ SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 fuzz: $(STAMP)
 	rm -rf $(FUZZ_DIR) && mkdir -p $(FUZZ_DIR)
 	cp -r proxy tests pricing setup.py pyproject.toml $(FUZZ_DIR)/
-	rm -f $(FUZZ_DIR)/proxy/metering/_rowscan*.so $(FUZZ_DIR)/proxy/budgets/_estscan*.so
+	rm -f $(FUZZ_DIR)/proxy/metering/_rowscan*.so $(FUZZ_DIR)/proxy/budgets/_estscan*.so $(FUZZ_DIR)/proxy/openai_door/_chatrows*.so
 	cd $(FUZZ_DIR) && CFLAGS="$(SANITIZE)" LDFLAGS="-fsanitize=address,undefined" \
 		$(CURDIR)/$(BIN)/python setup.py --quiet build_ext --inplace
 	# The copy comes first on the path (ahead of the editable install), so its sanitized scanner is the one tested.
 	cd $(FUZZ_DIR) && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(CURDIR)/$(BIN)/python -c "import proxy.metering._rowscan as m, proxy.budgets._estscan as e, sys; sys.exit(0 if all('build/fuzz' in x.__file__ for x in (m, e)) else 'not the sanitized build')" && \
+		$(CURDIR)/$(BIN)/python -c "import proxy.metering._rowscan as m, proxy.budgets._estscan as e, proxy.openai_door._chatrows as c, sys; sys.exit(0 if all('build/fuzz' in x.__file__ for x in (m, e, c)) else 'not the sanitized build')" && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(CURDIR)/$(BIN)/pytest -q -p no:cacheprovider tests/metering/test_rowscan.py tests/metering/test_scanner.py tests/reports/test_line_reader.py \
-			tests/budgets/test_estscan.py tests/budgets/test_estimate.py && \
+			tests/budgets/test_estscan.py tests/budgets/test_estimate.py tests/openai_door/test_chat_rows.py && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(CURDIR)/$(BIN)/python -m tests.metering.fuzz_rowscan --seconds $(FUZZ_SECONDS) && \
 		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(CURDIR)/$(BIN)/python -m tests.budgets.fuzz_estscan --seconds $(FUZZ_SECONDS)
+		$(CURDIR)/$(BIN)/python -m tests.budgets.fuzz_estscan --seconds $(FUZZ_SECONDS) && \
+		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(CURDIR)/$(BIN)/python -m tests.openai_door.fuzz_chatrows --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache vbp.db* build proxy/metering/_rowscan.*.so proxy/budgets/_estscan.*.so proxy/openai_door/_chatrows.*.so

@@ -125,6 +125,15 @@ static unsigned int hex4(ptr p) {
 static int put_string_body(Out *o, ptr p, ptr end, int json) {
     while (p < end) {
         ptr run = p;
+        /* 8 bytes at a time while they are all printable ASCII but the quote and the backslash */
+        for (uint64_t word; end - p >= 8; p += 8) {
+            memcpy(&word, p, 8);
+            const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+            uint64_t quote = word ^ (ones * '"'), backslash = word ^ (ones * '\\');
+            uint64_t stops = (word | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+                              ((word - ones * 0x20) & ~word)) & highs;  /* high bit, a zero (quote, \\) or < 0x20 */
+            if (stops) break;
+        }
         while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') p++;
         put(o, run, (size_t)(p - run));
         if (p >= end) break;
@@ -737,11 +746,78 @@ static PyObject *answer_rows(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* The parent's side (`OutputLines.decide_all`): take packed answers in the rows' order from row `at`, as
+   `OutputLines.decide` would, while the rows are unflagged: a row for line 0 is unmatched, a row for a line already
+   answered is repeated, any other answers its line (marked in `answered`). Stops at the first flagged row (Python
+   decides it) and returns (where it stopped, unmatched, repeated, the runs of answers taken as [start, stop) spans
+   of `answers`): nothing is copied, so a range whose rows are all taken is passed on as it is. The GIL is held:
+   `answered` is a bytearray. */
+static PyObject *decide_rows(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *lines, *flags, *ends, *runs = NULL, *result = NULL;
+    Py_buffer answered;
+    Py_ssize_t at, size;
+    if (!PyArg_ParseTuple(args, "SSSnw*n", &lines, &flags, &ends, &size, &answered, &at)) return NULL;
+    Py_ssize_t rows = PyBytes_GET_SIZE(flags), unmatched = 0, repeated = 0;
+    if (PyBytes_GET_SIZE(lines) != rows * 8 || PyBytes_GET_SIZE(ends) != rows * 8 || at < 0 || at > rows) {
+        PyErr_SetString(PyExc_ValueError, "lines, flags and ends must be of one length, and at inside them");
+        goto done;
+    }
+    if ((runs = PyList_New(0)) == NULL) goto done;
+    ptr line_at = (ptr)PyBytes_AS_STRING(lines), end_at = (ptr)PyBytes_AS_STRING(ends);
+    ptr flag = (ptr)PyBytes_AS_STRING(flags);
+    unsigned char *marks = answered.buf;
+    int64_t start = 0, run = 0;  /* the taken answers from `run` to `start` are a run still to be handed back */
+    if (at > 0) memcpy(&start, end_at + (at - 1) * 8, 8);
+    run = start;
+    for (; at < rows && !flag[at]; at++) {
+        int64_t line, stop;
+        memcpy(&line, line_at + at * 8, 8);
+        memcpy(&stop, end_at + at * 8, 8);
+        if (start < 0 || stop < start || stop > size || line < 0 || line >= answered.len) {
+            PyErr_SetString(PyExc_ValueError, "an answer outside its buffer, or a line outside `answered`");
+            goto done;
+        }
+        if (line == 0 || marks[line]) {
+            if (line == 0) unmatched++;
+            else repeated++;
+            if (start > run) {
+                PyObject *span = Py_BuildValue("(LL)", (long long)run, (long long)start);
+                if (span == NULL || PyList_Append(runs, span) < 0) {
+                    Py_XDECREF(span);
+                    goto done;
+                }
+                Py_DECREF(span);
+            }
+            run = stop;
+        } else {
+            marks[line] = 1;
+        }
+        start = stop;
+    }
+    if (start > run) {
+        PyObject *span = Py_BuildValue("(LL)", (long long)run, (long long)start);
+        if (span == NULL || PyList_Append(runs, span) < 0) {
+            Py_XDECREF(span);
+            goto done;
+        }
+        Py_DECREF(span);
+    }
+    result = Py_BuildValue("(nnnO)", at, unmatched, repeated, runs);
+done:
+    Py_XDECREF(runs);
+    PyBuffer_Release(&answered);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"answer_rows", answer_rows, METH_VARARGS,
      "answer_rows(buf, pos, end, base, ids, ends, model_json, batch_id, output) -> (pos, lines, ends, answers)\n\n"
      "Answer the common chat rows of buf[pos:end] from `pos`; stop at the first row Python must decide. `lines` and\n"
      "`ends` are native int64s, one per row (its line; where its answer ends in `answers`, plus `base`)."},
+    {"decide_rows", decide_rows, METH_VARARGS,
+     "decide_rows(lines, flags, ends, size, answered, at) -> (at, unmatched, repeated, [(start, stop)])\n\n"
+     "Decide the packed answers from row `at` as OutputLines.decide would, up to the first flagged row."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,10 +41,11 @@ from proxy.openai_door.line_index import LineIndex, content_digest
 from proxy.openai_door.vertex_rows import Row, decode_row, embedding_tokens, google_error, label_line, locate
 
 answer_rows: Callable[..., Any] | None
+decide_rows: Callable[..., Any] | None
 try:
-    from proxy.openai_door._chatrows import answer_rows
+    from proxy.openai_door._chatrows import answer_rows, decide_rows
 except ImportError:  # built without a C compiler: every row is answered in Python, with the same bytes, more slowly
-    answer_rows = None
+    answer_rows = decide_rows = None
 
 UNANSWERED_MESSAGES = {
     "batch_expired": "This request could not be executed before the completion window expired.",
@@ -76,6 +77,10 @@ class ChatAnswers:
         self.flags = bytearray()
         self.ends = array("q")
         self.answers = bytearray()
+
+    def packed(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """(lines, flags, ends, answers) as bytes: what `OutputLines.decide_all` takes (and a worker sends)."""
+        return self.lines.tobytes(), bytes(self.flags), self.ends.tobytes(), bytes(self.answers)
 
     def add(self, answer: ChatAnswer) -> None:
         """One more row's answer."""
@@ -129,7 +134,7 @@ class OutputLines:
         if not self.embeddings:
             answers = ChatAnswers()
             self.pack_chat_answers(chunk, answers)
-            return self.decide_all(answers.lines, answers.flags, answers.ends, answers.answers)
+            return self.decide_all(*answers.packed())
         out: list[bytes] = []
         row = self._row
         for raw in self._split(chunk):
@@ -192,23 +197,24 @@ class OutputLines:
             if raw.strip():
                 answers.add(self.chat_answer(raw))
 
-    def decide_all(self, lines: array[int], flags: bytes | bytearray, ends: array[int],
-                   answers: bytes | bytearray) -> bytes:
-        """`decide` of every packed answer, in order: the lines taken, joined (runs of them copied at once)."""
+    def decide_all(self, lines: bytes, flags: bytes, ends: bytes, answers: bytes) -> bytes:
+        """`decide` of every packed answer (`ChatAnswers.packed()`), in the rows' order: the answers taken, joined.
+
+        The unflagged rows by the compiled `decide_rows` in runs; each flagged one (rare) by `decide`."""
         out: list[bytes] = []
-        answered = self.answered
-        run = start = 0  # the taken answers from `run` to `start` are still to be copied
-        for line, flag, end in zip(lines, flags, ends, strict=True):
-            if flag or not line or answered[line]:
-                if start > run:
-                    out.append(bytes(answers[run:start]))
-                self.decide((line, flag, bytes(answers[start:end])), out)
-                run = end
-            else:
-                answered[line] = 1
-            start = end
-        if start > run:
-            out.append(bytes(answers[run:start]))
+        row_lines, row_ends = memoryview(lines).cast("q"), memoryview(ends).cast("q")
+        at, rows = 0, len(flags)
+        while at < rows:
+            if decide_rows is not None:
+                at, unmatched, repeated, runs = decide_rows(lines, flags, ends, len(answers), self.answered, at)
+                self.unmatched += unmatched
+                self.repeated += repeated
+                out += [answers[start:stop] for start, stop in runs]  # all of `answers` is that very object
+                if at == rows:
+                    break
+            start = row_ends[at - 1] if at else 0
+            self.decide((row_lines[at], flags[at], answers[start:row_ends[at]]), out)
+            at += 1
         return b"".join(out)
 
     def _split(self, chunk: bytes) -> list[bytes]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from array import array
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -84,7 +83,7 @@ def range_answers(task: AnswerTask) -> RangeAnswers:
     for chunk in chunks:
         converter.pack_chat_answers(chunk, packed)
     converter.pack_chat_answers(b"", packed, last=True)
-    return RangeAnswers(packed.lines.tobytes(), bytes(packed.flags), packed.ends.tobytes(), bytes(packed.answers))
+    return RangeAnswers(*packed.packed())
 
 
 def converted_blocks(client: storage.Client, objects: list[OutputObject], lines: OutputLines, *,
@@ -133,10 +132,7 @@ def _answered_ranges(pool: ProcessPoolExecutor, ranges: RangeMeter, planned: lis
 
     for answers in results_in_order(ranges, planned, submit, ahead_per_process=_AHEAD_PER_PROCESS,
                                     what="an output conversion"):
-        row_lines, ends = array("q"), array("q")
-        row_lines.frombytes(answers.lines)
-        ends.frombytes(answers.ends)
-        out = lines.decide_all(row_lines, answers.flags, ends, answers.answers)
+        out = lines.decide_all(*answers)
         del answers
         if out:
             yield out
