@@ -68,27 +68,29 @@ MALFORMED_ANSWER = 2  # the row has neither response nor status: counted as malf
 
 class ChatAnswers:
     """Chat rows' answers in the rows' order, packed: each row's line (0: none found), MALFORMED_* flags and where
-    its answer ends in `answers` (a few large objects rather than one tuple per row)."""
+    its answer ends in the answers joined (a few large objects rather than one tuple per row)."""
 
-    __slots__ = ("lines", "flags", "ends", "answers")
+    __slots__ = ("lines", "flags", "ends", "parts", "size")
 
     def __init__(self) -> None:
         self.lines = array("q")
         self.flags = bytearray()
         self.ends = array("q")
-        self.answers = bytearray()
+        self.parts: list[bytes] = []  # the answers, joined once by `packed`
+        self.size = 0
 
     def packed(self) -> tuple[bytes, bytes, bytes, bytes]:
         """(lines, flags, ends, answers) as bytes: what `OutputLines.decide_all` takes (and a worker sends)."""
-        return self.lines.tobytes(), bytes(self.flags), self.ends.tobytes(), bytes(self.answers)
+        return self.lines.tobytes(), bytes(self.flags), self.ends.tobytes(), b"".join(self.parts)
 
     def add(self, answer: ChatAnswer) -> None:
         """One more row's answer."""
         line, flags, converted = answer
         self.lines.append(line)
         self.flags.append(flags)
-        self.answers += converted
-        self.ends.append(len(self.answers))
+        self.parts.append(converted)
+        self.size += len(converted)
+        self.ends.append(self.size)
 
 
 # A decided embedding input: ("ok", values, tokens) or ("failed", status code, body).
@@ -179,12 +181,13 @@ class OutputLines:
                     self._table = self.index.custom_id_table()
                 ids, ends = self._table
                 pos, lines, answer_ends, converted = answer_rows(
-                    buf, pos, end, len(answers.answers), ids, ends, self._model_json, self.batch_id.encode(),
+                    buf, pos, end, answers.size, ids, ends, self._model_json, self.batch_id.encode(),
                     self.which == "output")
                 if lines:
                     answers.lines.frombytes(lines)
                     answers.ends.frombytes(answer_ends)
-                    answers.answers += converted
+                    answers.parts.append(converted)
+                    answers.size += len(converted)
                     answers.flags += bytes(len(lines) // 8)
                 if pos >= end:
                     return

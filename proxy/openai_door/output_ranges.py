@@ -3,8 +3,9 @@
 `converted_blocks(client, objects, lines, ranges=)` yields the same bytes as feeding every object's chunks to
 `lines` (an `OutputLines`) and closing it, in the same order. For a chat file whose objects are large enough, the
 objects are cut into byte ranges (`proxy.metering.ranges`: a range owns the lines that start in it) and each range's
-rows are answered in a worker process (`OutputLines.chat_answer`: it needs only the line index); this process then
-takes the answers range by range, in the rows' order (`OutputLines.decide`), so which row answers a line, the
+rows are answered in a worker process (`OutputLines.pack_chat_answers`: the compiled fast path, and `chat_answer`
+for the rows it leaves; it needs only the line index); this process then takes the answers range by range, in the
+rows' order (`OutputLines.decide_all`), so which row answers a line, the
 counters, and the error file's unanswered lines are exactly those of the one-process conversion.
 
 Embedding files stay in this process (an embedding line may wait for inputs spread over several ranges).
