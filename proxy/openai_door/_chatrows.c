@@ -46,7 +46,7 @@ static int out_reserve(Out *o, size_t more) {
 }
 
 static inline void put(Out *o, const void *bytes, size_t size) {
-    if (out_reserve(o, size) < 0) return;
+    if (size == 0 || out_reserve(o, size) < 0) return;  /* (memcpy must not see the NULL of an empty buffer) */
     memcpy(o->data + o->len, bytes, size);
     o->len += size;
 }
