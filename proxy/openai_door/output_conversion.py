@@ -65,7 +65,6 @@ MALFORMED_ROW = 1  # the row could not be read: counted as malformed whether or 
 MALFORMED_ANSWER = 2  # the row has neither response nor status: counted as malformed when its line takes it
 
 
-
 class ChatAnswers:
     """Chat rows' answers in the rows' order, packed: each row's line (0: none found), MALFORMED_* flags and where
     its answer ends in the answers joined (a few large objects rather than one tuple per row)."""
