@@ -1,6 +1,6 @@
 """The compiled parts (the metering's plain-row scanner, the budget estimate's line scanner, the OpenAI door's chat
-line converter) and the data the package carries: the repository's top-level `migrations/` and `pricing/` are
-copied into the built package as `proxy/_data/` (all other metadata is in pyproject.toml)."""
+line converter and output rows) and the data the package carries: the repository's top-level `migrations/` and
+`pricing/` are copied into the built package as `proxy/_data/` (all other metadata is in pyproject.toml)."""
 
 import shutil
 from pathlib import Path
@@ -9,10 +9,13 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 SHIPPED = ("migrations", "pricing")  # found at run time by proxy.settings.shipped
-# The compiled scanners (each with a pure-Python path that the tests hold it to); they share proxy/_jsonscan.h.
+# The compiled scanners (each with a pure-Python path that the tests hold it to); they share proxy/_jsonscan.h (and
+# the two Gemini row readers proxy/_usagescan.h).
 COMPILED = (("proxy.metering._rowscan", "proxy/metering/_rowscan.c"),
             ("proxy.budgets._estscan", "proxy/budgets/_estscan.c"),
-            ("proxy.openai_door._chatscan", "proxy/openai_door/_chatscan.c"))
+            ("proxy.openai_door._chatscan", "proxy/openai_door/_chatscan.c"),
+            ("proxy.openai_door._chatrows", "proxy/openai_door/_chatrows.c"))
+HEADERS = ["proxy/_jsonscan.h", "proxy/_usagescan.h"]
 COMPILE_ARGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-Werror=implicit"]
 
 
@@ -30,5 +33,5 @@ class build_py_with_data(build_py):
 
 
 setup(cmdclass={"build_py": build_py_with_data},
-      ext_modules=[Extension(name, [source], depends=["proxy/_jsonscan.h"], extra_compile_args=COMPILE_ARGS)
+      ext_modules=[Extension(name, [source], depends=HEADERS, extra_compile_args=COMPILE_ARGS)
                    for name, source in COMPILED])

@@ -19,7 +19,7 @@
 
    The scan runs without the GIL: the buffer is an immutable bytes object held for the call. */
 
-#include "../_jsonscan.h"
+#include "../_usagescan.h"
 
 enum {
     MAX_VERSIONS = 16,  /* distinct modelVersions per call; the 17th ends the call (Python continues) */
@@ -29,81 +29,12 @@ enum {
     SUMS = 13,
 };
 static const uint64_t SUM_GUARD = (uint64_t)1 << 62;  /* end the call once a sum passes this */
-static const uint64_t ROW_GUARD = (uint64_t)1 << 53;  /* a row's audio sum above this goes to Python */
 
 typedef struct {
-    uint64_t prompt, cached, candidates, thoughts, tool_use, audio_prompt, audio_cached;
+    TokenCounts t;
     ptr version;  /* modelVersion's bytes in the buffer, or NULL when the response has none */
     Py_ssize_t version_len;
 } Row;
-
-/* promptTokensDetails / cacheTokensDetails: an array of objects with an optional string modality and an
-   optional count tokenCount; `audio` gets the sum of the AUDIO entries' counts (as `usage.audio_tokens`). */
-static int read_details(Cursor *c, uint64_t *audio) {
-    *audio = 0;
-    int more = enter(c, '[', ']');
-    if (more != 0) return more > 0 ? 0 : -1;
-    for (;;) {
-        int empty = enter(c, '{', '}');
-        if (empty < 0) return -1;
-        if (!empty) {
-            int seen_modality = 0, seen_count = 0, is_audio = 0;
-            uint64_t count = 0;
-            do {
-                ptr key, text;
-                Py_ssize_t size, text_size;
-                if (read_key(c, &key, &size) < 0) return -1;
-                if (KEY_IS(key, size, "modality")) {
-                    if (seen_modality++ || read_ascii(c, &text, &text_size) < 0) return -1;
-                    is_audio = KEY_IS(text, text_size, "AUDIO");
-                } else if (KEY_IS(key, size, "tokenCount")) {
-                    if (seen_count++ || read_count(c, &count) < 0) return -1;
-                } else if (skip_value(c) < 0) {
-                    return -1;
-                }
-            } while ((more = next_member(c, '}')) == 1);
-            if (more < 0) return -1;
-            if (is_audio) {
-                *audio += count;
-                if (*audio > ROW_GUARD) return -1;
-            }
-        }
-        more = next_member(c, ']');
-        if (more <= 0) return more;
-    }
-}
-
-static int read_usage(Cursor *c, Row *row) {
-    int more = enter(c, '{', '}');
-    if (more != 0) return more > 0 ? 0 : -1;
-    unsigned int seen = 0;  /* one bit per field read: a repeated one is refused */
-    do {
-        ptr key;
-        Py_ssize_t size;
-        uint64_t *count = NULL, *audio = NULL;
-        unsigned int bit = 0;
-        if (read_key(c, &key, &size) < 0) return -1;
-        if (KEY_IS(key, size, "promptTokenCount")) count = &row->prompt, bit = 1;
-        else if (KEY_IS(key, size, "cachedContentTokenCount")) count = &row->cached, bit = 2;
-        else if (KEY_IS(key, size, "candidatesTokenCount")) count = &row->candidates, bit = 4;
-        else if (KEY_IS(key, size, "thoughtsTokenCount")) count = &row->thoughts, bit = 8;
-        else if (KEY_IS(key, size, "toolUsePromptTokenCount")) count = &row->tool_use, bit = 16;
-        else if (KEY_IS(key, size, "promptTokensDetails")) audio = &row->audio_prompt, bit = 32;
-        else if (KEY_IS(key, size, "cacheTokensDetails")) audio = &row->audio_cached, bit = 64;
-        if (bit) {
-            if (seen & bit) return -1;
-            seen |= bit;
-        }
-        if (count != NULL) {
-            if (read_count(c, count) < 0) return -1;
-        } else if (audio != NULL) {
-            if (read_details(c, audio) < 0) return -1;
-        } else if (skip_value(c) < 0) {
-            return -1;
-        }
-    } while ((more = next_member(c, '}')) == 1);
-    return more;
-}
 
 static int read_response(Cursor *c, Row *row) {
     int seen_version = 0, seen_usage = 0, more;
@@ -115,7 +46,7 @@ static int read_response(Cursor *c, Row *row) {
         if (KEY_IS(key, size, "modelVersion")) {
             if (seen_version++ || read_ascii(c, &row->version, &row->version_len) < 0) return -1;
         } else if (KEY_IS(key, size, "usageMetadata")) {
-            if (seen_usage++ || read_usage(c, row) < 0) return -1;
+            if (seen_usage++ || read_usage(c, &row->t) < 0) return -1;
         } else if (skip_value(c) < 0) {
             return -1;
         }
@@ -192,10 +123,10 @@ static int read_row(ptr p, ptr end, Row *row, ptr *newline, Echo *echo) {
 
 /* The units a succeeded Gemini row bills (the rules, clamps included, of `cost.row_units`). */
 static void row_units(const Row *row, uint64_t units[5]) {
-    uint64_t cached = row->cached, audio_prompt = row->audio_prompt, audio_cached = row->audio_cached;
-    uint64_t uncached = row->prompt > cached ? row->prompt - cached : 0;
-    uint64_t other_input = row->tool_use;
-    units[4] = row->candidates + row->thoughts;
+    uint64_t cached = row->t.cached, audio_prompt = row->t.audio_prompt, audio_cached = row->t.audio_cached;
+    uint64_t uncached = row->t.prompt > cached ? row->t.prompt - cached : 0;
+    uint64_t other_input = row->t.tool_use;
+    units[4] = row->t.candidates + row->t.thoughts;
     if (!audio_prompt && !audio_cached) {
         units[0] = uncached + other_input, units[1] = 0, units[2] = cached, units[3] = 0;
         return;
@@ -277,17 +208,17 @@ static PyObject *scan_gemini(PyObject *module, PyObject *args) {
             versions[index].rows++;
             last = index;
         }
-        uint64_t *sums = tiers[row.prompt > above ? 1 : 0];
+        uint64_t *sums = tiers[row.t.prompt > above ? 1 : 0];
         uint64_t units[5];
         row_units(&row, units);
         sums[0] += 1;
-        sums[1] += row.prompt;
-        sums[2] += row.cached;
-        sums[3] += row.candidates;
-        sums[4] += row.thoughts;
-        sums[5] += row.tool_use;
-        sums[6] += row.audio_prompt;
-        sums[7] += row.audio_cached;
+        sums[1] += row.t.prompt;
+        sums[2] += row.t.cached;
+        sums[3] += row.t.candidates;
+        sums[4] += row.t.thoughts;
+        sums[5] += row.t.tool_use;
+        sums[6] += row.t.audio_prompt;
+        sums[7] += row.t.audio_cached;
         int full = 0;
         for (int i = 0; i < 5; i++) {
             sums[8 + i] += units[i];
@@ -360,13 +291,13 @@ static PyObject *scan_rows(PyObject *module, PyObject *args) {
         record[5] = echo.instance != NULL ? echo.instance_end - buf : -1;
         record[6] = kind;
         /* counts have at most MAX_DIGITS digits, audio sums at most ROW_GUARD: all fit an int64 */
-        record[7] = (int64_t)row.prompt;
-        record[8] = (int64_t)row.cached;
-        record[9] = (int64_t)row.candidates;
-        record[10] = (int64_t)row.thoughts;
-        record[11] = (int64_t)row.tool_use;
-        record[12] = (int64_t)row.audio_prompt;
-        record[13] = (int64_t)row.audio_cached;
+        record[7] = (int64_t)row.t.prompt;
+        record[8] = (int64_t)row.t.cached;
+        record[9] = (int64_t)row.t.candidates;
+        record[10] = (int64_t)row.t.thoughts;
+        record[11] = (int64_t)row.t.tool_use;
+        record[12] = (int64_t)row.t.audio_prompt;
+        record[13] = (int64_t)row.t.audio_cached;
         record[14] = row.version != NULL ? row.version - buf : -1;
         record[15] = row.version != NULL ? row.version - buf + row.version_len : -1;
         count++;

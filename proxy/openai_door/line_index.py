@@ -67,6 +67,10 @@ class LineIndex:
             raise IndexError(f"line {line} is not in this file of {len(self)} lines")
         return self._ids[self._ends[line - 1]:self._ends[line]].decode()
 
+    def custom_id_table(self) -> tuple[bytes, bytes]:
+        """Every custom_id's UTF-8 bytes, one after the other, and where each ends (native uint64s, a leading 0)."""
+        return self._ids, self._ends.tobytes()
+
     def line_of(self, custom_id: str) -> int | None:
         """The line of a custom_id (built on first use: only rows without their label need it)."""
         if self._lines_by_id is None:

@@ -18,6 +18,11 @@ are fed the same objects in the same order (the door reads them in name order):
   one failed input fails the line (the first failure in input order is reported).
 Every custom_id of the index thus appears exactly once across the two files.
 
+Speed: chat rows of the common shape (text candidates, plain usage, the line label) are answered in runs by the
+compiled fast path `_chatrows.answer_rows` (C, without the GIL; its contract is atop `_chatrows.c`): it stops at the
+first row it cannot vouch for, which `chat_answer` (the reference) answers here. `compiled = False` on an instance
+answers every row in Python, with the same bytes (tests/openai_door/test_chat_rows.py holds the two equal).
+
 Memory: the index, a byte per line and per embedding input (answered or not), the unfinished last row of the
 last chunk, and the partial embedding groups.
 """
@@ -25,6 +30,8 @@ last chunk, and the partial embedding groups.
 from __future__ import annotations
 
 import hashlib
+from array import array
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -32,6 +39,13 @@ import msgspec
 from proxy.openai_door.chat_response import chat_completion_json, unix_time
 from proxy.openai_door.line_index import LineIndex, content_digest
 from proxy.openai_door.vertex_rows import Row, decode_row, embedding_tokens, google_error, label_line, locate
+
+answer_rows: Callable[..., Any] | None
+decide_rows: Callable[..., Any] | None
+try:
+    from proxy.openai_door._chatrows import answer_rows, decide_rows
+except ImportError:  # built without a C compiler: every row is answered in Python, with the same bytes, more slowly
+    answer_rows = decide_rows = None
 
 UNANSWERED_MESSAGES = {
     "batch_expired": "This request could not be executed before the completion window expired.",
@@ -49,6 +63,34 @@ _OK_LINE = b'{"id":"%s","custom_id":%s,"response":{"status_code":200,"request_id
 ChatAnswer = tuple[int, int, bytes]
 MALFORMED_ROW = 1  # the row could not be read: counted as malformed whether or not its line takes it
 MALFORMED_ANSWER = 2  # the row has neither response nor status: counted as malformed when its line takes it
+
+
+class ChatAnswers:
+    """Chat rows' answers in the rows' order, packed: each row's line (0: none found), MALFORMED_* flags and where
+    its answer ends in the answers joined (a few large objects rather than one tuple per row)."""
+
+    __slots__ = ("lines", "flags", "ends", "parts", "size")
+
+    def __init__(self) -> None:
+        self.lines = array("q")
+        self.flags = bytearray()
+        self.ends = array("q")
+        self.parts: list[bytes] = []  # the answers, joined once by `packed`
+        self.size = 0
+
+    def packed(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """(lines, flags, ends, answers) as bytes: what `OutputLines.decide_all` takes (and a worker sends)."""
+        return self.lines.tobytes(), bytes(self.flags), self.ends.tobytes(), b"".join(self.parts)
+
+    def add(self, answer: ChatAnswer) -> None:
+        """One more row's answer."""
+        line, flags, converted = answer
+        self.lines.append(line)
+        self.flags.append(flags)
+        self.parts.append(converted)
+        self.size += len(converted)
+        self.ends.append(self.size)
+
 
 # A decided embedding input: ("ok", values, tokens) or ("failed", status code, body).
 _Slot = tuple[str, Any, Any]
@@ -75,6 +117,8 @@ class OutputLines:
         self.embeddings = index.kind == "embeddings"
         self._lines = len(index)
         self._model_json = _encode(model)
+        self.compiled = answer_rows is not None and not self.embeddings  # False: every row by the reference
+        self._table: tuple[bytes, bytes] | None = None  # the index's custom_ids and their ends, for answer_rows
         self.answered = bytearray(len(index) + 1)  # 1 once a line has its answer (in either file)
         self.inputs_answered = bytearray(index.inputs if self.embeddings else 0)
         self.groups: dict[int, list[_Slot | None]] = {}  # embedding lines still waiting for some inputs
@@ -88,25 +132,92 @@ class OutputLines:
 
     def feed(self, chunk: bytes) -> bytes:
         """The converted lines of every row that ends in this chunk."""
+        if not self.embeddings:
+            answers = ChatAnswers()
+            self.pack_chat_answers(chunk, answers)
+            return self.decide_all(*answers.packed())
         out: list[bytes] = []
         row = self._row
         for raw in self._split(chunk):
             row(raw, out)
         return b"".join(out)
 
-    def chat_answers(self, chunk: bytes, *, last: bool = False) -> list[ChatAnswer]:
-        """`chat_answer` of every row that ends in this chunk (`last`: and of an unfinished last row), undecided."""
-        rows = self._split(chunk)
-        if last and self._pending:
-            rows.append(b"".join(self._pending))
-            self._pending.clear()
-        answers: list[ChatAnswer] = []
-        for raw in rows:
+    def pack_chat_answers(self, chunk: bytes, answers: ChatAnswers, *, last: bool = False) -> None:
+        """`chat_answer` of every row that ends in this chunk (`last`: and of an unfinished last row), undecided, added
+        to `answers`; the common rows by the compiled fast path."""
+        pending = self._pending
+        start = 0
+        if pending:
+            newline = chunk.find(b"\n")
+            if newline < 0:
+                pending.append(chunk)
+                if last:
+                    joined = b"".join(pending)
+                    pending.clear()
+                    self._pack(joined, 0, len(joined), answers)
+                return
+            pending.append(chunk[:newline + 1])
+            joined = b"".join(pending)
+            pending.clear()
+            self._pack(joined, 0, len(joined), answers)
+            start = newline + 1
+        if last:
+            stop = len(chunk)
+        else:
+            newline = chunk.rfind(b"\n", start)
+            stop = newline + 1 if newline >= 0 else start
+            if stop < len(chunk):
+                pending.append(chunk[stop:])
+        self._pack(chunk, start, stop, answers)
+
+    def _pack(self, buf: bytes, pos: int, end: int, answers: ChatAnswers) -> None:
+        """The rows of buf[pos:end] (the last one may lack its newline): runs of common rows by `answer_rows`, and
+        each row it leaves by `chat_answer`."""
+        while pos < end:
+            if self.compiled:
+                assert answer_rows is not None
+                if self._table is None:
+                    self._table = self.index.custom_id_table()
+                ids, ends = self._table
+                pos, lines, answer_ends, converted = answer_rows(
+                    buf, pos, end, answers.size, ids, ends, self._model_json, self.batch_id.encode(),
+                    self.which == "output")
+                if lines:
+                    answers.lines.frombytes(lines)
+                    answers.ends.frombytes(answer_ends)
+                    answers.parts.append(converted)
+                    answers.size += len(converted)
+                    answers.flags += bytes(len(lines) // 8)
+                if pos >= end:
+                    return
+            newline = buf.find(b"\n", pos, end)
+            stop = newline if newline >= 0 else end
+            raw = buf[pos:stop]
+            pos = stop + 1
             if raw[-1:] == b"\r":
                 raw = raw[:-1]
             if raw.strip():
-                answers.append(self.chat_answer(raw))
-        return answers
+                answers.add(self.chat_answer(raw))
+
+    def decide_all(self, lines: bytes, flags: bytes, ends: bytes, answers: bytes) -> bytes:
+        """`decide` of every packed answer (`ChatAnswers.packed()`), in the rows' order: the answers taken, joined.
+
+        The unflagged rows by the compiled `decide_rows` in runs; each flagged one (rare) by `decide`."""
+        out: list[bytes] = []
+        row_lines, row_ends = memoryview(lines).cast("q"), memoryview(ends).cast("q")
+        at, rows = 0, len(flags)
+        while at < rows:
+            if decide_rows is not None:
+                at, unmatched, repeated, runs = decide_rows(lines, flags, ends, len(answers), self.answered, at)
+                self.unmatched += unmatched
+                self.repeated += repeated
+                out += [answers[start:stop] for start, stop in runs]  # all of `answers` is that very object
+                if at == rows:
+                    break
+            start = row_ends[at - 1] if at else 0
+            self.decide((row_lines[at], flags[at], answers[start:row_ends[at]]), out)
+            at += 1
+        return b"".join(out)
 
     def _split(self, chunk: bytes) -> list[bytes]:
         """The rows that end in this chunk (non-empty, without their newline); the unfinished last one is kept."""

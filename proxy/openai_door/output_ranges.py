@@ -3,8 +3,9 @@
 `converted_blocks(client, objects, lines, ranges=)` yields the same bytes as feeding every object's chunks to
 `lines` (an `OutputLines`) and closing it, in the same order. For a chat file whose objects are large enough, the
 objects are cut into byte ranges (`proxy.metering.ranges`: a range owns the lines that start in it) and each range's
-rows are answered in a worker process (`OutputLines.chat_answer`: it needs only the line index); this process then
-takes the answers range by range, in the rows' order (`OutputLines.decide`), so which row answers a line, the
+rows are answered in a worker process (`OutputLines.pack_chat_answers`: the compiled fast path, and `chat_answer`
+for the rows it leaves; it needs only the line index); this process then takes the answers range by range, in the
+rows' order (`OutputLines.decide_all`), so which row answers a line, the
 counters, and the error file's unanswered lines are exactly those of the one-process conversion.
 
 Embedding files stay in this process (an embedding line may wait for inputs spread over several ranges).
@@ -16,11 +17,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from array import array
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import chain
 from typing import Literal, NamedTuple
 
 from google.cloud import storage
@@ -35,7 +34,7 @@ from proxy.metering.ranges import (
     results_in_order,
 )
 from proxy.openai_door.line_index import LineIndex
-from proxy.openai_door.output_conversion import ChatAnswer, OutputLines
+from proxy.openai_door.output_conversion import ChatAnswers, OutputLines
 from proxy.providers.base import OutputObject
 
 _MAX_RANGE_BYTES = 8 * 1024 * 1024  # a range's answers (about a quarter of its bytes) are held until their turn
@@ -67,17 +66,6 @@ class RangeAnswers(NamedTuple):
     ends: bytes  # array('q'): where each row's answer ends in `answers`
     answers: bytes  # the rows' answers, one after the other
 
-    def unpacked(self) -> Iterator[ChatAnswer]:
-        """The answers, in the rows' order."""
-        lines, ends = array("q"), array("q")
-        lines.frombytes(self.lines)
-        ends.frombytes(self.ends)
-        answers = self.answers
-        start = 0
-        for line, flags, end in zip(lines, self.flags, ends, strict=True):
-            yield line, flags, answers[start:end]
-            start = end
-
 
 def range_answers(task: AnswerTask) -> RangeAnswers:
     """In a worker process: the answers of the chat rows that start in the range, in their order."""
@@ -89,17 +77,14 @@ def range_answers(task: AnswerTask) -> RangeAnswers:
             _index_cache = (key, LineIndex.from_bytes(file.read()))
     converter = OutputLines(_index_cache[1], model=task.model, batch_id=task.batch_id, which=task.which,
                             unanswered="batch_failed")
-    lines, flags, ends, answers = array("q"), bytearray(), array("q"), bytearray()
+    packed = ChatAnswers()
     # Read ahead by a thread: the download goes on while the rows are answered (a plain read would wait for each).
     chunks = read_ahead(range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes),
                         where=f"{task.byte_range.obj.uri}#{task.byte_range.obj.generation}")
-    for chunk, last in chain(((chunk, False) for chunk in chunks), [(b"", True)]):
-        for line, flag, answer in converter.chat_answers(chunk, last=last):
-            lines.append(line)
-            flags.append(flag)
-            answers += answer
-            ends.append(len(answers))
-    return RangeAnswers(lines.tobytes(), bytes(flags), ends.tobytes(), bytes(answers))
+    for chunk in chunks:
+        converter.pack_chat_answers(chunk, packed)
+    converter.pack_chat_answers(b"", packed, last=True)
+    return RangeAnswers(*packed.packed())
 
 
 def converted_blocks(client: storage.Client, objects: list[OutputObject], lines: OutputLines, *,
@@ -146,12 +131,9 @@ def _answered_ranges(pool: ProcessPoolExecutor, ranges: RangeMeter, planned: lis
                           lines.which)
         return pool.submit(range_answers, task)
 
-    decide = lines.decide
     for answers in results_in_order(ranges, planned, submit, ahead_per_process=_AHEAD_PER_PROCESS,
                                     what="an output conversion"):
-        out: list[bytes] = []
-        for answer in answers.unpacked():
-            decide(answer, out)
+        out = lines.decide_all(*answers)
         del answers
         if out:
-            yield b"".join(out)
+            yield out
