@@ -382,7 +382,7 @@ static char *put_usd(char *out, uint64_t pico) {
 
 /* A succeeded row's cost at its tier's rates: 0 when it does not fit 64 bits (Python prices that row). */
 static int row_cost(const Row *row, const uint64_t *rates, uint64_t *cost) {
-    const uint64_t *tier = rates + (row->prompt > rates[0] ? 6 : 1);
+    const uint64_t *tier = rates + (row->t.prompt > rates[0] ? 6 : 1);
     uint64_t units[5], sum = 0, part;
     row_units(row, units);
     for (int i = 0; i < 5; i++)
@@ -430,8 +430,8 @@ static PyObject *row_tails(PyObject *module, PyObject *args) {
         int failed = record[6] != 0;
         Row row = {0};
         if (!failed)
-            row = (Row){(uint64_t)record[7], (uint64_t)record[8], (uint64_t)record[9], (uint64_t)record[10],
-                        (uint64_t)record[11], (uint64_t)record[12], (uint64_t)record[13], NULL, 0};
+            row = (Row){{(uint64_t)record[7], (uint64_t)record[8], (uint64_t)record[9], (uint64_t)record[10],
+                         (uint64_t)record[11], (uint64_t)record[12], (uint64_t)record[13]}, NULL, 0};
         uint64_t cost = 0;
         if (priced && !failed && !row_cost(&row, rates, &cost)) {
             Py_INCREF(Py_None);
@@ -458,7 +458,7 @@ static PyObject *row_tails(PyObject *module, PyObject *args) {
         }
         at = put(at, t.text[1], t.size[1]);
         at = put(at, t.status[failed], t.status_size[failed]);
-        const uint64_t counts[5] = {row.prompt, row.cached, row.candidates, row.thoughts, row.tool_use};
+        const uint64_t counts[5] = {row.t.prompt, row.t.cached, row.t.candidates, row.t.thoughts, row.t.tool_use};
         for (int k = 0; k < 5; k++) {
             at = put(at, t.text[2 + k], t.size[2 + k]);
             at = put_uint(at, counts[k]);
