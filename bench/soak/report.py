@@ -74,6 +74,17 @@ def _minutes(run: Run) -> None:
         previous = s
 
 
+def _fd_kinds(run: Run) -> None:
+    """The proxy's open fds by kind at each sample (see watch.fd_kinds), so that a growth names its cause."""
+    last = run.samples[-1].fd_kinds
+    kinds = sorted({kind for s in run.samples for kind in s.fd_kinds}, key=lambda k: (-last.get(k, 0), k))
+    if not kinds:
+        return
+    print(f"\nopen fds by kind: {'at min':>6}" + "".join(f"{s.at / 60:>7.1f}" for s in run.samples))
+    for kind in kinds:
+        print(f"  {kind:<32}" + "".join(f"{s.fd_kinds.get(kind, 0):>7}" for s in run.samples))
+
+
 def _cpu(run: Run) -> None:
     """Each process's CPU use between samples, in % of one core (the machine has os.cpu_count() of them): the
     process near 100% is the one that saturates (Python runs one core's worth per process)."""
@@ -141,6 +152,7 @@ def print_all(run: Run, upstream: ledger_check.Upstream, ledger: ledger_check.Le
     """Print everything; True when every target is met."""
     _operations(run)
     _minutes(run)
+    _fd_kinds(run)
     _cpu(run)
     inside, outside = _fault_calls(run)
     checks = _windows(run, inside)
