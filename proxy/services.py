@@ -97,6 +97,7 @@ def default_upstream(settings: Settings) -> Upstream:
         tokens=TokenSource.from_environment(), timeout=settings.upstream_timeout,
         connect_timeout=settings.upstream_connect_timeout,
         retry=RetryPolicy(attempts=settings.retry_attempts, max_seconds=settings.retry_max_seconds),
+        max_connections=settings.upstream_max_connections, keepalive_seconds=settings.upstream_keepalive_seconds,
     )
 
 

@@ -198,6 +198,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds to wait for Vertex's reply before answering 504 DEADLINE_EXCEEDED."),
     Setting("VBP_UPSTREAM_CONNECT_TIMEOUT", "upstream_connect_timeout", "10", _seconds,
             "Seconds to wait for a connection to Vertex before answering 503 UNAVAILABLE."),
+    Setting("VBP_UPSTREAM_MAX_CONNECTIONS", "upstream_max_connections", "100", _count,
+            "Most connections open to Vertex at once; more concurrent calls wait for one (within the timeouts)."),
+    Setting("VBP_UPSTREAM_KEEPALIVE_SECONDS", "upstream_keepalive_seconds", "15", _seconds,
+            "Seconds an idle connection to Vertex is kept for reuse; the busiest are reused first, so the ones a "
+            "burst opened close after this."),
     Setting("VBP_RETRY_ATTEMPTS", "retry_attempts", "4", _count,
             "Most attempts for a read (GET) that meets 429, 503 or a connect error; creates are never retried."),
     Setting("VBP_RETRY_MAX_SECONDS", "retry_max_seconds", "10", _seconds,
@@ -347,6 +352,8 @@ class Settings:
     max_body_bytes: int = _from_table("max_body_bytes")
     upstream_timeout: float = _from_table("upstream_timeout")
     upstream_connect_timeout: float = _from_table("upstream_connect_timeout")
+    upstream_max_connections: int = _from_table("upstream_max_connections")
+    upstream_keepalive_seconds: float = _from_table("upstream_keepalive_seconds")
     retry_attempts: int = _from_table("retry_attempts")
     retry_max_seconds: float = _from_table("retry_max_seconds")
     key_cache_seconds: float = _from_table("key_cache_seconds")

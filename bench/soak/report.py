@@ -20,6 +20,7 @@ MAX_FD_GROWTH = 10  # "flat": what a few pooled connections coming and going mak
 MAX_THREAD_GROWTH = 4
 MAX_GET_P99_MS = 50.0
 MAX_LOG_BYTES_PER_MINUTE = 1_000_000  # more is a log flood
+WARM_UP_SECONDS = 15.0  # shown apart (the p99 target still counts every get)
 # After a fault window closes, calls already under way (held replies, retries) may still end in its errors.
 WINDOW_TAIL = UPSTREAM_TIMEOUT + default("retry_max_seconds") + 5.0
 
@@ -54,6 +55,11 @@ def _operations(run: Run) -> None:
         print(f"{op:<13}{len(calls):>9,}{_ms(percentile(seconds, 0.5)):>9}{_ms(percentile(seconds, 0.99)):>9}  "
               f"{_statuses(calls)}")
     print(f"(latency from each request's scheduled start; {run.load.late} requests started over 100 ms late)")
+    gets = by_op.get("get", [])
+    first = [c.seconds for c in gets if c.at < WARM_UP_SECONDS]
+    rest = [c.seconds for c in gets if c.at >= WARM_UP_SECONDS]
+    print(f"(warm-up: p50/p99 of a get {_ms(percentile(first, 0.5))}/{_ms(percentile(first, 0.99))} ms in the first "
+          f"{WARM_UP_SECONDS:g} s, {_ms(percentile(rest, 0.5))}/{_ms(percentile(rest, 0.99))} ms after)")
 
 
 def _minutes(run: Run) -> None:
@@ -72,6 +78,17 @@ def _minutes(run: Run) -> None:
               f"{(s.log_bytes - (previous.log_bytes if previous else 0)) / 1024:>9.0f}{len(calls):>10,}"
               f"{unexpected:>12,}{_ms(percentile(gets, 0.99)) if gets else '-':>12}")
         previous = s
+
+
+def _fd_kinds(run: Run) -> None:
+    """The proxy's open fds by kind at each sample (see watch.fd_kinds), so that a growth names its cause."""
+    last = run.samples[-1].fd_kinds
+    kinds = sorted({kind for s in run.samples for kind in s.fd_kinds}, key=lambda k: (-last.get(k, 0), k))
+    if not kinds:
+        return
+    print(f"\nopen fds by kind: {'at min':>6}" + "".join(f"{s.at / 60:>7.1f}" for s in run.samples))
+    for kind in kinds:
+        print(f"  {kind:<32}" + "".join(f"{s.fd_kinds.get(kind, 0):>7}" for s in run.samples))
 
 
 def _cpu(run: Run) -> None:
@@ -141,6 +158,7 @@ def print_all(run: Run, upstream: ledger_check.Upstream, ledger: ledger_check.Le
     """Print everything; True when every target is met."""
     _operations(run)
     _minutes(run)
+    _fd_kinds(run)
     _cpu(run)
     inside, outside = _fault_calls(run)
     checks = _windows(run, inside)

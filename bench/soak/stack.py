@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,6 +62,22 @@ class Stack:
     database_path: Path | None  # the SQLite file, whose open handles are counted
     postgres: Any = None  # tests.support.postgres.LocalPostgres when on PostgreSQL
     log_path: Path = field(default_factory=Path)
+    storage_url: str = ""
+
+    @property
+    def proxy_port(self) -> int:
+        return _port(self.proxy_url)
+
+    def peer_ports(self) -> dict[int, str]:
+        """The port of each process the proxy connects to -> its name, for telling its sockets apart."""
+        peers = {_port(self.emulator_url): "vertex", _port(self.storage_url): "cloud storage"}
+        if self.postgres is not None:
+            peers[self.postgres.port] = "postgresql"
+        return peers
+
+
+def _port(url: str) -> int:
+    return urllib.parse.urlsplit(url if "//" in url else f"http://{url}").port or 80
 
 
 def ensure_postgres() -> None:
@@ -109,7 +126,7 @@ def _start_emulator(workdir: Path, env: dict[str, str], job_seconds: float, team
                                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=log)
     assert process.stdout is not None
     found: dict[str, str] = {}
-    while len(found) < 3:
+    while "STORAGE_EMULATOR_HOST" not in found or len(found) < 3:
         line = process.stdout.readline()
         if not line:
             raise RuntimeError(f"vbp emulator ended early with {process.wait()}")
@@ -164,4 +181,5 @@ def running(workdir: Path, *, database: str, teams: int, job_seconds: float) -> 
         _wait_http(f"{url}/readyz", proxy, log_path)
         yield Stack(workdir=workdir, env=env, proxy_url=url, emulator_url=emulator_env["VBP_VERTEX_BASE_URL"],
                     proxy=proxy, emulator=emulator, teams=members, database_url=database_url,
-                    database_path=database_path, postgres=postgres, log_path=log_path)
+                    database_path=database_path, postgres=postgres, log_path=log_path,
+                    storage_url=emulator_env["STORAGE_EMULATOR_HOST"])

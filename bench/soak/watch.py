@@ -6,10 +6,12 @@ the printout says who saturates."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.soak.stack import Stack
+from tests.support.open_fds import fd_targets, tcp_sockets
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,7 @@ class Sample:
     db_connections: int
     log_bytes: int
     cpu_seconds: dict[str, float]  # process -> user + system CPU time so far (see `cpu_times`)
+    fd_kinds: dict[str, int] = field(default_factory=dict)  # what the open fds are (see `fd_kinds`)
 
 
 def _status_field(pid: int, name: str) -> int:
@@ -30,14 +33,34 @@ def _status_field(pid: int, name: str) -> int:
     raise KeyError(name)
 
 
-def _fd_targets(pid: int) -> list[str]:
-    targets = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            targets.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:  # closed since the listing
-            continue
-    return targets
+def fd_kinds(stack: Stack, pid: int, targets: list[str]) -> dict[str, int]:
+    """How many of the proxy's fds are of each kind: TCP connections named by their peer (a client of the proxy,
+    Vertex (the emulator), Cloud Storage, the database) and their state when not established, listening sockets,
+    the ledger's files, other files, pipes, epoll and other anonymous inodes."""
+    sockets = tcp_sockets(pid)
+    peers = stack.peer_ports()
+    kinds: Counter[str] = Counter()
+    for target in targets:
+        if target in sockets:
+            tcp = sockets[target]
+            if tcp.state == "listen":
+                kind = "listening"
+            elif tcp.local_port == stack.proxy_port:
+                kind = "client"
+            else:
+                kind = peers.get(tcp.remote_port, f"tcp to :{tcp.remote_port}")
+            kinds[kind if tcp.state == "established" else f"{kind} ({tcp.state})"] += 1
+        elif target.startswith("socket:"):
+            kinds["other socket (unix, udp)"] += 1
+        elif target.startswith("anon_inode:"):
+            kinds[target.removeprefix("anon_inode:").strip("[]")] += 1
+        elif target.startswith("pipe:"):
+            kinds["pipe"] += 1
+        elif stack.database_path is not None and target.startswith(str(stack.database_path.resolve())):
+            kinds["ledger file" + target.removeprefix(str(stack.database_path.resolve()))] += 1
+        else:
+            kinds["file " + target if target.startswith("/dev/") else "other file"] += 1
+    return dict(kinds)
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -106,11 +129,12 @@ def db_connections(stack: Stack, targets: list[str]) -> int:
 def sample(stack: Stack, at: float) -> Sample:
     """The proxy's figures now (the database's, -1 while it cannot be asked)."""
     pid = stack.proxy.pid
-    targets = _fd_targets(pid)
+    targets = fd_targets(pid)
     try:
         connections = db_connections(stack, targets)
     except Exception:  # the database is down (the restart scenario): its figure is unknown, not zero
         connections = -1
     return Sample(at=at, rss_mb=_status_field(pid, "VmRSS") / 1024, fds=len(targets),
                   threads=_status_field(pid, "Threads"), db_connections=connections,
-                  log_bytes=stack.log_path.stat().st_size, cpu_seconds=cpu_times(stack))
+                  log_bytes=stack.log_path.stat().st_size, cpu_seconds=cpu_times(stack),
+                  fd_kinds=fd_kinds(stack, pid, targets))

@@ -11,6 +11,7 @@ import yarl
 from proxy.errors import DeadlineExceeded
 from proxy.upstream.base import Body, is_replayable, logged, without_authorization
 from proxy.upstream.google_credentials import TokenSource
+from proxy.upstream.pool import NewestFirstConnector
 from proxy.upstream.response import UpstreamResponse
 from proxy.upstream.retry import ConnectFailed, ConnectionLost, RetryPolicy, with_retries
 
@@ -22,7 +23,7 @@ class AiohttpUpstream:
     """Upstream over one aiohttp.ClientSession: keep-alive, no cookie jar, bodies passed through undecoded."""
 
     def __init__(self, *, tokens: TokenSource | None, timeout: float, connect_timeout: float,
-                 retry: RetryPolicy, max_connections: int = 100, keepalive_seconds: float = 30.0) -> None:
+                 retry: RetryPolicy, max_connections: int = 100, keepalive_seconds: float = 15.0) -> None:
         self._tokens = tokens
         self._timeout = timeout
         self._connect_timeout = connect_timeout
@@ -58,7 +59,8 @@ class AiohttpUpstream:
         # Created lazily: an aiohttp session belongs to the event loop it was created in.
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=self._keepalive,
+            # At most `max_connections` at once (more calls wait for one); an idle one closes after `keepalive`.
+            connector = NewestFirstConnector(limit=self._max_connections, keepalive_timeout=self._keepalive,
                                              ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,
