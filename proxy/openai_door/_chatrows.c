@@ -746,6 +746,14 @@ static PyObject *answer_rows(PyObject *module, PyObject *args) {
     return result;
 }
 
+/* Append (start, stop) to `runs`: -1 with the exception set when that fails. */
+static int append_span(PyObject *runs, int64_t start, int64_t stop) {
+    PyObject *span = Py_BuildValue("(LL)", (long long)start, (long long)stop);
+    int failed = span == NULL || PyList_Append(runs, span) < 0;
+    Py_XDECREF(span);
+    return failed ? -1 : 0;
+}
+
 /* The parent's side (`OutputLines.decide_all`): take packed answers in the rows' order from row `at`, as
    `OutputLines.decide` would, while the rows are unflagged: a row for line 0 is unmatched, a row for a line already
    answered is repeated, any other answers its line (marked in `answered`). Stops at the first flagged row (Python
@@ -781,28 +789,14 @@ static PyObject *decide_rows(PyObject *module, PyObject *args) {
         if (line == 0 || marks[line]) {
             if (line == 0) unmatched++;
             else repeated++;
-            if (start > run) {
-                PyObject *span = Py_BuildValue("(LL)", (long long)run, (long long)start);
-                if (span == NULL || PyList_Append(runs, span) < 0) {
-                    Py_XDECREF(span);
-                    goto done;
-                }
-                Py_DECREF(span);
-            }
+            if (start > run && append_span(runs, run, start) < 0) goto done;
             run = stop;
         } else {
             marks[line] = 1;
         }
         start = stop;
     }
-    if (start > run) {
-        PyObject *span = Py_BuildValue("(LL)", (long long)run, (long long)start);
-        if (span == NULL || PyList_Append(runs, span) < 0) {
-            Py_XDECREF(span);
-            goto done;
-        }
-        Py_DECREF(span);
-    }
+    if (start > run && append_span(runs, run, start) < 0) goto done;
     result = Py_BuildValue("(nnnO)", at, unmatched, repeated, runs);
 done:
     Py_XDECREF(runs);

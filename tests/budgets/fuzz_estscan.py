@@ -11,7 +11,6 @@ figure would not: a read past a buffer, an overflow, undefined behaviour. Stops 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import random
 import time
@@ -19,6 +18,7 @@ import time
 from proxy.budgets._estscan import scan_requests
 from proxy.metering.pricing import PricingTable
 from tests.budgets.test_estscan import MAX_OUTPUT, NOW, SEEDS, agree, mutate
+from tests.support.fuzzing import fuzz_main
 
 
 def run(seconds: float, seed: int) -> int:
@@ -40,16 +40,11 @@ def run(seconds: float, seed: int) -> int:
     return tried
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args()
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
-    tried = run(args.seconds, seed)
-    print(f"fuzz_estscan: seed {seed}: {tried} runs of mutated lines in {args.seconds:.0f} s, every one estimated "
-          "alike by the compiled scanner and by msgspec")
+def report(seconds: float, seed: int) -> str:
+    tried = run(seconds, seed)
+    return (f"fuzz_estscan: seed {seed}: {tried} runs of mutated lines in {seconds:.0f} s, every one estimated "
+            "alike by the compiled scanner and by msgspec")
 
 
 if __name__ == "__main__":
-    main()
+    fuzz_main(__doc__ or "", report)

@@ -12,7 +12,6 @@ after `--seconds`.
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from proxy.reports.line_keys import request_key
 from proxy.reports.line_reader import ROW_FIELDS
 from proxy.reports.line_records import FORMATS, TAILS, TailReader
 from tests.metering.test_rowscan import NO_LIMIT, SEEDS, agrees
+from tests.support.fuzzing import fuzz_main
 
 EVERY_ROW = [rates for rows in PricingTable.load(Path(__file__).resolve().parents[2] / "pricing").models.values()
              for rates in rows]
@@ -91,16 +91,11 @@ def run(seconds: float, seed: int) -> tuple[int, int]:
     return tried, claimed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args()
-    seed = args.seed if args.seed is not None else random.randrange(1 << 32)
-    tried, claimed = run(args.seconds, seed)
-    print(f"fuzz_rowscan: seed {seed}: {tried} mutated lines in {args.seconds:.0f} s, {claimed} claimed, every one "
-          "as Python reads it; no sanitizer report")
+def report(seconds: float, seed: int) -> str:
+    tried, claimed = run(seconds, seed)
+    return (f"fuzz_rowscan: seed {seed}: {tried} mutated lines in {seconds:.0f} s, {claimed} claimed, every one "
+            "as Python reads it; no sanitizer report")
 
 
 if __name__ == "__main__":
-    main()
+    fuzz_main(__doc__ or "", report)

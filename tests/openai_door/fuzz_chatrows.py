@@ -12,13 +12,13 @@ behaviour. Stops by itself after `--seconds`.
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 
 from proxy.openai_door._chatrows import answer_rows
 from tests.openai_door.support import CHAT_MODEL, chat_line, convert, emulate, jsonl
 from tests.openai_door.test_chat_rows import _index, both_paths
+from tests.support.fuzzing import fuzz_main
 from tests.support.samples import SAMPLES
 
 INTERESTING = [b'"', b"\\", b"\\/", b"\\u00e9", b"\\ud83d\\ude00", b"\\ud800", b"{", b"}", b"[", b"]", b":", b",",
@@ -90,16 +90,11 @@ def run(seconds: float, seed: int) -> tuple[int, int]:
     return tried, in_c
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args()
-    seed = args.seed if args.seed is not None else random.randrange(1 << 32)
-    tried, in_c = run(args.seconds, seed)
-    print(f"fuzz_chatrows: seed {seed}: {tried} rows (mostly mutated) in {args.seconds:.0f} s, {in_c} answered in C "
-          "from random offsets; every run the bytes of the Python reference; no sanitizer report")
+def report(seconds: float, seed: int) -> str:
+    tried, in_c = run(seconds, seed)
+    return (f"fuzz_chatrows: seed {seed}: {tried} rows (mostly mutated) in {seconds:.0f} s, {in_c} answered in C "
+            "from random offsets; every run the bytes of the Python reference; no sanitizer report")
 
 
 if __name__ == "__main__":
-    main()
+    fuzz_main(__doc__ or "", report)

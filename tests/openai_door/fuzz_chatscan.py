@@ -12,13 +12,13 @@ itself after `--seconds`.
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 
 from proxy.openai_door._chatscan import chat_lines
 from tests.openai_door.support import CHAT_MODEL
 from tests.openai_door.test_conversion_fast_path import GOOD, SEEDS, agree, mutate
+from tests.support.fuzzing import fuzz_main
 
 
 def run(seconds: float, seed: int) -> int:
@@ -39,16 +39,11 @@ def run(seconds: float, seed: int) -> int:
     return tried
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--seed", type=int, default=None)
-    args = parser.parse_args()
-    seed = args.seed if args.seed is not None else random.randrange(2**32)
-    tried = run(args.seconds, seed)
-    print(f"fuzz_chatscan: seed {seed}: {tried} files of mutated lines in {args.seconds:.0f} s, every one converted "
-          "or refused alike by the compiled fast path and by the Python path")
+def report(seconds: float, seed: int) -> str:
+    tried = run(seconds, seed)
+    return (f"fuzz_chatscan: seed {seed}: {tried} files of mutated lines in {seconds:.0f} s, every one converted "
+            "or refused alike by the compiled fast path and by the Python path")
 
 
 if __name__ == "__main__":
-    main()
+    fuzz_main(__doc__ or "", report)
