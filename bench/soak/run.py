@@ -30,7 +30,7 @@ from bench.soak import ledger_check, report
 from bench.soak.load import Load, Traffic, open_loop
 from bench.soak.report import Window
 from bench.soak.stack import UPSTREAM_TIMEOUT, Stack, running
-from bench.soak.watch import Sample, sample
+from bench.soak.watch import Sample, fd_count, sample
 from proxy.upstream.pool import NewestFirstConnector
 
 STORM = {
@@ -53,6 +53,7 @@ class Run:
     load: Load = field(default_factory=Load)
     samples: list[Sample] = field(default_factory=list)
     windows: list[Window] = field(default_factory=list)
+    fd_counts: list[tuple[float, int]] = field(default_factory=list)  # (seconds in, the proxy's open fds), each second
 
 
 async def _watch(run: Run, started: float, seconds: float) -> None:
@@ -63,6 +64,14 @@ async def _watch(run: Run, started: float, seconds: float) -> None:
         if at >= seconds:
             return
         await asyncio.sleep(min(run.args.sample_seconds, max(0.0, seconds - at)))
+
+
+async def _count_fds(run: Run, started: float, seconds: float) -> None:
+    """The proxy's open fds once a second: the "flat" target compares each minute's median of these, since one
+    sample a minute lands now and then on a burst's connections, which close again after their keep-alive."""
+    while (at := time.monotonic() - started) <= seconds:
+        run.fd_counts.append((at, fd_count(run.stack.proxy.pid)))
+        await asyncio.sleep(1.0)
 
 
 async def _storm(run: Run, started: float) -> None:
@@ -102,7 +111,8 @@ async def _drive(run: Run) -> None:
         # metering (a burst the steady mix never makes: it ends 2 jobs a second) lands in the load's first seconds.
         await asyncio.to_thread(ledger_check.drain, run.stack, timeout=run.args.drain_seconds)
         traffic.started = started = time.monotonic()
-        jobs = [open_loop(traffic, rate=run.args.rate, seconds=seconds), _watch(run, started, seconds)]
+        jobs = [open_loop(traffic, rate=run.args.rate, seconds=seconds), _watch(run, started, seconds),
+                _count_fds(run, started, seconds)]
         if run.args.storm:
             jobs.append(_storm(run, started))
         if run.args.db_restart:

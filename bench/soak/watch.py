@@ -126,6 +126,11 @@ def db_connections(stack: Stack, targets: list[str]) -> int:
     return int(row[0]) if row else 0
 
 
+def fd_count(pid: int) -> int:
+    """How many fds the process has open now (cheap enough to ask every second)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def sample(stack: Stack, at: float) -> Sample:
     """The proxy's figures now (the database's, -1 while it cannot be asked)."""
     pid = stack.proxy.pid
