@@ -24,6 +24,7 @@ from proxy.budgets._estscan import scan_requests
 from proxy.budgets.estimate import Estimate, LineEstimator
 from proxy.budgets.tokens import text_tokens
 from proxy.metering.pricing import PricingTable, Rates
+from tests.support import fuzzing
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 NO_LIMIT = 2**64 - 1
@@ -190,21 +191,13 @@ def test_random_requests_estimate_the_same_either_way(rates: Rates, data: st.Dat
     agree(rates, payload, chunk=data.draw(st.sampled_from([7, 64, 1 << 20])))
 
 
+_PIECES = [b'"', b"\\", b"{", b"}", b"[", b"]", b":", b",", b"\r", b"\x00", b"\xff", b"\\u", b"\xc3\xa9",
+           b"null", b'"text"', b'"request"', b'"maxOutputTokens": 9', b"-", b"1e5"]
+
+
 def mutate(rng: random.Random, line: bytes) -> bytes:
     """One to four random edits of a line (byte flips, JSON-ish inserts, deletes), newlines kept out."""
-    data = bytearray(line)
-    pieces = [b'"', b"\\", b"{", b"}", b"[", b"]", b":", b",", b"\r", b"\x00", b"\xff", b"\\u", b"\xc3\xa9",
-              b"null", b'"text"', b'"request"', b'"maxOutputTokens": 9', b"-", b"1e5"]
-    for _ in range(rng.randint(1, 4)):
-        at = rng.randint(0, len(data))
-        edit = rng.randrange(3)
-        if edit == 0 and data:
-            data[min(at, len(data) - 1)] ^= 1 << rng.randrange(8)
-        elif edit == 1:
-            data[at:at] = rng.choice(pieces)
-        else:
-            del data[at:at + rng.randint(1, 8)]
-    return bytes(data).replace(b"\n", b" ")
+    return fuzzing.mutate(rng, line, _PIECES)
 
 
 SEEDS = [

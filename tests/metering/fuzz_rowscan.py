@@ -25,7 +25,7 @@ from proxy.reports.line_keys import request_key
 from proxy.reports.line_reader import ROW_FIELDS
 from proxy.reports.line_records import FORMATS, TAILS, TailReader
 from tests.metering.test_rowscan import NO_LIMIT, SEEDS, agrees
-from tests.support.fuzzing import fuzz_main
+from tests.support import fuzzing
 
 EVERY_ROW = [rates for rows in PricingTable.load(Path(__file__).resolve().parents[2] / "pricing").models.values()
              for rates in rows]
@@ -35,23 +35,7 @@ INTERESTING = [b'"', b"\\", b"{", b"}", b"[", b"]", b":", b",", b"\n", b"\r", b"
 
 def mutate(rng: random.Random, line: bytes) -> bytes:
     """One to four random edits of a line, or a splice with another seed."""
-    data = bytearray(line)
-    for _ in range(rng.randint(1, 4)):
-        at = rng.randint(0, len(data))
-        edit = rng.randrange(5)
-        if edit == 0 and data:
-            data[min(at, len(data) - 1)] ^= 1 << rng.randrange(8)
-        elif edit == 1:
-            data[at:at] = rng.choice(INTERESTING)
-        elif edit == 2:
-            del data[at:at + rng.randint(1, 8)]
-        elif edit == 3:
-            other = rng.choice(SEEDS)
-            cut = rng.randint(0, len(other))
-            data[at:] = other[cut:]
-        else:
-            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 6)))
-    return bytes(data).replace(b"\n", b" ")
+    return fuzzing.mutate(rng, line, INTERESTING, splice_from=SEEDS)
 
 
 def run(seconds: float, seed: int) -> tuple[int, int]:
@@ -98,4 +82,4 @@ def report(seconds: float, seed: int) -> str:
 
 
 if __name__ == "__main__":
-    fuzz_main(__doc__ or "", report)
+    fuzzing.fuzz_main(__doc__ or "", report)

@@ -18,7 +18,7 @@ import time
 from proxy.openai_door._chatrows import answer_rows
 from tests.openai_door.support import CHAT_MODEL, chat_line, convert, emulate, jsonl
 from tests.openai_door.test_chat_rows import _index, both_paths
-from tests.support.fuzzing import fuzz_main
+from tests.support import fuzzing
 from tests.support.samples import SAMPLES
 
 INTERESTING = [b'"', b"\\", b"\\/", b"\\u00e9", b"\\ud83d\\ude00", b"\\ud800", b"{", b"}", b"[", b"]", b":", b",",
@@ -44,35 +44,22 @@ def seeds() -> list[bytes]:
 
 
 def mutate(rng: random.Random, row: bytes, pool: list[bytes]) -> bytes:
-    """One to four random edits of a row, or a splice with another one."""
-    data = bytearray(row.rstrip(b"\n"))
-    for _ in range(rng.randint(1, 4)):
-        at = rng.randint(0, len(data))
-        edit = rng.randrange(5)
-        if edit == 0 and data:
-            data[min(at, len(data) - 1)] ^= 1 << rng.randrange(8)
-        elif edit == 1:
-            data[at:at] = rng.choice(INTERESTING)
-        elif edit == 2:
-            del data[at:at + rng.randint(1, 8)]
-        elif edit == 3:
-            other = rng.choice(pool)
-            data[at:] = other[rng.randint(0, len(other)):].rstrip(b"\n")
-        else:
-            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 6)))
-    return bytes(data) + b"\n"
+    """One to four random edits of a row (newlines inserted among them), or a splice with another one (without
+    its newline: `pool` holds the rows stripped)."""
+    return fuzzing.mutate(rng, row.rstrip(b"\n"), INTERESTING, splice_from=pool, keep_newlines=True) + b"\n"
 
 
 def run(seconds: float, seed: int) -> tuple[int, int]:
     """(rows tried, rows answered in C) within `seconds`."""
     rng = random.Random(seed)
     pool = seeds()
+    stripped = [row.rstrip(b"\n") for row in pool]  # the tails spliced in
     index = _index([f"req-{n}" for n in range(1, _LINES + 1)])
     ids, ends = index.custom_id_table()
     deadline = time.monotonic() + seconds
     tried = in_c = 0
     while time.monotonic() < deadline:
-        rows = [mutate(rng, rng.choice(pool), pool) if rng.random() < 0.8 else rng.choice(pool)
+        rows = [mutate(rng, rng.choice(pool), stripped) if rng.random() < 0.8 else rng.choice(pool)
                 for _ in range(rng.randint(1, 5))]
         buf = b"".join(rows)
         tried += len(rows)
@@ -97,4 +84,4 @@ def report(seconds: float, seed: int) -> str:
 
 
 if __name__ == "__main__":
-    fuzz_main(__doc__ or "", report)
+    fuzzing.fuzz_main(__doc__ or "", report)

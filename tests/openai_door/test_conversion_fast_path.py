@@ -25,6 +25,7 @@ from proxy.openai_door._chatscan import chat_lines
 from proxy.openai_door.file_conversion import ConvertedFile, FileRejected, convert_file
 from tests.openai_door import test_chat_request, test_file_conversion
 from tests.openai_door.support import CHAT_MODEL, chat_line, convert
+from tests.support import fuzzing
 
 GOOD = json.dumps(chat_line("first")).encode()
 
@@ -294,21 +295,13 @@ def test_random_lines_of_the_common_shape_are_taken_and_convert_alike(bodies: li
     assert agree(GOOD + b"\n" + b"\n".join(lines) + b"\n")[0] == "converted"
 
 
+_PIECES = [b'"', b"\\", b"{", b"}", b"[", b"]", b":", b",", b"\r", b"\x00", b"\xff", b"\\u", b"\xc3\xa9", b"null",
+           b'"text"', b'"role"', b'"content"', b'"temperature": 1', b"-", b"1e5", b".5", b'"model"', b"0"]
+
+
 def mutate(rng: random.Random, line: bytes) -> bytes:
     """One to four random edits of a line (byte flips, JSON-ish inserts, deletes), newlines kept out."""
-    data = bytearray(line)
-    pieces = [b'"', b"\\", b"{", b"}", b"[", b"]", b":", b",", b"\r", b"\x00", b"\xff", b"\\u", b"\xc3\xa9", b"null",
-              b'"text"', b'"role"', b'"content"', b'"temperature": 1', b"-", b"1e5", b".5", b'"model"', b"0"]
-    for _ in range(rng.randint(1, 4)):
-        at = rng.randint(0, len(data))
-        edit = rng.randrange(3)
-        if edit == 0 and data:
-            data[min(at, len(data) - 1)] ^= 1 << rng.randrange(8)
-        elif edit == 1:
-            data[at:at] = rng.choice(pieces)
-        else:
-            del data[at:at + rng.randint(1, 8)]
-    return bytes(data).replace(b"\n", b" ")
+    return fuzzing.mutate(rng, line, _PIECES)
 
 
 SEEDS = [line_of(body, f"s-{n}") for n, body in enumerate(COMMON)]
