@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 import pytest
@@ -30,14 +30,21 @@ M = Decimal(1_000_000)
 
 
 _CLIENTS: list[openai.OpenAI] = []  # closed when the door's fixture ends: no socket is left to the collector
+Client = TypeVar("Client", bound=openai.OpenAI)
+
+
+def closed_with_the_door(client: Client) -> Client:
+    """The client, closed when the door's fixture ends. An unclosed client's sockets are closed by the garbage
+    collector, whenever it runs (an error raised through the client makes a cycle), and the ResourceWarning then
+    fails whichever later test is running."""
+    _CLIENTS.append(client)
+    return client
 
 
 def sdk(env: Proxied, who: str = "team-a", *, key: str | None = None, base_url: str | None = None) -> openai.OpenAI:
     """The `openai` SDK as a team uses it: the proxy's /v1 as base_url, the team's proxy key as api_key."""
-    client = openai.OpenAI(base_url=(base_url or env.proxy.url) + "/v1", api_key=key or env.keys[who],
-                           max_retries=0, timeout=30)
-    _CLIENTS.append(client)
-    return client
+    return closed_with_the_door(openai.OpenAI(base_url=(base_url or env.proxy.url) + "/v1",
+                                              api_key=key or env.keys[who], max_retries=0, timeout=30))
 
 
 def said(error: openai.APIStatusError) -> str:

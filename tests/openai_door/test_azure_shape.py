@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.openai_door.conftest import CHAT_FILE, door_env, sdk, wait_for, wait_metered
+from tests.openai_door.conftest import CHAT_FILE, closed_with_the_door, door_env, sdk, wait_for, wait_metered
 from tests.providers.vertex.conftest import Proxied
 
 pytestmark = pytest.mark.slow
@@ -27,8 +27,8 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
 
 def azure(env: Proxied, who: str = "team-a", *, api_version: str = API_VERSION) -> openai.AzureOpenAI:
     """`AzureOpenAI` as a team's Azure code uses it, with the proxy as its endpoint and the proxy key as api_key."""
-    return openai.AzureOpenAI(azure_endpoint=env.proxy.url, api_key=env.keys[who], api_version=api_version,
-                              max_retries=0, timeout=30)
+    return closed_with_the_door(openai.AzureOpenAI(azure_endpoint=env.proxy.url, api_key=env.keys[who],
+                                                   api_version=api_version, max_retries=0, timeout=30))
 
 
 def test_the_azure_client_runs_a_gemini_batch_end_to_end(door: Proxied) -> None:
@@ -90,8 +90,8 @@ def test_api_version_is_required_and_checked_as_azure_does(door: Proxied) -> Non
     # The check comes first: no key, no version is still Azure's 404, not a 401 that would confirm the route.
     assert httpx.get(door.proxy.url + "/openai/files", timeout=30).status_code == 404
     with pytest.raises(openai.AuthenticationError):  # a version but no valid key
-        openai.AzureOpenAI(azure_endpoint=door.proxy.url, api_key="vbp_wrong", api_version=API_VERSION,
-                           max_retries=0).files.list()
+        closed_with_the_door(openai.AzureOpenAI(azure_endpoint=door.proxy.url, api_key="vbp_wrong",
+                                                api_version=API_VERSION, max_retries=0)).files.list()
 
 
 def test_another_team_s_batch_and_file_are_404_in_azure_shapes_too(door: Proxied) -> None:

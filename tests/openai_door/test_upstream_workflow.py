@@ -17,7 +17,7 @@ import pytest
 from proxy.ledger.models import OpenAIFile
 from proxy.money import to_decimal_usd
 from tests.emulator.openai_support import SYSTEM, USER
-from tests.openai_door.conftest import jsonl, sdk, wait_for, wait_metered
+from tests.openai_door.conftest import closed_with_the_door, jsonl, sdk, wait_for, wait_metered
 from tests.openai_door.upstream_support import (
     AZURE_DEPLOYMENT,
     AZURE_MODEL,
@@ -73,8 +73,8 @@ def uploads(door: Proxied, api: str) -> list[dict[str, Any]]:
 def client_of(door: Proxied, kind: str) -> openai.OpenAI:
     """The caller's client, changing only its base URL (or Azure endpoint) and key."""
     if kind == "AzureOpenAI":
-        return openai.AzureOpenAI(azure_endpoint=door.proxy.url, api_key=door.keys["team-a"],
-                                  api_version="2024-10-21", max_retries=0, timeout=30)
+        return closed_with_the_door(openai.AzureOpenAI(azure_endpoint=door.proxy.url, api_key=door.keys["team-a"],
+                                                       api_version="2024-10-21", max_retries=0, timeout=30))
     return sdk(door)
 
 
