@@ -32,7 +32,7 @@ at once (a duplicate insert fails on the unique job name and is skipped).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -72,6 +72,22 @@ def reservation_label(item: UpstreamJob) -> str:
     labels = item.resource.get("labels")
     value = labels.get(reservations.LABEL) if isinstance(labels, dict) else None
     return value if isinstance(value, str) else ""
+
+
+ID_CHUNK = 500  # job ids per look-up: one parameter short of SQLite's oldest limit of 999 with the location
+
+
+def id_chunks(ids: list[str]) -> Iterator[list[str]]:
+    """The ids in look-ups of exactly ID_CHUNK, the last padded with its own last id (IN ignores repeats).
+
+    The statement's text is then the same on every pass. With one IN of every listed id, each pass whose listing
+    had grown made a new statement, which SQLite keeps prepared in the statement cache of the pooled connection
+    that ran it (128 per connection, about 0.2 KB per parameter: 240 KB for 1,200 jobs), so the process grew
+    with the number of jobs times the number of passes until the caches filled.
+    """
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start:start + ID_CHUNK]
+        yield chunk + [chunk[-1]] * (ID_CHUNK - len(chunk))
 
 
 def catalog_providers(services: Services) -> list[str]:
@@ -182,8 +198,9 @@ class Reconciler:
     def _missing(self, location: str, jobs: list[UpstreamJob]) -> list[UpstreamJob]:
         ids = [item.job_id for item in jobs]
         with self.services.sessions() as session:
-            rows = session.execute(select(Job.name, Job.job_id, Job.project, Job.project_number).where(
-                Job.location == location, Job.job_id.in_(ids))).all() if ids else []
+            rows = [row for chunk in id_chunks(ids) for row in session.execute(
+                select(Job.name, Job.job_id, Job.project, Job.project_number).where(
+                    Job.location == location, Job.job_id.in_(chunk))).all()]
         known_names = {row[0] for row in rows}
         known = {(row[1], p) for row in rows for p in (row[2], row[3]) if p}
         return [item for item in jobs

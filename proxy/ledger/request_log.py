@@ -52,8 +52,20 @@ def record_of(scope: MutableMapping[str, Any]) -> RequestRecord:
     return record
 
 
-# Rows per multi-row INSERT: 80 x 12 columns = 960 parameters, under the oldest SQLite limit (999).
-_CHUNK_ROWS = 80
+# Rows per multi-row INSERT: 64 x 12 columns = 768 parameters, under the oldest SQLite limit (999).
+_CHUNK_ROWS = 64
+
+
+def chunk_sizes(count: int) -> list[int]:
+    """`count` rows cut into full chunks, then powers of two (53 -> 32, 16, 4, 1).
+
+    Each distinct statement stays prepared in the sqlite3 statement cache of every pooled connection that ran it
+    (a 64-row one holds about 130 KB of C memory, outside Python's allocator), and the writer takes whichever pooled
+    connection comes next. With one statement per batch length (1 to 80 rows before), a connection that had met
+    every length held 3.7 MB of them; seven lengths hold about 0.2 MB.
+    """
+    full, rest = divmod(count, _CHUNK_ROWS)
+    return [_CHUNK_ROWS] * full + [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
 
 
 class _MultiRowInsert:
@@ -85,8 +97,10 @@ class _MultiRowInsert:
         return made if made._group and sorted(made._names) == sorted(_COLUMNS) else None
 
     def execute(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
-        for start in range(0, len(rows), _CHUNK_ROWS):
-            chunk = rows[start:start + _CHUNK_ROWS]
+        start = 0
+        for size in chunk_sizes(len(rows)):
+            chunk = rows[start:start + size]
+            start += size
             values: list[Any] = []
             for row in chunk:
                 try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from proxy.ledger import jobs as ledger
-from proxy.ledger.request_log import _CHUNK_ROWS, RequestLogWriter, _MultiRowInsert
+from proxy.ledger.request_log import _CHUNK_ROWS, RequestLogWriter, _MultiRowInsert, chunk_sizes
 
 
 def _rows(prefix: str, count: int) -> list[dict[str, Any]]:
@@ -58,3 +59,39 @@ def test_writer_stores_what_a_core_insert_stores(sessions: sessionmaker[Session]
     dialect = sessions.kw["bind"].dialect
     # SQLite takes the multi-row statements; psycopg's named parameters keep the executemany path.
     assert (_MultiRowInsert.of(dialect) is not None) is (dialect.name == "sqlite")
+
+
+def test_any_count_is_cut_into_full_chunks_then_powers_of_two() -> None:
+    lengths = {_CHUNK_ROWS, 32, 16, 8, 4, 2, 1}
+    for count in range(0, 4 * _CHUNK_ROWS):
+        sizes = chunk_sizes(count)
+        assert sum(sizes) == count and set(sizes) <= lengths and sizes == sorted(sizes, reverse=True)
+        below = [size for size in sizes if size < _CHUNK_ROWS]
+        assert len(below) == len(set(below))  # each power at most once
+    assert chunk_sizes(2 * _CHUNK_ROWS + 13) == [_CHUNK_ROWS, _CHUNK_ROWS, 8, 4, 1]
+
+
+def test_batches_of_every_length_run_seven_statements(sessions: sessionmaker[Session]) -> None:
+    """Each distinct statement stays prepared on every pooled connection that ran it (SQLite's statement cache):
+    batches of 1 to 150 rows must not make 150 of them."""
+    engine = sessions.kw["bind"]
+    insert = _MultiRowInsert.of(engine.dialect)
+    if insert is None:
+        pytest.skip("psycopg's named parameters take the executemany path")
+    statements: set[str] = set()
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "request_log" in statement:
+            statements.add(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with sessions.begin() as session:
+            for count in range(1, 151):
+                insert.execute(session.connection(), _rows(f"b{count}-", count))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(statements) == 7
+    with sessions() as session:
+        stored = session.execute(text("SELECT count(*) FROM request_log WHERE request_id LIKE 'b%'")).scalar_one()
+    assert stored == sum(range(1, 151))
