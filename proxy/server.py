@@ -11,6 +11,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from proxy.heap_trim import HeapTrimmer
 from proxy.settings import Settings
 
 
@@ -72,9 +73,12 @@ def run(settings: Settings, *, host: str, port: int, sock: socket.socket | None 
                             http=StrictHttpToolsProtocol, loop="auto", access_log=False, log_level=settings.log_level,
                             proxy_headers=False, server_header=False)
     server = uvicorn.Server(config)
+    trimmer = HeapTrimmer().start()
     try:
         server.run(sockets=[sock] if sock is not None else None)
     except KeyboardInterrupt:
         pass
+    finally:
+        trimmer.stop()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
