@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +61,8 @@ class Job:
     has_stats: bool = False
     error: dict[str, Any] | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    # The JSON view, made once per change: a list with a filter views every job it tests (a soak's thousands).
+    view: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -72,6 +75,17 @@ class Job:
 
     def to_json(self, *, enum_int: bool = False) -> dict[str, Any]:
         """The job as Vertex's REST API answers it (proto3 JSON: int64 as strings, zero counts left out)."""
+        if not enum_int:
+            if self.view is None:
+                self.view = self._json(enum_int=False)
+            return dict(self.view)
+        return self._json(enum_int=True)
+
+    def changed(self) -> None:
+        """Forget the cached JSON view: the store calls this under its lock with every change it makes."""
+        self.view = None
+
+    def _json(self, *, enum_int: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"name": self.name, **self.spec, "model": self.model_name, "modelVersionId": "1"}
         body["state"] = int(self.state) if enum_int else self.state.name
         if self.error is not None:
@@ -91,16 +105,23 @@ class Job:
         return body
 
 
+def _listing_order(job: Job) -> tuple[datetime, str]:
+    return job.create_time, job.job_id
+
+
 class JobStore:
     """Every job of one emulator, keyed by (project number, location, id); all changes go through its lock."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._jobs: dict[tuple[str, str, str], Job] = {}
+        # (project number, location) -> its jobs, oldest first: a list reads its location, not every job, unsorted
+        self._located: dict[tuple[str, str], list[Job]] = {}
 
     def add(self, job: Job) -> None:
         with self._lock:
             self._jobs[(job.project_number, job.location, job.job_id)] = job
+            insort(self._located.setdefault((job.project_number, job.location), []), job, key=_listing_order)
 
     def get(self, project: str, location: str, job_id: str) -> Job:
         """The job, or NotFound (a project id and its number find the same jobs)."""
@@ -112,10 +133,8 @@ class JobStore:
 
     def in_location(self, project: str, location: str) -> list[Job]:
         """The location's jobs, newest first (ties broken by id, so paging is stable)."""
-        number = project_number(project)
         with self._lock:
-            jobs = [job for key, job in self._jobs.items() if key[0] == number and key[1] == location]
-        return sorted(jobs, key=lambda job: (job.create_time, job.job_id), reverse=True)
+            return self._located.get((project_number(project), location), [])[::-1]
 
     def all(self) -> list[Job]:
         with self._lock:
@@ -133,6 +152,7 @@ class JobStore:
             job.failed += failed
             job.incomplete += incomplete
             job.update_time = now_utc()
+            job.changed()
 
     def start(self, job: Job, output_dir: str) -> bool:
         """PENDING -> RUNNING; False when a cancel came first."""
@@ -143,6 +163,7 @@ class JobStore:
             job.start_time = job.update_time = now_utc()
             job.output_dir = output_dir
             job.has_stats = True
+            job.changed()
             return True
 
     def finish(self, job: Job, state: JobState, *, error: dict[str, Any] | None = None) -> None:
@@ -151,6 +172,7 @@ class JobStore:
             job.state = state
             job.error = error
             job.end_time = job.update_time = now_utc()
+            job.changed()
 
     def cancel(self, project: str, location: str, job_id: str) -> Job:
         """Ask a job to stop: CANCELLING now, CANCELLED once its runner has closed its output."""
@@ -161,6 +183,7 @@ class JobStore:
             if job.state != JobState.JOB_STATE_CANCELLING:
                 job.state = JobState.JOB_STATE_CANCELLING
                 job.update_time = now_utc()
+                job.changed()
             job.cancel_requested.set()
             return job
 
@@ -173,4 +196,5 @@ class JobStore:
                     f"BatchPredictionJob {job.name} is in state {job.state.name}; only a job that has ended "
                     "can be deleted. Cancel it first.")
             del self._jobs[(job.project_number, job.location, job.job_id)]
+            self._located[(job.project_number, job.location)].remove(job)
             return job

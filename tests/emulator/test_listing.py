@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from proxy.emulator.faults import Faults
-from proxy.emulator.jobs import Job
+from proxy.emulator.jobs import Job, JobStore
 from proxy.emulator.listing import select_page
 from proxy.emulator.oauth import ServiceAccount
 from proxy.emulator.state import MAX_LOGGED_REQUESTS, EmulatorState
+from proxy.providers.vertex.states import JobState
 
 START = datetime(2026, 11, 30, tzinfo=UTC)
 
@@ -56,3 +57,37 @@ def test_the_request_log_keeps_the_newest_calls_only() -> None:
     log = state.request_log
     assert len(log) == MAX_LOGGED_REQUESTS == 10_000
     assert log[0] == {"n": 5} and log[-1] == {"n": MAX_LOGGED_REQUESTS + 4}
+
+
+def test_the_store_lists_a_location_newest_first_without_the_others_and_forgets_deleted_jobs() -> None:
+    store = JobStore()
+    made = jobs(5)[::-1]  # oldest first
+    elsewhere = Job(project_number="123", location="europe-west4", job_id="7", spec={}, model_id="m",
+                    faults=Faults().for_job(), job_seconds=1, create_time=START)
+    for job in (made[3], made[0], elsewhere, made[4], made[1], made[2]):  # added out of order
+        store.add(job)
+    assert store.in_location("123", "us-central1") == made[::-1]
+    assert store.in_location("123", "europe-west4") == [elsewhere]
+    assert store.in_location("456", "us-central1") == []
+    store.finish(made[2], JobState.JOB_STATE_SUCCEEDED)
+    store.delete("123", "us-central1", made[2].job_id)
+    assert store.in_location("123", "us-central1") == [made[4], made[3], made[1], made[0]]
+
+
+def test_a_jobs_view_is_made_once_and_follows_every_change() -> None:
+    store = JobStore()
+    [job] = jobs(1)
+    store.add(job)
+    first = store.snapshot(job)
+    assert first["state"] == "JOB_STATE_PENDING" and store.snapshot(job) is not first  # a copy each time
+    assert store.start(job, "gs://out/dir")
+    assert (store.snapshot(job)["state"], store.snapshot(job)["outputInfo"]) == (
+        "JOB_STATE_RUNNING", {"gcsOutputDirectory": "gs://out/dir"})
+    store.count(job, successful=3, failed=1)
+    assert store.snapshot(job)["completionStats"] == {"successfulCount": "3", "failedCount": "1"}
+    store.cancel("123", "us-central1", job.job_id)
+    assert store.snapshot(job)["state"] == "JOB_STATE_CANCELLING"
+    store.finish(job, JobState.JOB_STATE_CANCELLED, error={"code": 1, "message": "CANCELED"})
+    view = store.snapshot(job)
+    assert (view["state"], view["error"]) == ("JOB_STATE_CANCELLED", {"code": 1, "message": "CANCELED"})
+    assert view == job._json(enum_int=False) and store.snapshot(job, enum_int=True)["state"] == 7
