@@ -100,7 +100,7 @@ def serve(host: str, port: int) -> None:
     ledger's URL and the port; a failure is one line naming what to fix.
     """
     from proxy.ledger.engine import upgrade
-    from proxy.server import run
+    from proxy.serving.server import run
     from proxy.startup import check_catalog_keeps_unfinished, preflight
 
     settings = _settings()

@@ -1,7 +1,7 @@
 """`vbp serve` trims the C heap once a minute: memory freed in the middle of a thread's heap is given back.
 
 The soak found the proxy's RSS creeping while its live Python objects and SQLite's memory stayed flat: freed
-memory that glibc kept resident (`proxy/heap_trim.py`)."""
+memory that glibc kept resident (`proxy/serving/heap_trim.py`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.heap_trim import HeapTrimmer, malloc_trim
+from proxy.serving.heap_trim import HeapTrimmer, malloc_trim
 
 pytestmark = pytest.mark.skipif(malloc_trim() is None, reason="no glibc malloc_trim in this C library")
 

@@ -9,7 +9,7 @@ import uvicorn
 
 from proxy.app import ProxyApp, create_app
 from proxy.emulator.storage import free_port
-from proxy.server import StrictHttpToolsProtocol
+from proxy.serving.server import StrictHttpToolsProtocol
 from proxy.settings import Settings
 from proxy.upstream import Upstream
 

@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from proxy.heap_trim import HeapTrimmer
+from proxy.serving.heap_trim import HeapTrimmer
 from proxy.settings import Settings
 
 

@@ -32,11 +32,11 @@ INTERVAL_SECONDS = 60.0
 def malloc_trim() -> Callable[[], int] | None:
     """glibc's `malloc_trim(0)`, or None where the C library has none."""
     name = ctypes.util.find_library("c")
-    try:
-        function = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
+    if name is None:
         return None
-    if function is None:
+    try:
+        function = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_size_t]
     function.restype = ctypes.c_int
@@ -52,10 +52,6 @@ class HeapTrimmer:
         self._trim = malloc_trim()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vbp-heap-trim", daemon=True)
-
-    @property
-    def available(self) -> bool:
-        return self._trim is not None
 
     def start(self) -> HeapTrimmer:
         if self._trim is None:
