@@ -39,7 +39,15 @@ from proxy.metering.pricing_reload import PricingWatcher
 from proxy.metering.ranges import RangeMeter
 from proxy.metering.totals import JobTotals
 from proxy.money import format_usd
-from proxy.providers.base import NoOutput, NotReady, OutputObject, OutputReadError, Unreadable
+from proxy.providers.base import (
+    BucketMissing,
+    NoOutput,
+    NotReady,
+    OutputMissing,
+    OutputObject,
+    OutputReadError,
+    Unreadable,
+)
 from proxy.providers.registry import UnknownProvider, get_provider
 from proxy.settings import default
 from proxy.webhooks.outbox import enqueue_job_metered
@@ -47,6 +55,7 @@ from proxy.webhooks.outbox import enqueue_job_metered
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_SECONDS: float = default("metering_lease_seconds")
+RELISTS = 2  # how many times a job whose listed object was replaced mid-read is listed again before it waits
 
 
 def storage_client() -> storage.Client:
@@ -166,9 +175,8 @@ class JobMeter:
                                   name="vbp-lease")
         keeper.start()
         try:
-            return self._meter_claimed(job, token)
+            return self._meter_relisting(job, token)
         except (OutputReadError, NotReady) as exc:
-            # A replaced object (OutputMissing) is found again by the next listing: the usual backoff.
             retry_in = min(30.0 * 2 ** job.metering_attempts, 3600.0)
             refetch = isinstance(exc, NotReady) and exc.refetch
             now = utcnow()
@@ -181,6 +189,19 @@ class JobMeter:
         finally:
             stop.set()
             keeper.join(timeout=5)
+
+    def _meter_relisting(self, job: Job, token: str) -> Outcome:
+        """Meter the claimed job; an object replaced while it was read (its listed generation is gone) is listed
+        and read again at once, up to RELISTS times, instead of waiting for the next retry time: a rewrite of an
+        output file (a mirror written twice) is over by the time its old generation is found gone."""
+        for attempt in range(RELISTS + 1):
+            try:
+                return self._meter_claimed(job, token)
+            except OutputMissing as exc:
+                if isinstance(exc, BucketMissing) or attempt == RELISTS:
+                    raise
+                log.info("metering %s lists its outputs again: %s", job.name, exc)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _keep_lease(self, job_pk: int, token: str, stop: threading.Event) -> None:
         while not stop.wait(self.lease / 3):

@@ -6,14 +6,20 @@
 Metering, per-line costs and the door's output content then read them from the bucket exactly as they read a
 Vertex job's outputs (`OutputObject`s pinned by generation). Each object is written with
 `if_generation_match=0`: the first writer wins, a second (another replica, a retry) finds it there and keeps it.
+Within one process a file is mirrored by one task at a time (the poller and a door retrieve both read an ended
+batch): the second waits, then finds the file there. That saves a second download, and it keeps a local stand-in
+that ignores the precondition (fake-gcs-server, fsouza/fake-gcs-server#994) from replacing the object while the
+meter reads the generation it listed.
 A download is spooled to a temporary file (memory stays flat) and uploaded whole, so a half-read file never
 lands in the bucket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
+import weakref
 from typing import Any
 
 from anyio import to_thread
@@ -27,6 +33,18 @@ log = logging.getLogger(__name__)
 FOLDER = "upstream/"
 FILES = (("output_file_id", "output.jsonl"), ("error_file_id", "errors.jsonl"))
 SPOOL_BYTES = 8 << 20
+
+# One lock per (event loop, object path): asyncio locks belong to the loop that first waits on them, and a lock
+# nobody holds or awaits is dropped.
+_writing: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _writing_lock(bucket: str, path: str) -> asyncio.Lock:
+    key = (id(asyncio.get_running_loop()), f"{bucket}/{path}")
+    lock = _writing.get(key)
+    if lock is None:
+        lock = _writing[key] = asyncio.Lock()
+    return lock
 
 
 def mirror_folder(bucket: str, team: str, batch_id: str) -> str:
@@ -56,9 +74,10 @@ async def mirror_outputs(client: OpenAIBatchClient, storage_client: storage.Clie
         if not isinstance(file_id, str) or not file_id:
             continue
         path = folder + name
-        if await to_thread.run_sync(_exists, storage_client, bucket, path):
-            continue
-        with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
-            size = await client.download(file_id, spool)
-            await to_thread.run_sync(_upload, storage_client, bucket, path, spool)
+        async with _writing_lock(bucket, path):
+            if await to_thread.run_sync(_exists, storage_client, bucket, path):
+                continue
+            with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as spool:
+                size = await client.download(file_id, spool)
+                await to_thread.run_sync(_upload, storage_client, bucket, path, spool)
         log.info("mirrored %s's %s (%d bytes) into gs://%s/%s", client.deployment.name, field, size, bucket, path)
