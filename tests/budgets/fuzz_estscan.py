@@ -15,7 +15,7 @@ import dataclasses
 import random
 import time
 
-from proxy.budgets._estscan import scan_requests
+from proxy.budgets._estscan import scan_requests, simd_paths, use_simd
 from proxy.metering.pricing import PricingTable
 from tests.budgets.test_estscan import MAX_OUTPUT, NOW, SEEDS, agree, mutate
 from tests.support.fuzzing import fuzz_main
@@ -30,6 +30,7 @@ def run(seconds: float, seed: int) -> int:
     deadline = time.monotonic() + seconds
     tried = 0
     while time.monotonic() < deadline:
+        use_simd(rng.choice(simd_paths()))  # every version of the text loop the CPU can run
         data = b"".join(mutate(rng, rng.choice(SEEDS)) + rng.choice([b"\n", b"\r\n"]) for _ in range(rng.randint(1, 5)))
         agree(rates, data, chunk=rng.choice([1, 3, 17, 1 << 20]))
         start = rng.randint(0, len(data))

@@ -3,7 +3,9 @@
 Its contract: the figures of an input are the same whichever path read it. So every test here estimates the same
 bytes twice, once with the scanner (`native=True`) and once with msgspec alone (`native=False`), and compares
 every figure; and the direct tests check that a text's tokens are `tokens.text_tokens` of the decoded text and
-that the common lines are claimed at all (else the tests would compare Python with itself).
+that the common lines are claimed at all (else the tests would compare Python with itself). The scanner's text
+loop has a version per SIMD instruction set (`simd_paths()`: AVX2 where the CPU has it, SSE2 on every x86-64):
+every test here runs once with each this machine can run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.budgets._estscan import scan_requests
+from proxy.budgets._estscan import scan_requests, simd_paths, use_simd
 from proxy.budgets.estimate import Estimate, LineEstimator
 from proxy.budgets.tokens import text_tokens
 from proxy.metering.pricing import PricingTable, Rates
@@ -29,6 +32,14 @@ from tests.support import fuzzing
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 NO_LIMIT = 2**64 - 1
 MAX_OUTPUT = 65_536
+
+
+@pytest.fixture(scope="module", params=simd_paths(), autouse=True)
+def simd_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test once per version of the text loop; the best one is put back after (it is the one loaded)."""
+    use_simd(request.param)
+    yield request.param
+    use_simd(simd_paths()[0])
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +263,16 @@ def test_without_the_compiled_scanner_the_figures_are_the_same() -> None:
     assert estimator.native
     estimator.feed(data)
     assert result == {"native": False, "estimator": False, "figures": estimator.close().to_json()}
+
+
+def test_every_simd_path_gives_the_same_figures_and_no_other_is_accepted(simd_path: str) -> None:
+    data = plain_lines(300_000) + text_line("é" * 70 + " words_and 123 digits, punctuation!? \t" * 9)
+    found = {}
+    for path in simd_paths():
+        use_simd(path)
+        found[path] = claimed(data, above=500)
+    use_simd(simd_path)
+    assert len(set(found.values())) == 1, found
+    assert found["sse2"][0] == len(data)
+    with pytest.raises(ValueError, match="no SIMD path neon on this machine"):
+        use_simd("neon")
