@@ -163,7 +163,7 @@ def _reply_size(reply: requests.Response) -> int:
     """The stored size of the object a media GET answers (its Content-Length when the store does not say); -1
     when the reply gives neither (the bytes received are then not checked against a size)."""
     stored = reply.headers.get("x-goog-stored-content-length") or reply.headers.get("Content-Length") or ""
-    return int(stored) if stored.isdigit() else -1
+    return int(stored) if stored.isascii() and stored.isdigit() else -1
 
 
 def read_error(exc: BaseException, doing: str) -> OutputReadError:

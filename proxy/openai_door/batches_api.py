@@ -398,7 +398,7 @@ async def list_batches(request: Request, door: Door) -> Response:
     check_provider(request)
     await _check_scope(door, principal, "list", await door.place())
     text = request.query_params.get("limit", "")
-    if text and (not text.isdigit() or not 1 <= int(text) <= MAX_LIST):
+    if text and (not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIST):
         raise InvalidArgument(f"limit must be a whole number from 1 to {MAX_LIST}.", param="limit")
     limit = int(text) if text else DEFAULT_LIST
     after = request.query_params.get("after") or None

@@ -218,7 +218,7 @@ async def list_files(request: Request, door: Door) -> Response:
 def _limit(text: str | None, *, default: int, most: int) -> int:
     if text is None or text == "":
         return default
-    if not text.isdigit() or not 1 <= int(text) <= most:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= most:
         raise InvalidArgument(f"limit must be a whole number from 1 to {most}.", param="limit")
     return int(text)
 

@@ -153,7 +153,7 @@ async def upload_events(request: Request, *, max_bytes: int) -> AsyncGenerator[E
                               param="file")
     limit = max_bytes + FRAMING_BYTES
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large(max_bytes)
     _, params = parse_options_header(content_type)
     if b"boundary" not in params:

@@ -70,7 +70,8 @@ class Created:
 
 def _figure(headers: dict[str, str], name: str) -> int | None:
     value = next((v for k, v in headers.items() if k.lower() == name), None)
-    return int(value) if value is not None and value.strip().isdigit() else None
+    text = value.strip() if value is not None else ""
+    return int(text) if text.isascii() and text.isdigit() else None  # isdigit() alone takes '²'
 
 
 def failed_full(batch: dict[str, Any]) -> str | None:

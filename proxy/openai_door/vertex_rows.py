@@ -91,7 +91,8 @@ _decode_any = msgspec.json.Decoder().decode
 def label_line(labels: Any) -> int | None:
     """The caller's line number a request's labels carry, or None."""
     value = labels.get(LINE_LABEL) if isinstance(labels, dict) else None
-    if isinstance(value, str) and value.isdigit() and len(value) < 12:
+    # isascii(): str.isdigit() also takes '²', which int() refuses
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 12:
         return int(value)
     return None
 

@@ -48,7 +48,7 @@ def retry_after(headers: Iterable[tuple[str, str]], *, now: float | None = None)
     value = next((v.strip() for k, v in headers if k.lower() == "retry-after"), None)
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() also takes '²', which float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -110,7 +110,7 @@ def webhooks_redeliver(delivery_id: str) -> None:
     from proxy.webhooks.registration import redeliver
 
     sessions = _sessions()  # the ledger is checked (and named) before the argument
-    if not delivery_id.isdigit():
+    if not (delivery_id.isascii() and delivery_id.isdigit()):
         raise click.ClickException(f"{delivery_id!r} is not a delivery id (a whole number)")
     with sessions.begin() as session:
         try:

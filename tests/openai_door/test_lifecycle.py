@@ -149,3 +149,15 @@ def test_a_batch_over_the_teams_budget_is_refused_before_vertex(door: Proxied) -
     refused = client.batches.list().data[0]
     assert refused.status == "failed" and refused.errors is not None and refused.errors.data is not None
     assert refused.errors.data[0].code == "resource_exhausted"
+
+
+@pytest.mark.parametrize("path, most", [("/v1/files", 10_000), ("/v1/batches", 100)])
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0663", "0", "-1", "1.5"])
+def test_a_list_limit_that_is_not_a_plain_whole_number_is_a_400_naming_it(door: Proxied, path: str, most: int,
+                                                                           limit: str) -> None:
+    """"²" and "٣" are digits to str.isdigit(); the first once reached int() (a 500), the second was read as 3."""
+    reply = httpx.get(door.proxy.url + path, params={"limit": limit},
+                      headers={"Authorization": f"Bearer {door.keys['team-a']}"})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"] == {"message": f"limit must be a whole number from 1 to {most}.",
+                                     "type": "invalid_request_error", "param": "limit", "code": None}

@@ -28,6 +28,7 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after([("retry-after", email.utils.formatdate(now + 12, usegmt=True))], now=now) == 12.0
     assert retry_after([("retry-after", email.utils.formatdate(now - 30, usegmt=True))], now=now) == 0.0
     assert retry_after([("retry-after", "soon")], now=now) is None
+    assert retry_after([("retry-after", "\xb2")], now=now) is None  # "²": a digit to str.isdigit(), not to float()
     assert retry_after([("content-type", "text/plain")], now=now) is None
 
 

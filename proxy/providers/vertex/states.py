@@ -61,7 +61,7 @@ def parse_state(value: object) -> JobState | None:
         except ValueError:
             return None
     if isinstance(value, str):
-        if value.isdigit():
+        if value.isascii() and value.isdigit():  # isdigit() alone takes '²', which int() refuses
             return parse_state(int(value))
         try:
             return JobState[value]
