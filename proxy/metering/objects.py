@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent import futures
 from concurrent.futures import Executor
 from typing import Any
@@ -127,18 +127,20 @@ def media_url(client: storage.Client, obj: OutputObject) -> str:
 def stream_bytes(session: requests.Session, url: str, obj: OutputObject, chunk_bytes: int, *,
                  byte_range: tuple[int, int] | None = None,
                  headers: dict[str, str] | None = None,
-                 sized: Callable[[int], None] | None = None) -> Generator[bytes, None, None]:
+                 sized: Callable[[int], None] | None = None,
+                 environment: Mapping[str, Any] | None = None) -> Generator[bytes, None, None]:
     """One GET of the object's media through `session`: all of it, or the bytes [first, stop) of `byte_range`.
 
     In the proxy's own process the session is the storage client's authorized one; a worker process passes a
-    plain session and the parent's authorization `headers`. `obj.size` < 0: the size is the reply's (the stored
-    length Cloud Storage sends), passed to `sized`.
+    plain session, the parent's authorization `headers` and the proxies and TLS settings of the `environment`.
+    `obj.size` < 0: the size is the reply's (the stored length Cloud Storage sends), passed to `sized`.
     """
     headers = dict(headers or {})
     if byte_range is not None:
         headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
     where = f"{obj.uri}#{obj.generation}"
-    with session.get(url, stream=True, headers=headers, timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT)) as reply:
+    with session.get(url, stream=True, headers=headers, timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT),
+                     **(environment or {})) as reply:
         if reply.status_code == 404:
             raise OutputMissing(f"{where} is gone (404)")
         if reply.status_code >= 400:

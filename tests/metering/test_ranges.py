@@ -18,15 +18,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from proxy.emulator.storage import FakeGcsServer
+from proxy.emulator.storage import FakeGcsServer, free_port
 from proxy.metering.objects import media_url, meter_objects
 from proxy.metering.pricing import PricingTable, Rates
 from proxy.metering.ranges import ByteRange, RangeMeter, RangeTask, count_range, owned_chunks, plan_ranges
 from proxy.money import to_decimal_usd
-from proxy.providers.base import OutputMissing, OutputObject
+from proxy.providers.base import OutputMissing, OutputObject, OutputReadError
 from proxy.providers.vertex.outputs import list_output_objects
 from tests.metering.test_scanner import random_row
 
@@ -67,23 +68,47 @@ def put(bucket: storage.Bucket, name: str, data: bytes) -> OutputObject:
     return OutputObject(bucket.name, name, int(blob.generation), int(blob.size))
 
 
-def test_every_line_belongs_to_exactly_one_range_wherever_the_cuts_fall() -> None:
+@pytest.mark.parametrize("tail_bytes", [1, 2, 64 * 1024])
+def test_every_line_belongs_to_exactly_one_range_wherever_the_cuts_fall(tail_bytes: int) -> None:
     text = b'{"a":1}\n\n{"bb":22}\r\n{"ccc":333}\n\n\n{"d":4}'  # blank lines, CRLF, no newline at the end
     obj = OutputObject("b", "o.jsonl", 1, len(text))
+    reads: list[tuple[int, int]] = []
 
     def read(first: int, stop: int) -> Iterator[bytes]:  # the object's bytes, in small pieces like a stream
+        reads.append((first, stop))
         yield from (text[at:min(stop, at + 3)] for at in range(first, stop, 3))
 
     for first_cut in range(len(text) + 1):
         for second_cut in range(first_cut, len(text) + 1):
             cuts = sorted({0, first_cut, second_cut, len(text)})
-            parts = [b"".join(owned_chunks(read, ByteRange(obj, start, stop)))
-                     for start, stop in zip(cuts, cuts[1:], strict=False) if stop > start]
+            parts = []
+            for start, stop in zip(cuts, cuts[1:], strict=False):
+                if stop > start:
+                    reads.clear()
+                    parts.append(b"".join(owned_chunks(read, ByteRange(obj, start, stop), tail_bytes=tail_bytes)))
+                    if tail_bytes > len(text):
+                        assert reads == [(max(0, start - 1), len(text))], (cuts, start)  # one GET per range
             assert b"".join(parts) == text, cuts
             # Each part is whole lines: it starts where a line starts.
             offsets = [sum(map(len, parts[:index])) for index in range(len(parts))]
             starts = [at for at, part in zip(offsets, parts, strict=True) if part]
             assert all(at == 0 or text[at - 1] == ord("\n") for at in starts), cuts
+
+
+def test_a_line_longer_than_the_tail_is_read_to_its_end_in_growing_reads() -> None:
+    text = b"a" * 100 + b"\n" + b"b" * 10 + b"\n"
+    obj = OutputObject("b", "o.jsonl", 1, len(text))
+    reads: list[tuple[int, int]] = []
+
+    def read(first: int, stop: int) -> Iterator[bytes]:
+        reads.append((first, stop))
+        yield text[first:stop]
+
+    assert b"".join(owned_chunks(read, ByteRange(obj, 0, 10), tail_bytes=4)) == text[:101]
+    assert reads == [(0, 14), (14, 22), (22, 38), (38, 70), (70, 112)]  # 4 past the end, then 8, 16, 32, 64
+    reads.clear()
+    assert b"".join(owned_chunks(read, ByteRange(obj, 10, 112), tail_bytes=4)) == text[101:]
+    assert reads == [(9, 112)]
 
 
 def test_plan_ranges_covers_each_object_once() -> None:
@@ -155,6 +180,29 @@ def test_a_replaced_object_is_missing_in_the_worker_too(client: storage.Client, 
     task = RangeTask(ByteRange(longer, 0, longer.size), media_url(client, current), {}, None, 1024)
     with pytest.raises(Exception, match="range|bytes"):
         count_range(task)  # a range past the object's end is an error, never a silent short count
+
+
+@pytest.mark.slow
+def test_the_workers_read_through_the_proxy_the_environment_names(
+        client: storage.Client, bucket: storage.Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [ROW % (b"x" * (n % 97), n, 1) for n in range(400)]
+    put(bucket, f"{DIR}/predictions.jsonl", b"\n".join(rows) + b"\n")
+    objects = list_output_objects(client, f"gs://{bucket.name}/{DIR}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    for bypass, works in [(None, False), ("127.0.0.1", True)]:
+        if bypass:
+            monkeypatch.setenv("NO_PROXY", bypass)
+        meter = RangeMeter(processes=2, min_bytes=2000)  # its workers start with this environment
+        try:
+            if works:
+                assert meter.meter(client, objects, rates=None).prompt == sum(range(400))
+            else:
+                with pytest.raises((OutputReadError, requests.RequestException), match="(?i)proxy"):
+                    meter.meter(client, objects, rates=None)
+        finally:
+            meter.close()
 
 
 def alive(pid: int) -> bool:
