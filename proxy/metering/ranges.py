@@ -33,6 +33,7 @@ from google.cloud import storage
 from proxy.metering.objects import DEFAULT_CHUNK_BYTES, describe_malformed, media_url, meter_objects, stream_bytes
 from proxy.metering.pricing import Rates
 from proxy.metering.totals import MAX_PROBLEMS, JobTotals
+from proxy.metering.worker_heap import keep_freed_memory
 from proxy.providers.base import OutputObject, OutputReadError
 from proxy.providers.registry import DEFAULT_PROVIDER, get_provider
 from proxy.settings import default
@@ -215,6 +216,13 @@ def authorization(client: storage.Client, url: str) -> dict[str, str]:
 _PARENT_CHECK_SECONDS = 0.5
 
 
+def start_worker(parent_pid: int) -> None:
+    """Worker initializer: the heap keeps its freed chunk memory (`worker_heap`), and the worker ends with its
+    parent (`exit_with_parent`)."""
+    keep_freed_memory()
+    exit_with_parent(parent_pid)
+
+
 def exit_with_parent(parent_pid: int) -> None:
     """Worker initializer: end this worker as soon as the process that started it is gone, however it died.
 
@@ -255,7 +263,7 @@ class RangeMeter:
         """Spawn the workers now (else on the first large job), so that a metering does not wait for them."""
         if self.processes > 1 and self._pool is None:
             self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=exit_with_parent, initargs=(os.getpid(),))
+                                             initializer=start_worker, initargs=(os.getpid(),))
             for future in [self._pool.submit(os.getpid) for _ in range(self.processes)]:
                 future.result()
 
