@@ -4,19 +4,22 @@
 found through the batch's line index (`proxy.openai_door.batch_line_keys`: the line label in the echoed request, or
 the embedding's content, so it holds when Vertex echoes no sibling keys); `key_reader(job)` is the choice without
 the index (the echoed sibling `custom_id`, which `custom_id_key` reads). A native job's key is a hash of the
-request the row echoes: `req_` and the first 32 hex digits of the SHA-256 of the `request` member's JSON text as
+request the row echoes: `req_` and the 32 hex digits of the XXH3-128 hash of the `request` member's JSON text as
 the output file holds it (`instance` for embedding rows).
 It is stable: every export of the same output gives every line the same key.
+(XXH3-128 rather than a cryptographic hash: the key names a line for a join, it proves nothing, and 128 bits make
+an accidental collision within a job as unlikely as SHA-256's first 128 bits would. On a 4 KB request it takes
+0.2 µs against SHA-256's 3.2-3.7 µs, which was a quarter of the export's CPU per line.)
 (Hashing the text as written rather than a re-serialised canonical form keeps the export at the metering's speed;
 Vertex re-serialises the echoed request anyway, so no input-side form would match it byte for byte.)
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 import msgspec
+import xxhash
 from google.cloud import storage
 
 from proxy.ledger.models import Job
@@ -47,7 +50,7 @@ def request_key(line: bytes) -> str | None:
     echoed = echo.request or echo.instance
     if not echoed:
         return None
-    return "req_" + hashlib.sha256(echoed).hexdigest()[:32]
+    return "req_" + xxhash.xxh3_128_hexdigest(echoed)
 
 
 def custom_id_key(line: bytes) -> str | None:

@@ -15,9 +15,10 @@ is metering's own `price_row` of it. `Lines` is that reading; `LineReader` gives
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+from xxhash import xxh3_128_hexdigest
 
 from proxy.metering.cost import price_row
 from proxy.metering.pricing import Rates
@@ -118,9 +119,9 @@ class Lines(Generic[Out]):
         if not self.hash_requests:
             key = self.keys(buf[start:end])
         elif request >= 0:
-            key = "req_" + hashlib.sha256(view[request:request_end]).hexdigest()[:32]
+            key = "req_" + xxh3_128_hexdigest(view[request:request_end])  # = line_keys.request_key
         elif instance >= 0:
-            key = "req_" + hashlib.sha256(view[instance:instance_end]).hexdigest()[:32]
+            key = "req_" + xxh3_128_hexdigest(view[instance:instance_end])
         else:
             key = None
         if kind:

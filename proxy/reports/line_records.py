@@ -3,8 +3,8 @@
 A record is its line number then a tail that does not depend on it (`jsonl_tail`, `csv_tail`), so worker
 processes can write the tails of a byte range's lines before the range's first line number is known.
 `jsonl_tail` and `csv_tail` are the definition of a record's bytes. `TailReader` gives each line's tail: the rows
-the compiled scanner claims are written by `_rowscan.row_tails` from the scanner's records (the key's SHA-256 is
-the only work left to Python per row: hashlib uses the CPU's SHA extensions), with the template cut from the very
+the compiled scanner claims are written by `_rowscan.row_tails` from the scanner's records (the key's hash is
+the only work left to Python per row), with the template cut from the very
 format strings `jsonl_tail` and `csv_tail` use; every other line goes through the reference. Tests
 (tests/reports/test_line_records.py, and `make fuzz`) hold the two to the same bytes.
 """
@@ -12,13 +12,13 @@ format strings `jsonl_tail` and `csv_tail` use; every other line goes through th
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import re
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from xxhash import xxh3_128_digest
 
 from proxy.metering.cost import UNIT_RATES
 from proxy.metering.pricing import Rates
@@ -117,15 +117,15 @@ class TailReader(Lines[bytes]):
             out.extend(tail(*figures(buf, view, values, at)) for at in range(0, len(values), ROW_FIELDS))
             return
         assert row_tails is not None
-        sha256 = hashlib.sha256
+        digest = xxh3_128_digest
         # the key hashes the echoed request, else the echoed instance (line_keys.request_key)
         requests, request_ends = values[2::ROW_FIELDS], values[3::ROW_FIELDS]
         digests: list[bytes | None]
         if -1 not in requests:  # the common case: every row echoes its request
-            digests = [sha256(view[start:stop]).digest() for start, stop in zip(requests, request_ends, strict=True)]
+            digests = [digest(view[start:stop]) for start, stop in zip(requests, request_ends, strict=True)]
         else:
-            digests = [sha256(view[start:stop]).digest() if start >= 0
-                       else sha256(view[other:other_end]).digest() if other >= 0 else None
+            digests = [digest(view[start:stop]) if start >= 0
+                       else digest(view[other:other_end]) if other >= 0 else None
                        for start, stop, other, other_end in zip(requests, request_ends, values[4::ROW_FIELDS],
                                                                   values[5::ROW_FIELDS], strict=True)]
         tails = row_tails(records, digests, self.template, self.rates_spec)

@@ -4,8 +4,9 @@ line keys as a native row does."""
 
 from __future__ import annotations
 
-import hashlib
 import json
+
+import xxhash
 
 from proxy.openai_door.batch_line_keys import BatchLineKeys
 from proxy.reports.line_keys import request_key
@@ -29,7 +30,7 @@ def test_chat_rows_key_by_their_label_and_else_by_the_sibling_custom_id() -> Non
     # a malformed row (labels that are no strings) is located from a generic parse
     assert keys(b'{"request": {"labels": {"vbp_line": "2", "x": 1}}, "status": 7}') == "id 2/é"
     stranger = b'{"request": {"contents": []}, "status": "gone"}'
-    assert keys(stranger) == request_key(stranger) == "req_" + hashlib.sha256(b'{"contents": []}').hexdigest()[:32]
+    assert keys(stranger) == request_key(stranger) == "req_" + xxhash.xxh3_128_hexdigest(b'{"contents": []}')
 
 
 def test_embedding_rows_of_the_same_text_on_two_lines_key_as_both_lines_once() -> None:

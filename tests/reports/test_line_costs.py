@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import io
 import json
 import uuid
@@ -16,6 +15,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import xxhash
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from sqlalchemy import select
@@ -113,7 +113,7 @@ def test_lines_sum_to_the_job_and_each_line_is_priced_from_itself(sessions: sess
         assert line.cost_pico == expected_for([row], model).cost_pico
         assert line.usage.kind == ("failed" if row.get("status") else "succeeded")
         echoed = msgspec.json.decode(text, type=dict[str, msgspec.Raw])["request"]
-        assert line.key == "req_" + hashlib.sha256(bytes(echoed)).hexdigest()[:32]
+        assert line.key == "req_" + xxhash.xxh3_128_hexdigest(bytes(echoed))
     usage = json.loads(raw[3])["response"]["usageMetadata"]
     assert lines[3].tokens() == {"prompt": 1000, "cached": 400, "candidates": 200, "thoughts": 300,
                                  "tool_use_prompt": 0} == {"prompt": usage["promptTokenCount"],
