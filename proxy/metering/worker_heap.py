@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from typing import Any
 
 _M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
@@ -24,17 +25,25 @@ MMAP_THRESHOLD_BYTES = 64 * 1024 * 1024  # blocks up to this size come from the 
 TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024  # a heap's free top is kept up to this size
 
 
+def libc_function(name: str, argtypes: list[Any], restype: Any) -> Any | None:
+    """The C library's function `name` (through ctypes, typed), or None where the C library has none."""
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return None
+    try:
+        function = getattr(ctypes.CDLL(library), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = argtypes
+    function.restype = restype
+    return function
+
+
 def keep_freed_memory() -> bool:
     """Set this process's heap limits as above; False where the C library has no `mallopt` (nothing changed)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+    mallopt = libc_function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
+    if mallopt is None:
         return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     # Setting either limit turns off glibc's own adjustment of both, so both are set.
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and \
         bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))

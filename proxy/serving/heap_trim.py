@@ -16,11 +16,12 @@ the standard library's ctypes reaches it, and ctypes releases the GIL while it r
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import threading
 import time
 from collections.abc import Callable
+
+from proxy.metering.worker_heap import libc_function
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +32,9 @@ INTERVAL_SECONDS = 60.0
 
 def malloc_trim() -> Callable[[], int] | None:
     """glibc's `malloc_trim(0)`, or None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+    function = libc_function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
+    if function is None:
         return None
-    try:
-        function = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_size_t]
-    function.restype = ctypes.c_int
     return lambda: int(function(0))
 
 
