@@ -30,7 +30,14 @@ import google.auth.transport.requests
 import requests
 from google.cloud import storage
 
-from proxy.metering.objects import DEFAULT_CHUNK_BYTES, describe_malformed, media_url, meter_objects, stream_bytes
+from proxy.metering.objects import (
+    DEFAULT_CHUNK_BYTES,
+    describe_malformed,
+    media_url,
+    meter_objects,
+    read_error,
+    stream_bytes,
+)
 from proxy.metering.pricing import Rates
 from proxy.metering.totals import MAX_PROBLEMS, JobTotals
 from proxy.metering.worker_heap import keep_freed_memory
@@ -192,7 +199,18 @@ def range_chunks(byte_range: ByteRange, url: str, headers: dict[str, str], chunk
         return stream_bytes(session, url, byte_range.obj, chunk_bytes, byte_range=(first, stop), headers=headers,
                             environment=environment)
 
-    return owned_chunks(read, byte_range)
+    return _read_errors(owned_chunks(read, byte_range), f"{byte_range.obj.uri}#{byte_range.obj.generation}")
+
+
+def _read_errors(chunks: Iterator[bytes], where: str) -> Iterator[bytes]:
+    """The chunks; a failed read (refused, reset, timed out) raised as the OutputReadError that the metering
+    retries, as `read_ahead` raises it in this process (a caller's own errors are not caught here)."""
+    try:
+        yield from chunks
+    except OutputReadError:
+        raise
+    except Exception as exc:
+        raise read_error(exc, f"reading {where}") from exc
 
 
 def count_range(task: RangeTask) -> RangeCount:

@@ -18,7 +18,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
@@ -199,7 +198,7 @@ def test_the_workers_read_through_the_proxy_the_environment_names(
             if works:
                 assert meter.meter(client, objects, rates=None).prompt == sum(range(400))
             else:
-                with pytest.raises((OutputReadError, requests.RequestException), match="(?i)proxy"):
+                with pytest.raises(OutputReadError, match="(?i)proxy"):  # retried by the metering, as any failed read
                     meter.meter(client, objects, rates=None)
         finally:
             meter.close()
