@@ -7,7 +7,9 @@ export (`proxy.reports.line_costs`: read, split, one row's usage through the pro
 cost, a JSON line) runs in a fresh subprocess so that its peak RSS (VmHWM) is its own; its output is counted and
 discarded; the CPU time it used (its own process and its workers) is printed per line, a figure that a shared
 machine's load hardly moves. Rounds alternate a raw download and an export; the ratio is the median of each
-round's. Targets: export >= 50% of the raw download rate, peak RSS growth <= 100 MB. Figures
+round's; each round's export is the second in its fresh process (the first, printed apart, is the one where the
+workers import the export's code and grow their heaps, once in a running proxy's life). Targets: export >= 50% of
+the raw download rate, peak RSS growth <= 100 MB. Figures
 are printed, never asserted; the exit status is non-zero only when the lines do not add up to the generated rows' cost.
 """
 
@@ -74,6 +76,12 @@ def child(processes: int) -> None:
     for pid in pids:
         _reset_peak(pid)
     baseline = sum(_vm("VmRSS", pid) for pid in pids)
+    # A first export, timed apart: the workers import the export's code and grow their heaps for it once in their
+    # life, as a running proxy's did at its first export; the rounds' ratio is the next export's, the steady state.
+    started = time.perf_counter()
+    for _block in export(client, source, "jsonl", ranges=ranges):
+        pass
+    first_seconds = time.perf_counter() - started
     total = {"cost": 0, "lines": 0, "bytes": 0}
     with tempfile.TemporaryFile() as out:
         cpu_before = [cpu_seconds(pid) for pid in pids]
@@ -93,8 +101,9 @@ def child(processes: int) -> None:
             if document["line"] != total["lines"]:
                 raise SystemExit(f"line {total['lines']} is numbered {document['line']}")
             total["cost"] += parse_usd(document["cost_usd"])
-    print(json.dumps({"seconds": seconds, "size": int(blob.size), "baseline": baseline, "peak": peak,
-                      "processes": processes, "cpu_parent": cpu[0], "cpu_workers": sum(cpu[1:]), **total}))
+    print(json.dumps({"seconds": seconds, "first_seconds": first_seconds, "size": int(blob.size),
+                      "baseline": baseline, "peak": peak, "processes": processes, "cpu_parent": cpu[0],
+                      "cpu_workers": sum(cpu[1:]), **total}))
 
 
 def cpu_seconds(pid: int | str) -> float:
@@ -159,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_rates = sorted(raw for raw, _ in rounds)
     export_rates = sorted(result["size"] / result["seconds"] / 1e6 for _, result in rounds)
     ratios = sorted(result["size"] / result["seconds"] / 1e6 / raw for raw, result in rounds)
+    first_rates = sorted(result["size"] / result["first_seconds"] / 1e6 for _, result in rounds)
     ratio = statistics.median(ratios)
     result = rounds[0][1]
     lines = result["lines"]
@@ -173,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"per-line export   {statistics.median(export_rates):,.0f} MB/s (median of {n}: {export_rates[0]:,.0f}-"
           f"{export_rates[-1]:,.0f}), {result['bytes'] / 1e6:,.0f} MB of JSON lines, {result['processes']} worker "
           f"processes")
+    print(f"first export      {statistics.median(first_rates):,.0f} MB/s (median of {n}: {first_rates[0]:,.0f}-"
+          f"{first_rates[-1]:,.0f}): each fresh process's first, its workers importing the export's code")
     print(f"CPU per line      {cpu_workers * 1e6 / lines:.1f} us in the workers + {cpu_parent * 1e6 / lines:.1f} us "
           f"in the export's own process (medians)")
     verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
