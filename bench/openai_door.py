@@ -10,8 +10,9 @@
 (b) A ~1 GB Vertex output object of rows made by the emulator's own row maker (`RowMaker`, from converted lines
     of varied length) is turned into OpenAI output lines (`OutputLines` through `output_ranges.converted_blocks`:
     by byte range over --processes worker processes, default one per core, as the metering reads it); against the
-    raw download (`iter_chunks`, 2 MiB chunks), in --rounds rounds of a raw download then a conversion (in a fresh
-    process each), the ratio the median of each round's. Peak RSS growth counts the workers. Target: ratio >= 0.5.
+    raw download (`iter_chunks`, 2 MiB chunks), in --rounds rounds of a raw download then a conversion (the second
+    in a fresh process: the first, printed apart, is where the workers import their code), the ratio the median of
+    each round's. Peak RSS growth counts the workers. Target: ratio >= 0.5.
 (c) End to end: the same caller file sent to a `vbp serve` on the emulator (SQLite ledger, poller off) as the
     `openai` SDK sends it (`POST /v1/files`, multipart, streamed from disk by httpx), which converts it as it
     arrives (`upload`: no spool) while the caller's bytes and the converted lines upload (`file_store`) and
@@ -328,12 +329,15 @@ def _conversions(args: argparse.Namespace, rng: random.Random, caller: Path, par
             for _chunk in iter_chunks(client, obj, chunk_bytes=DEFAULT_CHUNK_BYTES):
                 pass
             raw_rate = obj.size / (time.perf_counter() - started) / 1e6
+            # Two conversions in the fresh process: the first (its workers importing the conversion's code and
+            # growing their heaps, once in a running proxy's life) is printed apart; the round's is the second.
             rounds.append((raw_rate, _child(["--child", "output", "--lines", str(lines), "--processes",
-                                             str(args.processes), "--runs", "1"])))
+                                             str(args.processes), "--runs", "2"])))
     output = rounds[0][1]
     raw_rates = sorted(raw for raw, _ in rounds)
-    out_rates = sorted(result["bytes"] / result["seconds"][0] / 1e6 for _, result in rounds)
-    ratios = sorted(result["bytes"] / result["seconds"][0] / 1e6 / raw for raw, result in rounds)
+    out_rates = sorted(result["bytes"] / result["seconds"][-1] / 1e6 for _, result in rounds)
+    first_rates = sorted(result["bytes"] / result["seconds"][0] / 1e6 for _, result in rounds)
+    ratios = sorted(result["bytes"] / result["seconds"][-1] / 1e6 / raw for raw, result in rounds)
     n = len(rounds)
     print(f"(b) Vertex output  {output['bytes'] / 1e6:,.0f} MB, {lines:,} emulator rows (mean "
           f"{output['bytes'] / lines:,.0f} B) -> {output['written'] / 1e6:,.0f} MB of OpenAI output lines; {n} rounds "
@@ -343,6 +347,8 @@ def _conversions(args: argparse.Namespace, rng: random.Random, caller: Path, par
     print(f"    OutputLines    {statistics.median(out_rates):,.0f} MB/s (median of {n}: {out_rates[0]:,.0f}-"
           f"{out_rates[-1]:,.0f}), {lines * statistics.median(out_rates) * 1e6 / output['bytes']:,.0f} rows/s, "
           f"{output['processes']} worker processes")
+    print(f"    first          {statistics.median(first_rates):,.0f} MB/s (median of {n}: {first_rates[0]:,.0f}-"
+          f"{first_rates[-1]:,.0f}): each fresh process's first conversion")
     print(f"    each round's ratio {ratios[0]:.2f}-{ratios[-1]:.2f}")
     _verdicts(statistics.median(ratios), max(result["peak"] - result["baseline"] for _, result in rounds) / 1e6)
     answered = all(result["answered"] == lines for _, result in rounds)
