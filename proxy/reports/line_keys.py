@@ -38,6 +38,14 @@ class _CustomId(msgspec.Struct):
 
 
 _decode_echo = msgspec.json.Decoder(_Echo).decode
+
+# The key's hash, in one place: the readers that find the echoed request's span themselves hash it with these.
+echo_digest = xxhash.xxh3_128_digest  # 16 bytes (the compiled record writer prints their hex)
+
+
+def echo_key(echoed: bytes | memoryview) -> str:
+    """The key of a row whose echoed request (or instance) is the JSON text `echoed`."""
+    return "req_" + xxhash.xxh3_128_hexdigest(echoed)
 _decode_custom_id = msgspec.json.Decoder(_CustomId).decode
 
 
@@ -50,7 +58,7 @@ def request_key(line: bytes) -> str | None:
     echoed = echo.request or echo.instance
     if not echoed:
         return None
-    return "req_" + xxhash.xxh3_128_hexdigest(echoed)
+    return echo_key(echoed)
 
 
 def custom_id_key(line: bytes) -> str | None:

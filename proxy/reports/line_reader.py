@@ -18,13 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from xxhash import xxh3_128_hexdigest
-
 from proxy.metering.cost import price_row
 from proxy.metering.pricing import Rates
 from proxy.providers.base import FAILED, SUCCEEDED, RowUsage
 from proxy.providers.registry import get_provider
-from proxy.reports.line_keys import KeyReader, request_key
+from proxy.reports.line_keys import KeyReader, echo_key, request_key
 
 scan_rows: Callable[..., Any] | None
 try:
@@ -119,9 +117,9 @@ class Lines(Generic[Out]):
         if not self.hash_requests:
             key = self.keys(buf[start:end])
         elif request >= 0:
-            key = "req_" + xxh3_128_hexdigest(view[request:request_end])  # = line_keys.request_key
+            key = echo_key(view[request:request_end])
         elif instance >= 0:
-            key = "req_" + xxh3_128_hexdigest(view[instance:instance_end])
+            key = echo_key(view[instance:instance_end])
         else:
             key = None
         if kind:

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from xxhash import xxh3_128_digest
 
 from proxy.metering.cost import UNIT_RATES
 from proxy.metering.pricing import Rates
 from proxy.money import format_usd
 from proxy.providers.base import FAILED, SUCCEEDED, RowUsage
-from proxy.reports.line_keys import KeyReader
+from proxy.reports.line_keys import KeyReader, echo_digest
 from proxy.reports.line_reader import ROW_FIELDS, Lines
 from proxy.reports.render import TOKEN_FIELDS
 
@@ -117,7 +116,7 @@ class TailReader(Lines[bytes]):
             out.extend(tail(*figures(buf, view, values, at)) for at in range(0, len(values), ROW_FIELDS))
             return
         assert row_tails is not None
-        digest = xxh3_128_digest
+        digest = echo_digest
         # the key hashes the echoed request, else the echoed instance (line_keys.request_key)
         requests, request_ends = values[2::ROW_FIELDS], values[3::ROW_FIELDS]
         digests: list[bytes | None]
