@@ -112,6 +112,19 @@ static int skip_string(Cursor *c, int *escaped) {
     ptr end = c->end;
     *escaped = 0;
 #ifdef __SSE2__
+    if (end - p >= 16) {  /* most strings (keys, short values) end within 16 bytes, without an escape */
+        const __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+        int stops = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8('"')),
+                                                               _mm_cmpeq_epi8(bytes, _mm_set1_epi8('\\'))),
+                                                  controls_of(bytes)));
+        if (stops) {
+            int at = __builtin_ctz((unsigned)stops);
+            if (p[at] == '"') {
+                c->p = p + at + 1;
+                return 0;
+            }
+        }
+    }
     while (end - p >= 64) {
         Stops stops = string_stops(p);
         uint64_t after_backslash = stops.backslashes << 1;
@@ -119,8 +132,16 @@ static int skip_string(Cursor *c, int *escaped) {
         uint64_t inside = quotes ? (quotes & ((uint64_t)0 - quotes)) - 1 : ~(uint64_t)0;  /* before the first quote */
         uint64_t doubt = (stops.controls | (stops.backslashes & after_backslash)) & inside;
         if (!quotes) doubt |= stops.backslashes >> 63;
-        for (uint64_t escapes = after_backslash & inside; escapes && !doubt; escapes &= escapes - 1)
-            doubt = !simple_escape[p[__builtin_ctzll(escapes)]];
+        uint64_t escapes = after_backslash & inside;
+        if (escapes) {
+            /* the first three escapes without a branch each (a variable trip count mispredicts), the rest by a loop */
+            uint64_t second = escapes & (escapes - 1), third = second & (second - 1);
+            doubt |= !(simple_escape[p[__builtin_ctzll(escapes)]] &
+                       (simple_escape[p[__builtin_ctzll(second | (uint64_t)1 << 63)]] | (second == 0)) &
+                       (simple_escape[p[__builtin_ctzll(third | (uint64_t)1 << 63)]] | (third == 0)));
+            for (escapes = third & (third - 1); escapes && !doubt; escapes &= escapes - 1)
+                doubt = !simple_escape[p[__builtin_ctzll(escapes)]];
+        }
         if (!doubt) {
             *escaped |= (stops.backslashes & inside) != 0;
             if (quotes) {

@@ -53,10 +53,26 @@ static inline void put(Out *o, const void *bytes, size_t size) {
 
 #define PUT_LITERAL(o, literal) put((o), (literal), sizeof(literal) - 1)
 
+/* The decimal digits of `value` at the end of digits[0..24), returning where they start: snprintf's "%llu" without
+   its format parsing and locale machinery, which cost about a tenth of a row's time (seven numbers a row). */
+static char *decimal(unsigned long long value, char digits[24]) {
+    char *at = digits + 24;
+    do {
+        *--at = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    return at;
+}
+
 static void put_int(Out *o, long long value) {
     char digits[24];
-    int size = snprintf(digits, sizeof digits, "%lld", value);
-    put(o, digits, (size_t)size);
+    unsigned long long magnitude = (unsigned long long)value;
+    if (value < 0) {
+        PUT_LITERAL(o, "-");
+        magnitude = (unsigned long long)(-(value + 1)) + 1;  /* (no overflow for LLONG_MIN) */
+    }
+    char *at = decimal(magnitude, digits);
+    put(o, at, (size_t)(digits + 24 - at));
 }
 
 /* -- strings as msgspec writes them ------------------------------------------------------------------------- */
@@ -628,8 +644,9 @@ static int write_line(Context *ctx, const Row *row) {
     memcpy(&id_start, ctx->ends + (row->line - 1) * sizeof(uint64_t), sizeof id_start);
     memcpy(&id_end, ctx->ends + row->line * sizeof(uint64_t), sizeof id_end);
     if (id_start > id_end || id_end > (uint64_t)ctx->ids_len) return -1;  /* a damaged index: Python raises */
-    char number[24], request_id[32], completion_id[32];
-    size_t number_len = (size_t)snprintf(number, sizeof number, "%llu", (unsigned long long)row->line);
+    char digits[24], request_id[32], completion_id[32];
+    const char *number = decimal((unsigned long long)row->line, digits);
+    size_t number_len = (size_t)(digits + 24 - number);
     const unsigned char *pieces[4] = {ctx->batch_id, (const unsigned char *)"\0", (const unsigned char *)number,
                                       (const unsigned char *)"\0completion"};
     size_t sizes[4] = {(size_t)ctx->batch_len, 1, number_len, 11};

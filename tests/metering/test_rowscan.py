@@ -229,6 +229,20 @@ def test_escapes_at_every_offset_of_long_strings(escape: bytes) -> None:
             assert agrees(line) == (escape in VALID_ESCAPES), (escape, shift, at)
 
 
+def test_every_escape_of_a_block_is_checked() -> None:
+    """The first three escapes of a 64-byte block are checked without a branch each and the rest by a loop: a
+    broken escape (or a `\\u` one, left to the slow path) is found whichever of up to seven escapes it is."""
+    for count in range(1, 8):
+        for broken in range(count):
+            for odd, valid in ((b"\\x", False), (b"\\u00e9", True)):
+                for gap in (0, 3, 7):
+                    escapes = [b"\\n"] * count
+                    escapes[broken] = odd
+                    text = b"a" * 5 + (b"b" * gap).join(escapes) + b"z" * 90
+                    line = (b'{"request":{"t":"' + text + b'"},"response":{"usageMetadata":{"promptTokenCount":7}}}')
+                    assert agrees(line) == valid, (count, broken, odd, gap)
+
+
 def test_the_tier_is_decided_per_line() -> None:
     line = row({"promptTokenCount": 200_001, "cachedContentTokenCount": 1})
     assert claim(line, 200_000)[0] == 1  # type: ignore[index]
