@@ -18,11 +18,13 @@ import multiprocessing
 import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -30,6 +32,7 @@ import google.auth.transport.requests
 import requests
 from google.cloud import storage
 
+from proxy.metering.handoff import HandoffFolder
 from proxy.metering.objects import (
     DEFAULT_CHUNK_BYTES,
     describe_malformed,
@@ -106,10 +109,13 @@ def planned_ranges(client: storage.Client, objects: list[OutputObject], ranges: 
 
 
 def results_in_order(ranges: RangeMeter, planned: Iterable[ByteRange], submit: Callable[[ByteRange], Future[T]], *,
-                     ahead_per_process: int, what: str) -> Iterator[T]:
+                     ahead_per_process: int, what: str, discard: Callable[[T], None] | None = None) -> Iterator[T]:
     """Each range's result, in the ranges' order, with at most `ahead_per_process` ranges per worker submitted ahead
     (results wait for their turn, so this bounds the memory). A worker that died (killed, out of memory) closes the
-    pool, so new ones start next time, and is an OutputReadError naming `what` ("a per-line export")."""
+    pool, so new ones start next time, and is an OutputReadError naming `what` ("a per-line export").
+
+    When the reader stops early, the ranges not yet started are cancelled and `discard` is given the result of each
+    one already under way once it comes (a result handed off in a file is removed so)."""
     pending: deque[Future[T]] = deque()
     todo = iter(planned)
     try:
@@ -126,7 +132,13 @@ def results_in_order(ranges: RangeMeter, planned: Iterable[ByteRange], submit: C
             yield result
     finally:
         for future in pending:
-            future.cancel()
+            if not future.cancel() and discard is not None:
+                future.add_done_callback(partial(_discard_result, discard))
+
+
+def _discard_result(discard: Callable[[T], None], future: Future[T]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        discard(future.result())
 
 
 def owned_chunks(read: Callable[[int, int], Iterator[bytes]], byte_range: ByteRange, *,
@@ -276,6 +288,8 @@ class RangeMeter:
         self.processes = processes if processes is not None else (os.cpu_count() or 1)
         self.min_bytes = min_bytes
         self._pool: ProcessPoolExecutor | None = None
+        self.handoff = HandoffFolder()  # where workers leave large results for this process (`handoff`)
+        weakref.finalize(self, self.handoff.close)
 
     def start(self) -> None:
         """Spawn the workers now (else on the first large job), so that a metering does not wait for them."""
@@ -295,6 +309,7 @@ class RangeMeter:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        self.handoff.close()
 
     def meter(self, client: storage.Client, objects: list[OutputObject], *, rates: Rates | None,
               chunk_bytes: int = DEFAULT_CHUNK_BYTES, provider: str = DEFAULT_PROVIDER) -> JobTotals:

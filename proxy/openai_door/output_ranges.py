@@ -10,7 +10,9 @@ counters, and the error file's unanswered lines are exactly those of the one-pro
 
 Embedding files stay in this process (an embedding line may wait for inputs spread over several ranges).
 Memory: at most `_AHEAD_PER_PROCESS` ranges per worker are in flight, each of at most `_MAX_RANGE_BYTES` of rows,
-so what is held is a few ranges' answers whatever the output's size.
+so what is held is a few ranges' answers whatever the output's size. A worker hands its answers over in a file of
+the range meter's folder, not through the pool's pipe (`proxy.metering.handoff`: the pipe cost this process most of
+its CPU).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Literal, NamedTuple
 
 from google.cloud import storage
 
+from proxy.metering.handoff import HandedOff, discard, hand_off, take
 from proxy.metering.objects import DEFAULT_CHUNK_BYTES, iter_chunks, read_ahead
 from proxy.metering.ranges import (
     ByteRange,
@@ -52,6 +55,7 @@ class AnswerTask:
     model: str
     batch_id: str
     which: Literal["output", "error"]
+    handoff_folder: str  # where the worker leaves its answers (`RangeAnswers`' parts) for the parent
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
 
 
@@ -67,8 +71,9 @@ class RangeAnswers(NamedTuple):
     answers: bytes  # the rows' answers, one after the other
 
 
-def range_answers(task: AnswerTask) -> RangeAnswers:
-    """In a worker process: the answers of the chat rows that start in the range, in their order."""
+def range_answers(task: AnswerTask) -> HandedOff:
+    """In a worker process: the answers of the chat rows that start in the range, in their order (the parts of a
+    `RangeAnswers`, handed off)."""
     global _index_cache
     with open(task.index_path, "rb") as file:  # a worker answers many ranges of one conversion in a row
         status = os.fstat(file.fileno())
@@ -84,7 +89,7 @@ def range_answers(task: AnswerTask) -> RangeAnswers:
     for chunk in chunks:
         converter.pack_chat_answers(chunk, packed)
     converter.pack_chat_answers(b"", packed, last=True)
-    return RangeAnswers(*packed.packed())
+    return hand_off(task.handoff_folder, packed.packed())
 
 
 def converted_blocks(client: storage.Client, objects: list[OutputObject], lines: OutputLines, *,
@@ -125,14 +130,17 @@ def _answered_ranges(pool: ProcessPoolExecutor, ranges: RangeMeter, planned: lis
                      index_path: str) -> Iterator[bytes]:
     """The ranges' answers, decided here in the rows' order; at most `_AHEAD_PER_PROCESS` ranges per process ahead."""
 
-    def submit(byte_range: ByteRange) -> Future[RangeAnswers]:
+    folder = ranges.handoff.path()
+
+    def submit(byte_range: ByteRange) -> Future[HandedOff]:
         url = urls[byte_range.obj]
         task = AnswerTask(byte_range, url, authorization(client, url), index_path, lines.model, lines.batch_id,
-                          lines.which)
+                          lines.which, folder)
         return pool.submit(range_answers, task)
 
-    for answers in results_in_order(ranges, planned, submit, ahead_per_process=_AHEAD_PER_PROCESS,
-                                    what="an output conversion"):
+    for handed in results_in_order(ranges, planned, submit, ahead_per_process=_AHEAD_PER_PROCESS,
+                                   what="an output conversion", discard=discard):
+        answers = RangeAnswers(*take(handed))
         out = lines.decide_all(*answers)
         del answers
         if out:

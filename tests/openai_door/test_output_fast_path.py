@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from typing import Any
 
@@ -131,5 +133,16 @@ def test_the_conversion_by_byte_range_writes_the_bytes_of_the_one_process_conver
             # 117 lines answered, 14 of them by failed rows; lines 41, 119 and 120 have no row.
             custom_ids = [json.loads(line)["custom_id"] for line in expected.splitlines()]
             assert len(custom_ids) == len(set(custom_ids)) == (103 if which == "output" else 17)
+            assert os.listdir(ranges.handoff.path()) == []  # every range's answers were taken, and their files gone
+        # A reader that stops after the first block: the ranges under way leave no file behind once they end.
+        stopped = converted_blocks(client, objects, OutputLines(index, model=CHAT_MODEL, batch_id="batch_r",
+                                                                which="output", unanswered="batch_expired"),
+                                   ranges=ranges)
+        assert next(stopped)
+        stopped.close()
+        deadline = time.monotonic() + 10
+        while os.listdir(ranges.handoff.path()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.listdir(ranges.handoff.path()) == []
     finally:
         ranges.close()
