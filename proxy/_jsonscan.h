@@ -95,7 +95,10 @@ static inline Stops string_stops(ptr p) {
                            _mm_cmpeq_epi8(d, quote));
     stops.backslashes = mask_of(_mm_cmpeq_epi8(a, backslash), _mm_cmpeq_epi8(b, backslash),
                                 _mm_cmpeq_epi8(c, backslash), _mm_cmpeq_epi8(d, backslash));
-    stops.controls = mask_of(controls_of(a), controls_of(b), controls_of(c), controls_of(d));
+    __m128i ca = controls_of(a), cb = controls_of(b), cc = controls_of(c), cd = controls_of(d);
+    /* a control character is rare in a string (it makes the row invalid): one test for the block, then the mask */
+    stops.controls = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(ca, cb), _mm_or_si128(cc, cd)))
+                     ? mask_of(ca, cb, cc, cd) : 0;
     return stops;
 }
 #endif
