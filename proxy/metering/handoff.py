@@ -37,24 +37,28 @@ class HandedOff:
     inline: tuple[bytes, ...] = ()
 
 
-def hand_off(folder: str, parts: Sequence[bytes]) -> HandedOff:
-    """In a worker: write the parts into a new file of `folder` (or keep them inline when that fails)."""
+def hand_off(folder: str, parts: Sequence[bytes | Sequence[bytes]]) -> HandedOff:
+    """In a worker: write the parts into a new file of `folder` (or keep them inline when that fails). A part may be
+    given in pieces (a list of bytes), written one after the other: the parent reads it as one, unjoined here."""
+    pieces = [[part] if isinstance(part, bytes) else part for part in parts]
+    sizes = tuple(sum(len(piece) for piece in part) for part in pieces)
     try:
         fd, path = tempfile.mkstemp(prefix="result-", dir=folder)
     except OSError:
-        return HandedOff(None, tuple(len(part) for part in parts), tuple(parts))
+        return HandedOff(None, sizes, tuple(b"".join(part) for part in pieces))
     try:
         try:
-            for part in parts:
-                view = memoryview(part)
-                while view:
-                    view = view[os.write(fd, view):]
+            for part in pieces:
+                for piece in part:
+                    view = memoryview(piece)
+                    while view:
+                        view = view[os.write(fd, view):]
         finally:
             os.close(fd)
     except OSError:
         _remove(path)
-        return HandedOff(None, tuple(len(part) for part in parts), tuple(parts))
-    return HandedOff(path, tuple(len(part) for part in parts))
+        return HandedOff(None, sizes, tuple(b"".join(part) for part in pieces))
+    return HandedOff(path, sizes)
 
 
 def take(handed: HandedOff) -> list[bytes]:

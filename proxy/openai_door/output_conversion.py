@@ -79,8 +79,12 @@ class ChatAnswers:
         self.size = 0
 
     def packed(self) -> tuple[bytes, bytes, bytes, bytes]:
-        """(lines, flags, ends, answers) as bytes: what `OutputLines.decide_all` takes (and a worker sends)."""
+        """(lines, flags, ends, answers) as bytes: what `OutputLines.decide_all` takes."""
         return self.lines.tobytes(), bytes(self.flags), self.ends.tobytes(), b"".join(self.parts)
+
+    def pieces(self) -> tuple[bytes, bytes, bytes, list[bytes]]:
+        """`packed()` with the answers still in pieces (a worker writes them to its parent one after another)."""
+        return self.lines.tobytes(), bytes(self.flags), self.ends.tobytes(), self.parts
 
     def add(self, answer: ChatAnswer) -> None:
         """One more row's answer."""

@@ -94,7 +94,7 @@ def range_answers(task: AnswerTask) -> HandedOff:
     for chunk in range_chunks(task.byte_range, task.url, task.headers, task.chunk_bytes):
         converter.pack_chat_answers(chunk, packed)
     converter.pack_chat_answers(b"", packed, last=True)
-    return hand_off(task.handoff_folder, packed.packed())
+    return hand_off(task.handoff_folder, packed.pieces())
 
 
 def converted_blocks(client: storage.Client, objects: list[OutputObject], lines: OutputLines, *,

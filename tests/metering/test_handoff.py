@@ -33,6 +33,14 @@ def test_the_parts_come_back_byte_for_byte_and_the_file_goes(folder: HandoffFold
     assert not os.path.exists(handed.path)
 
 
+def test_a_part_given_in_pieces_comes_back_whole(folder: HandoffFolder) -> None:
+    handed = hand_off(folder.path(), [b"ab", [b"cd", b"", b"efg"], []])
+    assert handed.sizes == (2, 5, 0)
+    assert take(handed) == [b"ab", b"cdefg", b""]
+    inline = hand_off(folder.path() + "/gone", [b"ab", [b"cd", b"efg"]])
+    assert inline.path is None and take(inline) == [b"ab", b"cdefg"]
+
+
 def test_the_folder_is_the_users_own_and_in_memory_where_there_is_shared_memory(folder: HandoffFolder) -> None:
     path = Path(folder.path())
     assert stat.S_IMODE(path.stat().st_mode) == 0o700
