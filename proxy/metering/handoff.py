@@ -43,22 +43,26 @@ def hand_off(folder: str, parts: Sequence[bytes | Sequence[bytes]]) -> HandedOff
     pieces = [[part] if isinstance(part, bytes) else part for part in parts]
     sizes = tuple(sum(len(piece) for piece in part) for part in pieces)
     try:
-        fd, path = tempfile.mkstemp(prefix="result-", dir=folder)
+        return HandedOff(_written(folder, [piece for part in pieces for piece in part]), sizes)
     except OSError:
         return HandedOff(None, sizes, tuple(b"".join(part) for part in pieces))
+
+
+def _written(folder: str, pieces: list[bytes]) -> str:
+    """A new file of `folder` holding the pieces one after another (none is left when writing fails)."""
+    fd, path = tempfile.mkstemp(prefix="result-", dir=folder)
     try:
         try:
-            for part in pieces:
-                for piece in part:
-                    view = memoryview(piece)
-                    while view:
-                        view = view[os.write(fd, view):]
+            for piece in pieces:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
         finally:
             os.close(fd)
     except OSError:
         _remove(path)
-        return HandedOff(None, sizes, tuple(b"".join(part) for part in pieces))
-    return HandedOff(path, sizes)
+        raise
+    return path
 
 
 def take(handed: HandedOff) -> list[bytes]:

@@ -1,15 +1,15 @@
 """A range worker's C heap keeps the memory it frees, for the next chunk, instead of handing it back to the system.
 
-A worker reads 2 MiB chunks (by a read-ahead thread) and builds results of a few MB, one after the other, all freed
+A worker reads 2 MiB chunks and builds results of a few MB, one after the other, all freed
 soon after. glibc serves the larger blocks with mmaps of their own, returns the free top of a heap beyond
 M_TRIM_THRESHOLD, and adapts both limits only now and then; so the worker kept giving pages back and faulting them in
 again, zeroed. Measured with `perf` on the output conversion (`bench.openai_door` (b), 1 GB, two workers,
 2026-12-01): page faults and page clearing were about a sixth of a worker's CPU. With the limits below, the two
 workers' CPU for that gigabyte went from 2.3-2.6 s to 1.9-2.0 s.
 
-What a heap keeps is the memory it held at its busiest, which the ranges' sizes and the read-ahead bound; the peak
-RSS growth of the benchmarks (workers included) stayed well inside their 100 MB: 57-60 MB for the conversion
-(70-78 before), 51-68 MB for the per-line export (43-52 before).
+What a heap keeps is the memory it held at its busiest, which the ranges' sizes (and the export's read-ahead)
+bound; the peak RSS growth of the benchmarks (workers included) stayed well inside their 100 MB: 57-60 MB for the
+conversion (70-78 before), 51-68 MB for the per-line export (43-52 before).
 
 glibc only, through `mallopt` (no library wraps it; ctypes reaches it): elsewhere (musl, macOS) nothing is done.
 """

@@ -80,7 +80,8 @@ class ChatAnswers:
 
     def packed(self) -> tuple[bytes, bytes, bytes, bytes]:
         """(lines, flags, ends, answers) as bytes: what `OutputLines.decide_all` takes."""
-        return self.lines.tobytes(), bytes(self.flags), self.ends.tobytes(), b"".join(self.parts)
+        lines, flags, ends, parts = self.pieces()
+        return lines, flags, ends, b"".join(parts)
 
     def pieces(self) -> tuple[bytes, bytes, bytes, list[bytes]]:
         """`packed()` with the answers still in pieces (a worker writes them to its parent one after another)."""

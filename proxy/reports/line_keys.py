@@ -38,6 +38,7 @@ class _CustomId(msgspec.Struct):
 
 
 _decode_echo = msgspec.json.Decoder(_Echo).decode
+_decode_custom_id = msgspec.json.Decoder(_CustomId).decode
 
 # The key's hash, in one place: the readers that find the echoed request's span themselves hash it with these.
 echo_digest = xxhash.xxh3_128_digest  # 16 bytes (the compiled record writer prints their hex)
@@ -46,7 +47,6 @@ echo_digest = xxhash.xxh3_128_digest  # 16 bytes (the compiled record writer pri
 def echo_key(echoed: bytes | memoryview) -> str:
     """The key of a row whose echoed request (or instance) is the JSON text `echoed`."""
     return "req_" + xxhash.xxh3_128_hexdigest(echoed)
-_decode_custom_id = msgspec.json.Decoder(_CustomId).decode
 
 
 def request_key(line: bytes) -> str | None:
